@@ -1,0 +1,1 @@
+"""Sweep orchestration: CLI, Tuner assembly, per-cell schedulers and searchers, MLflow wiring."""

@@ -1,0 +1,139 @@
+"""`python -m orchestrator`: list, doctor, fetch, sweep, report. Entry points only declare
+arguments; the work lives in the modules they call."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from trainables import UserError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite ./mlflow.db)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator",
+                                     description="Ray Tune sweeps of the CLIP prompting study, logged to MLflow.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", help="sweeps and trainables, one line each",
+                   description="List the registered sweeps (with profiles) and trainables.")
+
+    p = sub.add_parser("doctor", help="what this machine has: torch, GPUs, Ray, MLflow, data, weights",
+                       description="Report torch, CUDA, the Ray address, the MLflow store, data and weights.")
+    p.add_argument("--data-dir", help="data dir (default: $ORCHESTRATOR_DATA_DIR, else the user cache)")
+    p.add_argument("--address", help="Ray address (default: $RAY_ADDRESS, else local)")
+    _add_common(p)
+
+    p = sub.add_parser("fetch", help="download CIFAR and weights into the caches ahead of time",
+                       description="Download the CIFAR archives (md5-checked) and the model weights.")
+    p.add_argument("--data-dir")
+    p.add_argument("--datasets", nargs="*", default=["cifar10", "cifar100"])
+    p.add_argument("--weights", action="store_true", help="also fetch CLIP ViT-B-32 openai and ResNet-18 weights")
+
+    p = sub.add_parser("sweep", help="run a sweep on Ray Tune, logged to MLflow",
+                       description="Run SWEEP: one trial per cell and learning rate, ASHA within each cell.")
+    p.add_argument("sweep", help="sweep name (see `list`)")
+    p.add_argument("--profile", default="smoke", help="smoke (tiny model, synthetic data) or full (the study)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a trainable config key, checked against its typed config")
+    p.add_argument("--samples", type=int, help="learning rates per cell")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--search", choices=("tpe", "random"), default="tpe",
+                   help="how each cell's learning rates are proposed: Optuna TPE or random")
+    p.add_argument("--data-dir")
+    p.add_argument("--address", help="join a running Ray cluster (default: $RAY_ADDRESS, else local)")
+    p.add_argument("--storage-path", help="where Ray keeps results and checkpoints (shared on a cluster)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default 0.5 if GPUs, else 0)")
+    p.add_argument("--max-concurrent", type=int)
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p)
+
+    p = sub.add_parser("report", help="tables and figures of a sweep, from MLflow alone",
+                       description="Build the markdown report of SWEEP from its latest MLflow parent run.")
+    p.add_argument("sweep")
+    p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
+    p.add_argument("--run-id", help="parent run id (default: the latest sweep run)")
+    _add_common(p)
+    return parser
+
+
+def cmd_list(args) -> int:
+    from search_spaces import list_sweeps
+    from trainables import list_trainables
+    print("sweeps:")
+    for s in list_sweeps():
+        print(f"  {s.name:<12} [{', '.join(sorted(s.profiles))}] {s.summary}")
+    print("trainables:")
+    for t in list_trainables():
+        print(f"  {t.name:<14} {t.summary}")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from orchestrator.doctor import doctor_lines
+    print("\n".join(doctor_lines(args.data_dir, args.address, args.tracking_uri)))
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from trainables.cifar import ensure_archive, is_present
+    from trainables.paths import data_dir
+    root = data_dir(args.data_dir)
+    for name in args.datasets:
+        if name not in ("cifar10", "cifar100"):
+            raise UserError(f"fetch: unknown dataset '{name}'; known: cifar10, cifar100")
+        ensure_archive(name, root)
+        print(f"{name}: {'present' if is_present(root, name) else 'missing'} in {root}")
+    if args.weights:
+        from trainables.models import fetch_clip_weights, load_resnet18
+        print(f"CLIP ViT-B-32 openai: {fetch_clip_weights()}")
+        load_resnet18("IMAGENET1K_V1")
+        print("ResNet-18 IMAGENET1K_V1: cached")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from orchestrator.plan import make_plan
+    from orchestrator.sweep import SweepOptions, run_sweep
+    sets = args.sets + ([f"data_dir={Path(args.data_dir).resolve()}"] if args.data_dir else [])
+    plan = make_plan(args.sweep, args.profile, sets, args.samples, args.epochs)
+    print(f"sweep {plan.sweep.name} ({plan.profile_name}): {len(plan.cells)} cells x "
+          f"{plan.profile.samples} learning rates = {plan.n_trials} trials, trainable {plan.trainable.name}")
+    opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
+                        args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures)
+    out = run_sweep(plan, opts)
+    print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
+          f"in experiment '{out.experiment}' at {out.tracking_uri}")
+    print(f"open the runs:  mlflow ui --backend-store-uri {out.tracking_uri}")
+    print(f"build a report: python -m orchestrator report {plan.sweep.name}")
+    return 0 if out.errors == 0 else 1
+
+
+def cmd_report(args) -> int:
+    from orchestrator.tracking import check_tracking, resolve_tracking_uri
+    from reports import build_report
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking(uri)
+    path = build_report(args.sweep, uri, Path(args.out), args.run_id)
+    print(f"report written: {path}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep": cmd_sweep,
+            "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.getLogger("root").setLevel(logging.ERROR)   # open_clip's "no pretrained weights" note
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

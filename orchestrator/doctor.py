@@ -1,0 +1,36 @@
+"""`doctor`: what this machine has, told truthfully, without downloading or starting anything."""
+from __future__ import annotations
+
+from trainables.cifar import ARCHIVES, is_present
+from trainables.models import cached_clip_weights, clip_cache_dir, resnet_weights_path
+from trainables.paths import data_dir, downloads_allowed
+
+from orchestrator.cluster import resolve_address
+from orchestrator.tracking import resolve_tracking_uri, tracking_answers
+
+
+def doctor_lines(data_dir_flag: str | None = None, address: str | None = None,
+                 tracking_uri: str | None = None) -> list[str]:
+    import torch
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    names = ", ".join(torch.cuda.get_device_name(i) for i in range(gpus))
+    root = data_dir(data_dir_flag)
+    uri = resolve_tracking_uri(tracking_uri)
+    ray_address = resolve_address(address)
+    lines = [
+        f"torch        {torch.__version__}",
+        f"cuda         {'available, ' + str(gpus) + ' GPU(s): ' + names if gpus else 'not available (trials run on CPU)'}",
+        f"ray address  {ray_address or 'none: a local Ray is started'}",
+        f"mlflow       {uri} ({'answers' if tracking_answers(uri) else 'does NOT answer'})",
+        f"data dir     {root}{'' if root.is_dir() else ' (does not exist yet)'}",
+    ]
+    for name in ARCHIVES:
+        real = "present" if is_present(root, name, "real") else "missing"
+        synth = "present" if is_present(root, name, "synthetic") else "written on first use"
+        lines.append(f"  {name:<10} real: {real}; synthetic: {synth}")
+    lines.append(f"downloads    {'allowed' if downloads_allowed() else 'disabled ($ORCHESTRATOR_NO_DOWNLOAD)'}")
+    clip = cached_clip_weights()
+    lines.append(f"weights      CLIP ViT-B-32 openai: {'cached at ' + clip if clip else 'missing (cache ' + clip_cache_dir() + ')'}")
+    resnet = resnet_weights_path()
+    lines.append(f"             ResNet-18 IMAGENET1K_V1: {'cached at ' + str(resnet) if resnet.is_file() else 'missing (cache ' + str(resnet.parent) + ')'}")
+    return lines

@@ -1,0 +1,170 @@
+"""MLflow wiring: the tracking store, a parent run per sweep, a child run per trial.
+
+Ray's MLflow integration has no parent run and `setup_mlflow` never ends its run, so the project
+logs from the driver with a Tune callback: children are tagged `mlflow.parentRunId`, get the
+trial's config as params and every reported metric per epoch, the learned parameters as
+safetensors artifacts, and end FINISHED, KILLED (stopped early or diverged, with the reason) or
+FAILED. Logging from the driver also means one writer for a SQLite store.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+from trainables import UserError
+from trainables.checkpoints import BEST, LEARNED
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+# Ray's own bookkeeping in every result: not metrics of the experiment.
+_RAY_KEYS = {"timestamp", "time_this_iter_s", "pid", "training_iteration", "time_since_restore",
+             "iterations_since_restore", "done", "checkpoint_dir_name", "should_checkpoint"}
+
+
+def resolve_tracking_uri(flag: str | None = None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db: the file `mlflow ui` opens
+    when started in the same directory without flags (absolute: trials run in other folders)."""
+    return flag or os.environ.get(TRACKING_ENV) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def check_tracking(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, before any trial, when the store cannot answer."""
+    if uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UserError(f"MLflow store {uri}: folder {folder} does not exist or is not writable; "
+                            f"create it or pass --tracking-uri")
+        return
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except Exception as err:  # noqa: BLE001 - any failure means the same to the user
+            raise UserError(f"MLflow tracking server {uri} does not answer ({err}); start it "
+                            f"(`mlflow server`) or pass another --tracking-uri / ${TRACKING_ENV}") from None
+        return
+    raise UserError(f"tracking URI {uri!r} is not supported; use sqlite:///ABSOLUTE/PATH.db or "
+                    f"http://HOST:PORT")
+
+
+def tracking_answers(uri: str) -> bool:
+    try:
+        check_tracking(uri, timeout=3.0)
+        return True
+    except UserError:
+        return False
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--verify", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except OSError:
+        return "unknown"
+
+
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    found = client.get_experiment_by_name(name)
+    if found:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):   # artifacts beside the database, as `mlflow ui` expects
+        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _numeric(result: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in result.items()
+            if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+class MLflowTrials(Callback):
+    """One MLflow child run per Ray trial, under the sweep's parent run."""
+
+    def __init__(self, uri: str, experiment: str, parent_run_id: str, tags: dict, stopped: dict):
+        self.client = MlflowClient(uri)
+        self.experiment, self.parent, self.tags = experiment, parent_run_id, tags
+        self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
+        self.runs: dict[str, str] = {}  # trial id -> run id
+        self.last: dict[str, dict] = {}
+        self.checkpoints: dict = {}
+
+    def _run(self, trial) -> str:
+        if trial.trial_id not in self.runs:    # a retried trial keeps its one child run
+            cell = trial.config.get("_cell", "")
+            tags = {**self.tags, "mlflow.parentRunId": self.parent, "cell": cell,
+                    "ray_trial_id": trial.trial_id}
+            run = self.client.create_run(self.experiment, run_name=f"{cell} lr={trial.config['lr']:.3g}",
+                                         tags=tags)
+            params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not k.startswith("_")]
+            self.client.log_batch(run.info.run_id, params=params)
+            self.runs[trial.trial_id] = run.info.run_id
+        return self.runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._run(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id, step = self._run(trial), int(result.get("training_iteration", 0))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, v, now, step) for k, v in _numeric(result).items()]
+        tags = [RunTag("node", str(result.get("node_ip", ""))),
+                RunTag("hostname", str(result.get("hostname", "")))]
+        if "stop_reason" in result:
+            tags.append(RunTag("stop_reason", str(result["stop_reason"])))
+        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.last[trial.trial_id] = result
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        self.checkpoints[trial.trial_id] = checkpoint
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self._run(trial)
+        self._log_learned(trial, run_id)
+        result = self.last.get(trial.trial_id, {})
+        if result.get("diverged"):
+            self._end(run_id, "KILLED", result.get("stop_reason", "diverged"))
+        elif trial.trial_id in self.stopped:
+            self._end(run_id, "KILLED", f"stopped early by ASHA within cell {self.stopped[trial.trial_id]}")
+        else:
+            self._end(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._log_learned(trial, self._run(trial))
+        self._end(self._run(trial), "FAILED", _error_line(trial))
+
+    def on_experiment_end(self, trials, **info):
+        for trial in trials:
+            run = self.client.get_run(self._run(trial))
+            if run.info.status == "RUNNING":
+                self._end(run.info.run_id, "KILLED", f"sweep ended with the trial {trial.status}")
+
+    def _log_learned(self, trial, run_id: str) -> None:
+        checkpoint = self.checkpoints.get(trial.trial_id)
+        if checkpoint is None:
+            return
+        with checkpoint.as_directory() as folder:
+            for name in (BEST, LEARNED):
+                if (Path(folder) / name).is_file():
+                    self.client.log_artifact(run_id, str(Path(folder) / name), "learned")
+
+    def _end(self, run_id: str, status: str, reason: str | None = None) -> None:
+        if reason:
+            self.client.set_tag(run_id, "stop_reason", reason)
+        self.client.set_terminated(run_id, status=status)
+
+
+def _error_line(trial) -> str:
+    message = getattr(trial, "error_msg", None) or "trial raised an error"
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial raised an error"
+
+
+def end_parent(client: MlflowClient, run_id: str, status: str) -> None:
+    client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.from_string(status)))

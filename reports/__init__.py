@@ -1,0 +1,32 @@
+"""Reports built from MLflow alone (never Ray's result files): markdown with PNG figures, the
+seed study's numbers beside the reproduced ones."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from trainables import UserError
+
+REPORTS = ("deep", "visual")
+
+
+def build_report(sweep: str, tracking_uri: str, out: Path, run_id: str | None = None) -> Path:
+    """Write out/<sweep>/report.md and its figures; nothing is left half-written on failure."""
+    from reports.prompt_reports import deep_report, load_sweep, visual_report
+    if sweep not in REPORTS:
+        raise UserError(f"no report for '{sweep}'; known: {', '.join(REPORTS)}")
+    out = out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri)
+    with tempfile.TemporaryDirectory(dir=out, prefix=f".{sweep}-") as tmp:
+        sw = load_sweep(client, sweep, Path(tmp), run_id)
+        lines = (deep_report if sweep == "deep" else visual_report)(sw)
+        (Path(tmp) / "report.md").write_text("\n".join(lines) + "\n")
+        final = out / sweep
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.move(tmp, final)
+        Path(tmp).mkdir()   # TemporaryDirectory cleans up the (now moved) folder on exit
+    return final / "report.md"

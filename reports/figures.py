@@ -1,0 +1,60 @@
+"""Figures (matplotlib, Agg): heatmaps, learning curves, a padding prompt as an image."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def heatmap(best: pd.DataFrame, dataset: str, position: str, path: Path) -> Path:
+    """Test accuracy of the best trial per (layer, prompts) cell."""
+    sub = best[(best["dataset"] == dataset) & (best["position"] == position)]
+    grid = sub.pivot_table(index="layer", columns="n_prompts", values="test_acc") * 100
+    fig, ax = plt.subplots(figsize=(4.2, 3.4))
+    im = ax.imshow(grid.values, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
+    ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
+    ax.set_xlabel("prompts")
+    ax.set_ylabel("injection layer")
+    for (i, j), v in np.ndenumerate(grid.values):
+        ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="white", fontsize=9)
+    ax.set_title(f"{dataset}, {position}: test top-1 (%)")
+    fig.colorbar(im, ax=ax)
+    return _save(fig, path)
+
+
+def learning_curves(curves: dict[str, list[tuple[int, float]]], title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label, points in curves.items():
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, [100 * v for v in values], marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def prompt_image(image: np.ndarray, title: str, path: Path) -> Path:
+    """(3, H, W) prompt, each channel stretched to [0, 1] so its structure is visible."""
+    lo = image.min(axis=(1, 2), keepdims=True)
+    hi = image.max(axis=(1, 2), keepdims=True)
+    fig, ax = plt.subplots(figsize=(3.4, 3.4))
+    ax.imshow(((image - lo) / np.maximum(hi - lo, 1e-8)).transpose(1, 2, 0))
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

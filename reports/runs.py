@@ -1,0 +1,52 @@
+"""Reading a sweep back from MLflow: its parent run and one row per trial (child run)."""
+from __future__ import annotations
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from trainables import UserError
+
+
+def find_parent(client: MlflowClient, sweep: str, run_id: str | None = None):
+    """The given parent run, or the latest sweep run of the experiment named after the sweep."""
+    if run_id:
+        return client.get_run(run_id)
+    experiment = client.get_experiment_by_name(sweep)
+    runs = [] if experiment is None else client.search_runs(
+        [experiment.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time DESC"],
+        max_results=1)
+    if not runs:
+        raise UserError(f"no '{sweep}' sweep in MLflow at {client.tracking_uri}; run "
+                        f"`python -m orchestrator sweep {sweep}` first (same --tracking-uri)")
+    return runs[0]
+
+
+def _typed(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def trial_frame(client: MlflowClient, parent) -> pd.DataFrame:
+    """One row per child run: params (typed), last metrics, status, stop reason, run id."""
+    runs = client.search_runs([parent.info.experiment_id],
+                              f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=10000)
+    rows = [{**{k: _typed(v) for k, v in r.data.params.items()}, **r.data.metrics,
+             "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
+             "cell": r.data.tags.get("cell", ""), "run_id": r.info.run_id} for r in runs]
+    return pd.DataFrame(rows)
+
+
+def best_per_cell(trials: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
+    """Per cell, the trial with the best validation accuracy among those that did not diverge.
+    Its test_acc is the test score of its best-on-validation epoch."""
+    ok = trials[(trials.get("diverged", 0) != 1) & trials["best_val_acc"].notna()]
+    idx = ok.groupby(cell_cols)["best_val_acc"].idxmax()
+    return ok.loc[idx].reset_index(drop=True)
+
+
+def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]

@@ -1,0 +1,25 @@
+"""Deep prompts (seed Table 3): dataset x injection layer x prompts x position, lr per cell."""
+from search_spaces.spec import LogUniform, Profile, SweepSpace
+
+LR = LogUniform(4.0, 400.0)        # a decade either side of the course's SGD lr of 40
+
+SWEEP = SweepSpace(
+    name="deep",
+    trainable="deep_prompt",
+    summary="deep prompts: dataset x layer {0,6,11} x prompts {1,4,8} x front/back, lr by ASHA per cell",
+    profiles={
+        "full": Profile(
+            base=dict(model="ViT-B-32", pretrained="openai", data="real", epochs=20,
+                      batch_size=128, warmup_steps=1000),
+            grid=dict(dataset=["cifar10", "cifar100"], layer=[0, 6, 11], n_prompts=[1, 4, 8],
+                      position=["front", "back"]),
+            lr=LR, samples=4, grace_period=2),
+        # The same grid shape on tiny-clip's 4 blocks: first, middle and last layer.
+        "smoke": Profile(
+            base=dict(model="tiny-clip", pretrained="none", data="synthetic", epochs=2,
+                      batch_size=32, warmup_steps=10),
+            grid=dict(dataset=["cifar10", "cifar100"], layer=[0, 2, 3], n_prompts=[1, 4, 8],
+                      position=["front", "back"]),
+            lr=LR, samples=2),
+    },
+)

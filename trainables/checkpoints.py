@@ -1,0 +1,37 @@
+"""Learned parameters as safetensors (loading runs no pickle code); loop state as JSON."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+LEARNED = "learned.safetensors"     # the parameters at the latest epoch
+BEST = "best.safetensors"           # the parameters of the best-on-validation epoch
+OPTIMIZER = "optimizer.pt"
+STATE = "state.json"
+
+
+def save_module(module: nn.Module, path: Path) -> None:
+    save_file({k: v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}, str(path))
+
+
+def load_module(module: nn.Module, path: Path) -> None:
+    device = next(module.parameters()).device
+    module.load_state_dict({k: v.to(device) for k, v in load_file(str(path)).items()})
+
+
+def save_loop(folder: Path, learned: nn.Module, best: dict, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    save_module(learned, folder / LEARNED)
+    save_file({k: v.contiguous() for k, v in best.items()}, str(folder / BEST))
+    torch.save(optimizer.state_dict(), folder / OPTIMIZER)
+    (folder / STATE).write_text(json.dumps(state))
+
+
+def load_loop(folder: Path, learned: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Restores `learned` and `optimizer` in place; returns (best parameters, loop state)."""
+    load_module(learned, folder / LEARNED)
+    optimizer.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
+    return load_file(str(folder / BEST)), json.loads((folder / STATE).read_text())

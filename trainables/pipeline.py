@@ -1,0 +1,81 @@
+"""A CIFAR split living on the trial's device, batched with tensor ops (airbench-style).
+
+No DataLoader workers and no PIL per image: shuffling is a seeded ``randperm`` on the device, and
+each batch is resized (PIL-faithful, see resize.py), scaled to [0, 1], optionally flipped,
+normalised, and optionally given Gaussian noise *after* normalisation (the study's robustness
+setting).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from trainables.cifar import Split
+from trainables.resize import pil_resize
+
+# Normalisation statistics, named so configs and MLflow record which one a run used.
+STATS = {
+    "clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    size: int = 224                  # the model's input size
+    interpolation: str = "bicubic"   # CLIP: bicubic; torchvision ResNet recipe: bilinear
+    stats: str = "clip"
+
+
+@dataclass(frozen=True)
+class Augment:
+    hflip: bool = False
+    noise_std: float = 0.0           # Gaussian noise added after normalisation
+
+
+def preprocess(images: torch.Tensor, pre: Preprocess, aug: Augment = Augment(),
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, 3, 32, 32) uint8 on any device -> normalised (B, 3, size, size) float32 there."""
+    x = pil_resize(images, pre.size, pre.interpolation).div_(255.0)
+    if aug.hflip:
+        flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in STATS[pre.stats])
+    x = (x - mean) / std
+    if aug.noise_std > 0:
+        x = x + aug.noise_std * torch.randn(x.shape, device=x.device, generator=generator)
+    return x
+
+
+def train_val_split(split: Split, val_fraction: float, seed: int) -> tuple[Split, Split]:
+    """A seeded split (the course code's split was unseeded): same seed, same validation set."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(split.labels), generator=g)
+    n_val = round(len(order) * val_fraction)
+    val, train = order[:n_val], order[n_val:]
+    return Split(split.images[train], split.labels[train]), Split(split.images[val], split.labels[val])
+
+
+class DeviceData:
+    """One split moved to the device once; yields preprocessed batches."""
+
+    def __init__(self, split: Split, device: torch.device, pre: Preprocess, seed: int = 0):
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.pre = pre
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int, shuffle: bool = False, aug: Augment = Augment(),
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self)
+        order = (torch.randperm(n, device=self.images.device, generator=self.generator)
+                 if shuffle else torch.arange(n, device=self.images.device))
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield preprocess(self.images[idx], self.pre, aug, self.generator), self.labels[idx]

@@ -1,0 +1,24 @@
+"""The only place trainables touch Ray: reporting and restoring through ray.tune."""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+
+def tune_report(metrics: dict, checkpoint_dir: str | None) -> None:
+    from ray import tune
+    checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
+    tune.report(metrics, checkpoint=checkpoint)
+
+
+@contextlib.contextmanager
+def tune_resume_dir() -> Iterator[Path | None]:
+    """The trial's last checkpoint as a local folder (after a retry or a restore), or None."""
+    from ray import tune
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as folder:
+        yield Path(folder)
