@@ -117,9 +117,13 @@ def cmd_sweep(args) -> int:
 
 def cmd_report(args) -> int:
     from orchestrator.tracking import check_tracking, resolve_tracking_uri
-    from reports import build_report
+    from reports import build_report, check_report_name
+    check_report_name(args.sweep)
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise UserError(f"no MLflow store at {uri}; run `python -m orchestrator sweep {args.sweep}` "
+                        f"first, or pass the store it used with --tracking-uri")
     path = build_report(args.sweep, uri, Path(args.out), args.run_id)
     print(f"report written: {path}")
     return 0
@@ -131,7 +135,7 @@ COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep":
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.getLogger("root").setLevel(logging.ERROR)   # open_clip's "no pretrained weights" note
+    logging.getLogger("mlflow").setLevel(logging.WARNING)   # "Creating initial MLflow database tables"
     try:
         return COMMANDS[args.command](args)
     except UserError as err:

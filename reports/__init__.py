@@ -13,11 +13,15 @@ from trainables import UserError
 REPORTS = ("deep", "visual")
 
 
+def check_report_name(sweep: str) -> None:
+    if sweep not in REPORTS:
+        raise UserError(f"no report for '{sweep}'; known: {', '.join(REPORTS)}")
+
+
 def build_report(sweep: str, tracking_uri: str, out: Path, run_id: str | None = None) -> Path:
     """Write out/<sweep>/report.md and its figures; nothing is left half-written on failure."""
     from reports.prompt_reports import deep_report, load_sweep, visual_report
-    if sweep not in REPORTS:
-        raise UserError(f"no report for '{sweep}'; known: {', '.join(REPORTS)}")
+    check_report_name(sweep)
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri)

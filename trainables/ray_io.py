@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from pathlib import Path
 from typing import Iterator
+
+# Ray logs one INFO line per saved checkpoint; a sweep saves one per trial per epoch.
+logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
 def tune_report(metrics: dict, checkpoint_dir: str | None) -> None:
