@@ -51,6 +51,9 @@ def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
     trainable = get_trainable(sweep.trainable)
     overrides = {k: coerce(trainable.config_cls, k, v, "--set")
                  for k, v in parse_sets(sets or []).items()}
+    if "lr" in overrides:
+        raise UserError(f"--set lr: the learning rate is tuned within each cell "
+                        f"({profile.lr.low:g} to {profile.lr.high:g}); use --samples to try more")
     if epochs is not None:
         overrides["epochs"] = epochs
     if samples is not None:

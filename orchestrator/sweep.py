@@ -92,5 +92,6 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         status = "KILLED"
         raise
     finally:
+        callback.end_open_runs(f"sweep ended with status {status}")
         end_parent(client, parent, status)
     return SweepOutcome(parent, uri, plan.sweep.name, len(results), results.num_errors)

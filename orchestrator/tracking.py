@@ -140,10 +140,13 @@ class MLflowTrials(Callback):
         self._end(self._run(trial), "FAILED", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
-        for trial in trials:
-            run = self.client.get_run(self._run(trial))
-            if run.info.status == "RUNNING":
-                self._end(run.info.run_id, "KILLED", f"sweep ended with the trial {trial.status}")
+        self.end_open_runs("sweep ended before the trial did")
+
+    def end_open_runs(self, reason: str) -> None:
+        """KILLED, with the reason, for every child still RUNNING (an interrupted sweep)."""
+        for run_id in self.runs.values():
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self._end(run_id, "KILLED", reason)
 
     def _log_learned(self, trial, run_id: str) -> None:
         checkpoint = self.checkpoints.get(trial.trial_id)

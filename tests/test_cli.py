@@ -35,6 +35,7 @@ BAD = [
     (["sweep", "deep", "--set", "layer=9"], "injection layer 9 is beyond tiny-clip's depth; use 0..3"),
     (["sweep", "deep", "--set", "n_prompts=0"], "n_prompts must be at least 1"),
     (["sweep", "deep", "--set", "epochs"], "is not key=value"),
+    (["sweep", "deep", "--set", "lr=1"], "the learning rate is tuned within each cell"),
     (["sweep", "deep", "--tracking-uri", "http://127.0.0.1:9"], "does not answer"),
     (["sweep", "deep", "--tracking-uri", "sqlite:////nonexistent/dir/m.db"], "does not exist or is not writable"),
     (["sweep", "deep", "--address", "127.0.0.1:9", "--tracking-uri", "sqlite:///{tmp}/m.db"], "Ray cluster at 127.0.0.1:9 does not answer"),

@@ -47,3 +47,33 @@ def test_unknown_model_names():
         load_clip("ViT-H-14", "none")
     with pytest.raises(UserError, match="known: IMAGENET1K_V1, none"):
         load_resnet18("IMAGENET1K_V2")
+
+
+def test_cached_resnet_weights_load_offline(tmp_path, monkeypatch):
+    """A file in torch's hub cache is used as is: no network is touched (downloads are off)."""
+    from torchvision.models import resnet18
+
+    from trainables.models import resnet_weights_path
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    reference = resnet18(weights=None)
+    path = resnet_weights_path()
+    assert path.parent == tmp_path / "checkpoints"
+    path.parent.mkdir()
+    torch.save(reference.state_dict(), path)
+    loaded = load_resnet18("IMAGENET1K_V1")
+    assert torch.equal(loaded.fc.weight, reference.fc.weight)
+
+
+def test_cached_clip_weights_are_found_in_the_hugging_face_cache(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from trainables.models import cached_clip_weights
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert cached_clip_weights() is None
+    repo = tmp_path / "models--timm--vit_base_patch32_clip_224.openai"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snapshot = repo / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    assert cached_clip_weights() == str(snapshot / "open_clip_model.safetensors")
