@@ -51,7 +51,7 @@ def test_seeded_shuffling_and_split_are_deterministic():
     order_b = torch.cat([y for _, y in b.batches(16, shuffle=True)])
     assert torch.equal(order_a, order_b) and not torch.equal(order_a, torch.arange(100))
     assert sorted(order_a.tolist()) == list(range(100))
-    (t1, v1), (t2, v2) = train_val_split(split, 0.1, 7), train_val_split(split, 0.1, 7)
+    (t1, v1), (_, v2) = train_val_split(split, 0.1, 7), train_val_split(split, 0.1, 7)
     assert torch.equal(v1.labels, v2.labels) and len(v1.labels) == 10 and len(t1.labels) == 90
     assert not set(v1.labels.tolist()) & set(t1.labels.tolist())
     assert not torch.equal(train_val_split(split, 0.1, 8)[1].labels, v1.labels)

@@ -7,7 +7,7 @@ from trainables import get_trainable
 from trainables.config import from_dict
 from trainables.loop import lr_at
 from trainables.models import load_clip
-from trainables.prompting import DeepPromptConfig, PromptedClip, build_classifier, prepare
+from trainables.prompting import DeepPromptConfig, build_classifier, prepare
 from trainables.prompts import DeepPrompt, PaddingPrompt, PatchPrompt, insert_prompts
 
 

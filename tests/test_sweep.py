@@ -9,7 +9,6 @@ import time
 
 import ray.cloudpickle
 
-import pytest
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
