@@ -124,7 +124,7 @@ def test_cell_searcher_keeps_one_optuna_tpe_study_per_cell():
 
 def _timed_trainable(config):
     start = time.time()
-    time.sleep(3)
+    time.sleep(8)   # long enough that a slow actor start still overlaps the others
     with open(config["log"], "a") as f:
         f.write(json.dumps([start, time.time()]) + "\n")
 
