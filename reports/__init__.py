@@ -23,10 +23,11 @@ def build_report(sweep: str, tracking_uri: str, out: Path, run_id: str | None = 
     from reports.prompt_reports import deep_report, load_sweep, visual_report
     check_report_name(sweep)
     out = out.resolve()
+    # Find the sweep first: a missing one must not leave an empty output folder behind.
+    sw = load_sweep(MlflowClient(tracking_uri), sweep, out, run_id)
     out.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri)
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{sweep}-") as tmp:
-        sw = load_sweep(client, sweep, Path(tmp), run_id)
+        sw.out = Path(tmp)
         lines = (deep_report if sweep == "deep" else visual_report)(sw)
         (Path(tmp) / "report.md").write_text("\n".join(lines) + "\n")
         final = out / sweep

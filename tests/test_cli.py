@@ -50,3 +50,12 @@ def test_bad_input_gets_one_line_and_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "reports_out").exists() and not (tmp_path / "none.db").exists()
+
+
+def test_report_of_a_sweep_not_in_the_store_leaves_no_output(tmp_path, capsys):
+    from mlflow.tracking import MlflowClient
+    uri = f"sqlite:///{tmp_path}/m.db"
+    MlflowClient(uri).create_experiment("other")    # a real store, without any 'deep' sweep
+    assert main(["report", "deep", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 2
+    assert "run `python -m orchestrator sweep deep` first" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
