@@ -21,6 +21,9 @@ from torch import nn
 from trainables.checkpoints import load_loop, save_loop
 from trainables.pipeline import Augment, DeviceData
 
+# What `fit` reports every epoch (and a report may read).
+TRAINING_METRICS = ("train_loss", "train_acc", "val_acc", "best_val_acc", "best_epoch", "test_acc",
+                    "learning_rate", "images_per_s")
 # report(metrics, checkpoint_dir): Ray's tune.report in a trial, a list in unit tests.
 Reporter = Callable[[dict, Optional[str]], None]
 
@@ -92,8 +95,9 @@ class Splits:
 
 
 def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, aug: Augment,
-        report: Reporter, resume_dir: Path | None = None) -> dict:
-    """Train `learned` (a part of `model`) and report each epoch; returns the last metrics."""
+        report: Reporter, resume_dir: Path | None = None, extra: dict | None = None) -> dict:
+    """Train `learned` (a part of `model`) and report each epoch, with `extra` (constant
+    metrics such as a cache's cost) in every report; returns the last metrics."""
     optimizer = make_optimizer([p for p in learned.parameters() if p.requires_grad], s)
     steps_per_epoch = math.ceil(len(splits.train) / s.batch_size)
     total = steps_per_epoch * s.epochs
@@ -123,7 +127,7 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
         metrics = {"epoch": epoch, "train_loss": loss, "train_acc": train_acc, "val_acc": val_acc,
                    "best_val_acc": state["best_val_acc"], "best_epoch": state["best_epoch"],
                    "test_acc": state["test_acc"], "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
-                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0}
+                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0, **(extra or {})}
         with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
             save_loop(Path(folder), learned, best, optimizer, state)
             report(metrics, folder)

@@ -3,10 +3,12 @@
 No DataLoader workers and no PIL per image: shuffling is a seeded ``randperm`` on the device, and
 each batch is resized (PIL-faithful, see resize.py), scaled to [0, 1], optionally flipped,
 normalised, and optionally given Gaussian noise *after* normalisation (the study's robustness
-setting).
+setting). A random crop (with zero padding, on the 32 px image) is the one augmentation beyond
+the seed's.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -33,17 +35,53 @@ class Preprocess:
 @dataclass(frozen=True)
 class Augment:
     hflip: bool = False
+    crop_padding: int = 0            # random 32 px crop of the zero-padded image (0: none)
     noise_std: float = 0.0           # Gaussian noise added after normalisation
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether features of a frozen network can stand in for the images exactly: a flip has
+        two outcomes, both cacheable; a crop or noise has too many."""
+        return self.crop_padding == 0 and self.noise_std == 0
+
+
+def flip_draw(n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """Which of n samples to flip. One draw per batch, in one place, so a feature cache consumes
+    the generator exactly as the image pipeline does."""
+    return torch.rand(n, device=device, generator=generator) < 0.5
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None) -> torch.Tensor:
+    """torchvision's RandomCrop(32, padding) as one batched gather: (B, C, H, W) uint8."""
+    b, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    top, left = torch.randint(0, 2 * padding + 1, (2, b), device=images.device, generator=generator)
+    rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
+    cols = (left[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
+    batch = torch.arange(b, device=images.device)[:, None, None, None]
+    channel = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channel, rows, cols]
+
+
+@functools.lru_cache(maxsize=None)
+def _stats(name: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean, std = STATS[name]
+    return (torch.tensor(mean, device=device).view(1, 3, 1, 1),
+            torch.tensor(std, device=device).view(1, 3, 1, 1))
 
 
 def preprocess(images: torch.Tensor, pre: Preprocess, aug: Augment = Augment(),
-               generator: torch.Generator | None = None) -> torch.Tensor:
-    """(B, 3, 32, 32) uint8 on any device -> normalised (B, 3, size, size) float32 there."""
+               generator: torch.Generator | None = None, flip_all: bool = False) -> torch.Tensor:
+    """(B, 3, 32, 32) uint8 on any device -> normalised (B, 3, size, size) float32 there.
+    `flip_all` flips every image (a feature cache's second view)."""
+    if aug.crop_padding:
+        images = random_crop(images, aug.crop_padding, generator)
     x = pil_resize(images, pre.size, pre.interpolation).div_(255.0)
-    if aug.hflip:
-        flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    mean, std = (torch.tensor(v, device=x.device).view(1, 3, 1, 1) for v in STATS[pre.stats])
+    if flip_all:
+        x = x.flip(-1)
+    elif aug.hflip:
+        x = torch.where(flip_draw(len(x), x.device, generator)[:, None, None, None], x.flip(-1), x)
+    mean, std = _stats(pre.stats, x.device)
     x = (x - mean) / std
     if aug.noise_std > 0:
         x = x + aug.noise_std * torch.randn(x.shape, device=x.device, generator=generator)

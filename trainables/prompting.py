@@ -2,57 +2,41 @@
 text features of "This is a photo of a {}" (the study's template)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Optional
 
 import open_clip
 import torch
 from torch import nn
 
-from trainables.cifar import DATA_KINDS, load_cifar
-from trainables.config import from_dict
+from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
-from trainables.loop import LoopSettings, Reporter, Splits, fit
+from trainables.features import FeatureData, cache_dtype
+from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
-from trainables.paths import data_dir
-from trainables.pipeline import Augment, DeviceData, train_val_split
+from trainables.pipeline import Augment
 from trainables.prompts import POSITIONS, VISUAL_PROMPTS, DeepPrompt, make_visual_prompt
-from trainables.ray_io import tune_report, tune_resume_dir
 from trainables.registry import register_trainable
 
 
 @dataclass
-class PromptConfig:
-    dataset: str = "cifar10"            # cifar10 | cifar100
-    data: str = "real"                  # real | synthetic (recorded as the run's data_kind)
-    data_dir: Optional[str] = None      # None: $ORCHESTRATOR_DATA_DIR or the per-user cache
+class PromptConfig(DataConfig):
     model: str = "ViT-B-32"             # ViT-B-32 | tiny-clip
     pretrained: str = "openai"          # openai | none
     template: str = "This is a photo of a {}"
-    epochs: int = 20                    # the course ran 20-40
-    batch_size: int = 128
     lr: float = 40.0                    # SGD, the course's reference
     momentum: float = 0.9
     weight_decay: float = 0.0
     warmup_steps: int = 1000            # linear warm-up, then cosine per step
-    val_fraction: float = 0.1           # 45k/5k on CIFAR
-    seed: int = 0                       # split, prompt init and shuffling
-    device: str = "auto"                # auto | cpu | cuda
+    compile: bool = False               # torch.compile the classifier (opt-in: compiling costs
+                                        # a minute per trial, repaid only by long runs)
 
     def check(self) -> None:
-        if self.dataset not in ("cifar10", "cifar100"):
-            raise UserError(f"dataset '{self.dataset}' cannot train a prompt; use cifar10 or cifar100")
-        if self.data not in DATA_KINDS:
-            raise UserError(f"data '{self.data}' unknown; known: {', '.join(DATA_KINDS)}")
+        super().check()
         if self.model not in CLIP_MODELS:
             raise UserError(f"model '{self.model}' unknown; known: {', '.join(CLIP_MODELS)}")
         if "{}" not in self.template:
             raise UserError(f"template {self.template!r} has no '{{}}' for the class name")
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                raise UserError(f"'{key}' must be at least 1, got {getattr(self, key)}")
-        if not 0 < self.val_fraction < 1:
-            raise UserError(f"'val_fraction' must be between 0 and 1, got {self.val_fraction}")
 
     def settings(self) -> LoopSettings:
         return LoopSettings(self.epochs, self.batch_size, self.lr, self.momentum,
@@ -89,6 +73,8 @@ class DeepPromptConfig(PromptConfig):
     layer: int = 0                      # inject before this transformer block
     n_prompts: int = 1
     position: str = "front"             # front (the seed's) | back | after_cls; see prompts.py
+    prefix_cache: bool = True           # run the frozen blocks before `layer` once per image,
+                                        # not every epoch (kept in bf16 on CUDA)
 
     def check(self) -> None:
         super().check()
@@ -102,39 +88,35 @@ class DeepPromptConfig(PromptConfig):
 
 
 class PromptedClip(nn.Module):
-    """Frozen CLIP + a learned prompt -> logits over the classes' text features."""
+    """Frozen CLIP + a learned prompt -> logits over the classes' text features.
+
+    With `from_prefix`, the input is the deep prompt's cached prefix tokens, not images."""
 
     def __init__(self, clip: Clip, text_features: torch.Tensor,
-                 visual_prompt: nn.Module | None = None, deep_prompt: DeepPrompt | None = None):
+                 visual_prompt: nn.Module | None = None, deep_prompt: DeepPrompt | None = None,
+                 from_prefix: bool = False):
         super().__init__()
         self.clip = [clip]              # not a submodule: only prompts appear in state_dict
         self.text_features = text_features
-        self.visual_prompt, self.deep_prompt = visual_prompt, deep_prompt
+        self.visual_prompt, self.deep_prompt, self.from_prefix = visual_prompt, deep_prompt, from_prefix
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clip = self.clip[0]
-        if self.visual_prompt is not None:
-            x = self.visual_prompt(x)
-        features = self.deep_prompt(x) if self.deep_prompt is not None else clip.visual(x)
+        if self.from_prefix:
+            # the residual stream is float32 in the uncached path too (even under autocast)
+            features = self.deep_prompt.suffix(x.float())
+        else:
+            if self.visual_prompt is not None:
+                x = self.visual_prompt(x)
+            features = self.deep_prompt(x) if self.deep_prompt is not None else clip.visual(x)
         return clip_logits(clip, features, self.text_features)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; use --set device=auto")
-    return torch.device(name)
 
 
 def prepare(cfg: PromptConfig):
     """Data on the device, the frozen CLIP and the class text features."""
     device = pick_device(cfg.device)
-    data = load_cifar(cfg.dataset, data_dir(cfg.data_dir), cfg.data)
     clip = load_clip(cfg.model, cfg.pretrained, device)
-    train, val = train_val_split(data.train, cfg.val_fraction, cfg.seed)
-    splits = Splits(*(DeviceData(s, device, clip.preprocess, cfg.seed + i)
-                      for i, s in enumerate((train, val, data.test))))
+    data, splits = load_splits(cfg, clip.preprocess, device)
     return clip, splits, class_text_features(clip, data.classes, cfg.template)
 
 
@@ -149,28 +131,35 @@ def build_classifier(cfg: PromptConfig, clip: Clip, text: torch.Tensor) -> tuple
     return learned, PromptedClip(clip, text, visual_prompt=learned)
 
 
+def cache_prefix(splits: Splits, prompt: DeepPrompt, batch_size: int) -> tuple[Splits, dict]:
+    """Every split's tokens before the injection layer, computed once: (cached splits, the
+    cache's cost as metrics)."""
+    start = time.perf_counter()
+    device = prompt.prompts.device
+    cached = Splits(*(FeatureData.from_split(s, prompt.prefix, batch_size, dtype=cache_dtype(device))
+                      for s in (splits.train, splits.val, splits.test)))
+    size = sum(s.nbytes() for s in (cached.train, cached.val, cached.test))
+    return cached, {"cache_seconds": time.perf_counter() - start, "cache_mb": size / 2**20}
+
+
 def run_prompt(cfg: PromptConfig, report: Reporter, resume_dir=None) -> dict:
     clip, splits, text = prepare(cfg)
     learned, model = build_classifier(cfg, clip, text)
-    return fit(model, learned, splits, cfg.settings(), Augment(), report, resume_dir)
-
-
-def _tune_entry(config_cls):
-    def trainable(config: dict, report: Reporter | None = None) -> None:
-        cfg = from_dict(config_cls, config)
-        if report is not None:
-            run_prompt(cfg, report)
-            return
-        with tune_resume_dir() as resume_dir:
-            run_prompt(cfg, tune_report, resume_dir)
-    return trainable
+    extra: dict = {}
+    if isinstance(cfg, DeepPromptConfig) and cfg.prefix_cache:
+        splits, extra = cache_prefix(splits, learned, cfg.batch_size)
+        model.from_prefix = True
+    if cfg.compile:
+        model = torch.compile(model)
+    return fit(model, learned, splits, cfg.settings(), Augment(), report, resume_dir, extra)
 
 
 visual_prompt = register_trainable(
     "visual_prompt", VisualPromptConfig,
-    "CLIP + a learned visual prompt (padding, fixed or random patch) added to the image",
-)(_tune_entry(VisualPromptConfig))
+    "CLIP + a learned visual prompt (padding, fixed or random patch) added to the image", TRAINING_METRICS,
+)(tune_entry(VisualPromptConfig, run_prompt))
 deep_prompt = register_trainable(
     "deep_prompt", DeepPromptConfig,
     "CLIP + learned tokens injected before a transformer block (front, back, after_cls)",
-)(_tune_entry(DeepPromptConfig))
+    TRAINING_METRICS + ("cache_seconds", "cache_mb"),
+)(tune_entry(DeepPromptConfig, run_prompt))

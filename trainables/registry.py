@@ -13,14 +13,15 @@ class TrainableSpec:
     fn: Callable[[dict], None]
     config_cls: type          # typed config: the keys and types a sweep may set
     summary: str
+    metrics: tuple[str, ...]  # what every report of it holds (finite), as its report reads them
 
 
 _TRAINABLES: dict[str, TrainableSpec] = {}
 
 
-def register_trainable(name: str, config_cls: type, summary: str):
+def register_trainable(name: str, config_cls: type, summary: str, metrics: tuple[str, ...]):
     def wrap(fn):
-        _TRAINABLES[name] = TrainableSpec(name, fn, config_cls, summary)
+        _TRAINABLES[name] = TrainableSpec(name, fn, config_cls, summary, metrics)
         fn.__name__ = name     # Ray names trials after the function
         return fn
     return wrap
@@ -40,4 +41,7 @@ def list_trainables() -> list[TrainableSpec]:
 
 def _load_all() -> None:
     # Importing the experiment modules is what fills the registry.
+    import trainables.finetune  # noqa: F401
+    import trainables.linear_probe  # noqa: F401
     import trainables.prompting  # noqa: F401
+    import trainables.zeroshot  # noqa: F401

@@ -1,0 +1,57 @@
+"""A linear probe: a linear head on frozen CLIP image features (beyond the seed; the course asks
+to compare prompting with it). The features are computed once per image, so each epoch costs a
+matrix product; with the CLIP paper's choice, they are L2-normalised first."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.base import DataConfig, load_splits, pick_device, tune_entry
+from trainables.errors import UserError
+from trainables.features import FeatureData
+from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
+from trainables.models import CLIP_MODELS, load_clip
+from trainables.pipeline import Augment
+from trainables.registry import register_trainable
+
+
+@dataclass
+class LinearProbeConfig(DataConfig):
+    model: str = "ViT-B-32"             # ViT-B-32 | tiny-clip
+    pretrained: str = "openai"          # openai | none
+    lr: float = 1e-3                    # Adam
+    weight_decay: float = 0.0
+
+    def check(self) -> None:
+        super().check()
+        if self.model not in CLIP_MODELS:
+            raise UserError(f"model '{self.model}' unknown; known: {', '.join(CLIP_MODELS)}")
+
+    def settings(self) -> LoopSettings:
+        return LoopSettings(self.epochs, self.batch_size, self.lr, 0.9, self.weight_decay,
+                            warmup_steps=0, optimizer="adam")
+
+
+def run_linear_probe(cfg: LinearProbeConfig, report: Reporter, resume_dir=None) -> dict:
+    device = pick_device(cfg.device)
+    clip = load_clip(cfg.model, cfg.pretrained, device)
+    data, splits = load_splits(cfg, clip.preprocess, device)
+    start = time.perf_counter()
+    encode = lambda x: F.normalize(clip.model.encode_image(x).float(), dim=-1)  # noqa: E731
+    splits = Splits(*(FeatureData.from_split(s, encode, cfg.batch_size)
+                      for s in (splits.train, splits.val, splits.test)))
+    extra = {"cache_seconds": time.perf_counter() - start}
+    torch.manual_seed(cfg.seed)
+    head = nn.Linear(splits.train.features.shape[1], len(data.classes), device=device)
+    return fit(head, head, splits, cfg.settings(), Augment(), report, resume_dir, extra)
+
+
+linear_probe = register_trainable(
+    "linear_probe", LinearProbeConfig,
+    "a linear head on frozen, L2-normalised CLIP image features; Adam",
+    TRAINING_METRICS + ("cache_seconds",),
+)(tune_entry(LinearProbeConfig, run_linear_probe))

@@ -1,0 +1,77 @@
+"""Zero-shot CLIP (seed section 2.1a): top-1 on the train and test splits of CIFAR-10/100 against
+the text features of one template. Image features are computed once per split and text features
+once per class set; nothing is learned, so the trial reports once."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from trainables.base import DATASETS, pick_device, tune_entry
+from trainables.cifar import DATA_KINDS, load_cifar
+from trainables.errors import UserError
+from trainables.features import FeatureData
+from trainables.loop import Reporter, evaluate
+from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
+from trainables.paths import data_dir
+from trainables.pipeline import DeviceData
+from trainables.registry import register_trainable
+
+
+@dataclass
+class ZeroShotConfig:
+    dataset: str = "cifar10"            # cifar10 | cifar100
+    data: str = "real"                  # real | synthetic
+    data_dir: Optional[str] = None
+    model: str = "ViT-B-32"             # ViT-B-32 | tiny-clip
+    pretrained: str = "openai"          # openai | none
+    template: str = "This is a photo of a {}"
+    batch_size: int = 256
+    device: str = "auto"
+
+    def check(self) -> None:
+        for key, known in (("dataset", DATASETS), ("data", DATA_KINDS), ("model", CLIP_MODELS)):
+            if getattr(self, key) not in known:
+                raise UserError(f"{key} '{getattr(self, key)}' unknown; known: {', '.join(known)}")
+        if "{}" not in self.template:
+            raise UserError(f"template {self.template!r} has no '{{}}' for the class name")
+        if self.batch_size < 1:
+            raise UserError(f"'batch_size' must be at least 1, got {self.batch_size}")
+
+
+class TextHead(nn.Module):
+    """Image features -> CLIP's zero-shot logits against fixed text features."""
+
+    def __init__(self, clip: Clip, text_features: torch.Tensor):
+        super().__init__()
+        self.clip, self.text_features = [clip], text_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return clip_logits(self.clip[0], features, self.text_features)
+
+
+def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict:
+    device = pick_device(cfg.device)
+    clip = load_clip(cfg.model, cfg.pretrained, device)
+    data = load_cifar(cfg.dataset, data_dir(cfg.data_dir), cfg.data)
+    head = TextHead(clip, class_text_features(clip, data.classes, cfg.template))
+    start = time.perf_counter()
+    metrics = {}
+    for name, split in (("train", data.train), ("test", data.test)):
+        features = FeatureData.from_split(DeviceData(split, device, clip.preprocess), clip.model.encode_image,
+                                          cfg.batch_size)
+        metrics[f"{name}_acc"] = evaluate(head, features, cfg.batch_size)
+    seconds = time.perf_counter() - start
+    metrics["images_per_s"] = (len(data.train.labels) + len(data.test.labels)) / seconds
+    report(metrics, None)
+    return metrics
+
+
+zeroshot = register_trainable(
+    "zeroshot", ZeroShotConfig,
+    "CLIP zero-shot top-1 on CIFAR train and test, one template (nothing learned)",
+    ("train_acc", "test_acc", "images_per_s"),
+)(tune_entry(ZeroShotConfig, run_zeroshot))
