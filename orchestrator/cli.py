@@ -101,17 +101,20 @@ def cmd_fetch(args) -> int:
 def cmd_sweep(args) -> int:
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepOptions, run_sweep
+    from reports import REPORTS
     sets = args.sets + ([f"data_dir={Path(args.data_dir).resolve()}"] if args.data_dir else [])
     plan = make_plan(args.sweep, args.profile, sets, args.samples, args.epochs)
-    print(f"sweep {plan.sweep.name} ({plan.profile_name}): {len(plan.cells)} cells x "
-          f"{plan.profile.samples} learning rates = {plan.n_trials} trials, trainable {plan.trainable.name}")
+    per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
+    print(f"sweep {plan.sweep.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
+          f"{plan.n_trials} trials, trainable {plan.trainable.name}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures)
     out = run_sweep(plan, opts)
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")
     print(f"open the runs:  mlflow ui --backend-store-uri {out.tracking_uri}")
-    print(f"build a report: python -m orchestrator report {plan.sweep.name}")
+    if plan.sweep.name in REPORTS:
+        print(f"build a report: python -m orchestrator report {plan.sweep.name}")
     return 0 if out.errors == 0 else 1
 
 

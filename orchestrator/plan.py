@@ -25,13 +25,14 @@ class SweepPlan:
     def n_trials(self) -> int:
         return len(self.cells) * self.profile.samples
 
-    def config(self, cell: dict, lr: float) -> dict:
+    def config(self, cell: dict, lr: float | None) -> dict:
         return trial_config(self.base, cell, lr)
 
 
-def trial_config(base: dict, cell: dict, lr: float) -> dict:
-    """A trial's config: fixed settings, its cell, its learning rate, and the cell's key."""
-    return {**base, **cell, "lr": lr, "_cell": cell_key(cell)}
+def trial_config(base: dict, cell: dict, lr: float | None) -> dict:
+    """A trial's config: fixed settings, its cell, its learning rate (if it has one), and the
+    cell's key."""
+    return {**base, **cell, **({} if lr is None else {"lr": lr}), "_cell": cell_key(cell)}
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -51,12 +52,14 @@ def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
     trainable = get_trainable(sweep.trainable)
     overrides = {k: coerce(trainable.config_cls, k, v, "--set")
                  for k, v in parse_sets(sets or []).items()}
-    if "lr" in overrides:
+    if "lr" in overrides and profile.lr is not None:
         raise UserError(f"--set lr: the learning rate is tuned within each cell "
                         f"({profile.lr.low:g} to {profile.lr.high:g}); use --samples to try more")
     if epochs is not None:
         overrides["epochs"] = epochs
     if samples is not None:
+        if profile.lr is None and samples != 1:
+            raise UserError(f"--samples: sweep '{sweep_name}' tunes no learning rate; it runs one trial per cell")
         if samples < 1:
             raise UserError(f"--samples must be at least 1, got {samples}")
         profile = replace(profile, samples=samples)
@@ -64,7 +67,8 @@ def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
     plan = SweepPlan(sweep, profile_name, profile, trainable, {**profile.base, **overrides},
                      _unique(cells))
     for cell in plan.cells:     # every cell must make a valid config, checked now
-        from_dict(trainable.config_cls, plan.config(cell, math.sqrt(profile.lr.low * profile.lr.high)),
+        lr = None if profile.lr is None else math.sqrt(profile.lr.low * profile.lr.high)
+        from_dict(trainable.config_cls, plan.config(cell, lr),
                   where=f"sweep '{sweep_name}' cell {cell_key(cell)}")
     return plan
 

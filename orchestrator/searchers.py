@@ -33,7 +33,8 @@ class CellSearcher(Searcher):
         # Only plain data is kept: Ray pickles the searcher into the experiment's state.
         self.base, self.search_mode = dict(plan.base), mode
         profile = plan.profile
-        self.distribution = FloatDistribution(profile.lr.low, profile.lr.high, log=True)
+        self.distribution = (FloatDistribution(profile.lr.low, profile.lr.high, log=True)
+                             if profile.lr is not None else None)
         self.studies = {cell_key(c): optuna.create_study(
             direction="maximize", sampler=_sampler(mode, seed + i, profile.samples))
             for i, c in enumerate(plan.cells)}
@@ -45,6 +46,8 @@ class CellSearcher(Searcher):
             return Searcher.FINISHED
         cell = self.queue.pop(0)
         key = cell_key(cell)
+        if self.distribution is None:       # nothing to tune: the cell itself is the trial
+            return trial_config(self.base, cell, None)
         trial = self.studies[key].ask({"lr": self.distribution})
         self.live[trial_id] = (key, trial)
         return trial_config(self.base, cell, trial.params["lr"])

@@ -52,7 +52,8 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
     run = client.create_run(exp, run_name=f"{plan.sweep.name}-{plan.profile_name}-{time.strftime('%Y%m%d-%H%M%S')}",
                             tags={**tags, "role": "sweep", "search": opts.search})
     params = {"cells": len(plan.cells), "samples_per_cell": plan.profile.samples,
-              "lr_low": plan.profile.lr.low, "lr_high": plan.profile.lr.high, "search": opts.search,
+              **({"lr_low": plan.profile.lr.low, "lr_high": plan.profile.lr.high} if plan.profile.lr else {}),
+              "search": opts.search,
               "scheduler": "per-cell ASHA", "grace_period": plan.profile.grace_period,
               "reduction_factor": plan.profile.reduction_factor, **plan.base}
     for key, value in params.items():
@@ -70,7 +71,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     connect(resolve_address(opts.address))
     client = MlflowClient(uri)
     exp, parent, child_tags = _parent_run(client, plan, uri, opts)
-    scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base["epochs"]),
+    scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base.get("epochs", 1)),
                             plan.profile.grace_period, plan.profile.reduction_factor)
     callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
     resources = {"cpu": opts.cpus_per_trial, "gpu": _gpus_per_trial(opts.gpus_per_trial)}

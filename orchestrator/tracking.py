@@ -84,6 +84,10 @@ def _numeric(result: dict) -> dict[str, float]:
             if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _run_name(cell: str, config: dict) -> str:
+    return f"{cell} lr={config['lr']:.3g}" if "lr" in config else cell
+
+
 class MLflowTrials(Callback):
     """One MLflow child run per Ray trial, under the sweep's parent run."""
 
@@ -100,7 +104,7 @@ class MLflowTrials(Callback):
             cell = trial.config.get("_cell", "")
             tags = {**self.tags, "mlflow.parentRunId": self.parent, "cell": cell,
                     "ray_trial_id": trial.trial_id}
-            run = self.client.create_run(self.experiment, run_name=f"{cell} lr={trial.config['lr']:.3g}",
+            run = self.client.create_run(self.experiment, run_name=_run_name(cell, trial.config),
                                          tags=tags)
             params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not k.startswith("_")]
             self.client.log_batch(run.info.run_id, params=params)

@@ -1,11 +1,11 @@
 """Registry of sweeps: each module holds one `SWEEP` (data only, no code paths)."""
 from __future__ import annotations
 
-from search_spaces import deep, visual
+from search_spaces import deep, finetune, linear, visual, zeroshot
 from search_spaces.spec import LogUniform, Profile, SweepSpace, cell_key
 from trainables.errors import UserError
 
-_SWEEPS: dict[str, SweepSpace] = {m.SWEEP.name: m.SWEEP for m in (deep, visual)}
+_SWEEPS: dict[str, SweepSpace] = {m.SWEEP.name: m.SWEEP for m in (deep, finetune, linear, visual, zeroshot)}
 
 
 def get_sweep(name: str) -> SweepSpace:

@@ -18,7 +18,8 @@ class Profile:
     base: dict                      # fixed config for every trial
     grid: dict                      # axis -> values; each combination is a cell. A value that
                                     # is a dict sets several coupled keys (prompt and its size).
-    lr: LogUniform                  # tuned by ASHA (and Optuna's TPE) within each cell
+    lr: LogUniform | None           # tuned by ASHA (and Optuna's TPE) within each cell;
+                                    # None: nothing to tune (zero-shot), one trial per cell
     samples: int                    # learning rates tried per cell
     grace_period: int = 1           # ASHA: epochs before a trial may be stopped
     reduction_factor: int = 2

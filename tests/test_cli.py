@@ -28,7 +28,7 @@ def test_doctor_tells_the_truth_on_a_bare_machine(tmp_path, capsys, monkeypatch)
 
 
 BAD = [
-    (["sweep", "nope"], "unknown sweep 'nope'; known: deep, visual"),
+    (["sweep", "nope"], "unknown sweep 'nope'; known: deep, finetune, linear, visual, zeroshot"),
     (["sweep", "deep", "--profile", "huge"], "unknown profile 'huge' for sweep 'deep'; known: full, smoke"),
     (["sweep", "deep", "--set", "colour=red"], "unknown key 'colour' in --set"),
     (["sweep", "deep", "--set", "epochs=many"], "'epochs' must be int, got 'many'"),
@@ -36,6 +36,10 @@ BAD = [
     (["sweep", "deep", "--set", "n_prompts=0"], "n_prompts must be at least 1"),
     (["sweep", "deep", "--set", "epochs"], "is not key=value"),
     (["sweep", "deep", "--set", "lr=1"], "the learning rate is tuned within each cell"),
+    (["sweep", "zeroshot", "--samples", "3"], "sweep 'zeroshot' tunes no learning rate"),
+    (["sweep", "finetune", "--set", "variant=all"], "variant 'all' unknown; known: fc, fc_first_conv, fc_last_conv"),
+    (["sweep", "finetune", "--set", "augment=mixup"], "augment 'mixup' unknown; known: none, hflip, crop"),
+    (["sweep", "zeroshot", "--set", "template=a photo"], "has no '{}' for the class name"),
     (["sweep", "deep", "--tracking-uri", "http://127.0.0.1:9"], "does not answer"),
     (["sweep", "deep", "--tracking-uri", "sqlite:////nonexistent/dir/m.db"], "does not exist or is not writable"),
     (["sweep", "deep", "--address", "127.0.0.1:9", "--tracking-uri", "sqlite:///{tmp}/m.db"], "Ray cluster at 127.0.0.1:9 does not answer"),

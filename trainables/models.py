@@ -6,6 +6,7 @@ so tests and the smoke profile run the same code paths as the study.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
@@ -52,6 +53,15 @@ class Clip:
         return self.model.visual.transformer.width
 
 
+@contextlib.contextmanager
+def _fixed_init(seed: int = 0):
+    """A randomly initialised frozen model is the same in every trial (so the learning rates of
+    a cell are compared on one model), without touching the caller's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def _host_answers(host: str, timeout: float = 3.0) -> bool:
     # huggingface_hub retries for ~45 s before failing offline; a quick probe fails at once.
     try:
@@ -96,8 +106,9 @@ def load_clip(name: str = "ViT-B-32", pretrained: str = "openai", device: str | 
         raise UserError(f"pretrained '{pretrained}' is not available for {name}; "
                         f"use 'openai' for ViT-B-32 or 'none' for a randomly initialised model")
     checkpoint = fetch_clip_weights() if pretrained == "openai" else None
-    # The openai weights were trained with QuickGELU; open_clip's tag sets it, a file path does not.
-    model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=True, device=device)
+    with _fixed_init():
+        # The openai weights were trained with QuickGELU; open_clip's tag sets it, a file path does not.
+        model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=True, device=device)
     model.eval().requires_grad_(False)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
@@ -131,7 +142,8 @@ def load_resnet18(weights: str = "IMAGENET1K_V1", device: str | torch.device = "
     if weights not in RESNET_WEIGHTS:
         raise UserError(f"unknown ResNet-18 weights '{weights}'; known: {', '.join(RESNET_WEIGHTS)}")
     if weights == "none":
-        return resnet18(weights=None).to(device)
+        with _fixed_init():
+            return resnet18(weights=None).to(device)
     path = resnet_weights_path()
     if not path.is_file():
         where = f"ResNet-18 IMAGENET1K_V1 weights are not in {path.parent}"

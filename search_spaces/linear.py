@@ -1,0 +1,18 @@
+"""Linear probe on frozen CLIP features (beyond the seed): dataset, lr per cell."""
+from search_spaces.spec import LogUniform, Profile, SweepSpace
+
+LR = LogUniform(1e-4, 1e-1)
+
+SWEEP = SweepSpace(
+    name="linear",
+    trainable="linear_probe",
+    summary="linear probe on frozen CLIP ViT-B/32 features: CIFAR-10 and CIFAR-100, lr by ASHA",
+    profiles={
+        "full": Profile(
+            base=dict(model="ViT-B-32", pretrained="openai", data="real", epochs=30, batch_size=256),
+            grid=dict(dataset=["cifar10", "cifar100"]), lr=LR, samples=6, grace_period=3),
+        "smoke": Profile(
+            base=dict(model="tiny-clip", pretrained="none", data="synthetic", epochs=3, batch_size=64),
+            grid=dict(dataset=["cifar10", "cifar100"]), lr=LR, samples=2),
+    },
+)
