@@ -60,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
     p.add_argument("--run-id", help="parent run id (default: the latest sweep run)")
     _add_common(p)
+
+    p = sub.add_parser("bench", help="speed of the caches, the pipeline and the orchestration, as ratios",
+                       description="Measure on this machine, in one run, each speed-up against a baseline "
+                                   "measured in the same run; print a table (targets beside, not asserted).")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where torch sees a GPU, else cpu")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    p.add_argument("--only", nargs="+", metavar="SECTION",
+                   help="pipeline, deep, finetune, visual, overhead (default: all)")
+    p.add_argument("--images", type=int, help="images per timed epoch (default 256 on CPU, 8192 on CUDA)")
+    p.add_argument("--batch", type=int, help="batch size (default 64 on CPU, 256 on CUDA)")
+    p.add_argument("--compile", action="store_true", help="also time the visual prompt under torch.compile")
+    p.add_argument("--smoke", action="store_true", help="tiny model and a few batches: checks that it runs")
+    p.add_argument("--data-dir")
     return parser
 
 
@@ -132,8 +145,22 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import torch
+
+    from orchestrator.bench import SECTIONS, format_table, run_bench, write_json
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    result = run_bench(device, tuple(args.only or SECTIONS), args.smoke, args.images, args.batch,
+                       args.compile, args.data_dir)
+    print(format_table(result))
+    if args.json:
+        write_json(result, args.json)
+        print(f"figures written to {args.json}")
+    return 0
+
+
 COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep": cmd_sweep,
-            "report": cmd_report}
+            "report": cmd_report, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ class SweepOptions:
     search: str = "tpe"
     seed: int = 0
     max_failures: int = 2
+    verbose: int = 1                     # Ray's progress table (0: quiet)
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         run_config=tune.RunConfig(
             name=f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}", storage_path=opts.storage_path,
             callbacks=[callback], failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
     )
     status = "FAILED"
     try:

@@ -91,3 +91,18 @@ def test_corrupted_archive_is_rejected_without_extracting(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(UserError, match="known: cifar10, cifar100, cifar110"):
         load_cifar("mnist", None)
+
+
+def test_torchvision_reads_the_synthetic_archive_as_this_project_does(tmp_path):
+    from torchvision.datasets import CIFAR100
+
+    class Unchecked(CIFAR100):      # synthetic files have their own checksums
+        train_list = [[name, None] for name, _ in CIFAR100.train_list]
+        test_list = [[name, None] for name, _ in CIFAR100.test_list]
+        meta = {**CIFAR100.meta, "md5": None}
+
+    ours = load_cifar("cifar100", tmp_path, "synthetic")
+    theirs = Unchecked(str(tmp_path / "synthetic"), train=False, download=False)
+    assert np.array_equal(theirs.data.transpose(0, 3, 1, 2), ours.test.images.numpy())
+    assert theirs.targets == ours.test.labels.tolist()
+    assert [c.replace("_", " ") for c in theirs.classes] == list(ours.classes)

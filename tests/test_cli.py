@@ -44,6 +44,8 @@ BAD = [
     (["sweep", "deep", "--tracking-uri", "sqlite:////nonexistent/dir/m.db"], "does not exist or is not writable"),
     (["sweep", "deep", "--address", "127.0.0.1:9", "--tracking-uri", "sqlite:///{tmp}/m.db"], "Ray cluster at 127.0.0.1:9 does not answer"),
     (["report", "deep", "--tracking-uri", "sqlite:///{tmp}/none.db"], "run `python -m orchestrator sweep deep` first"),
+    (["bench", "--only", "pipeline", "warp"], "unknown bench section(s) warp; known: pipeline, deep"),
+    (["bench", "--device", "cuda", "--only", "pipeline"], "torch sees no CUDA GPU on this machine"),
     (["report", "nope", "--tracking-uri", "sqlite:///{tmp}/none.db"], "no report for 'nope'; known: deep, visual"),
 ]
 

@@ -7,6 +7,7 @@ trained prompt beats chance by a wide margin. Runs that use it are tagged data_k
 from __future__ import annotations
 
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +50,23 @@ def synthetic_split(name: str, per_class: int, seed: int) -> tuple[np.ndarray, n
     return np.clip(images, 0, 255).round().astype(np.uint8).reshape(len(labels), -1), labels
 
 
+class _Py2Pickler(pickle._Pickler):
+    """Writes bytes as Python 2 `str` (BINSTRING), as the real archives hold them: they load as
+    bytes with encoding='bytes' (this project) and as str with encoding='latin1' (torchvision)."""
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        header = pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + struct.pack("<i", n)
+        self.write(header + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_py2_str
+
+
 def _write(path: Path, obj: dict) -> None:
     with open(path, "wb") as f:
-        pickle.dump(obj, f, protocol=2)
+        _Py2Pickler(f, protocol=2).dump(obj)
 
 
 def write_synthetic_archive(name: str, root: Path) -> Path:

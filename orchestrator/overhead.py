@@ -1,0 +1,67 @@
+"""The orchestration cost per trial, for `bench`: trivial trials (no model, three reports each)
+through the project's whole sweep machinery (typed plan, per-cell Optuna and ASHA, parent and
+child MLflow runs) and through bare `tune.Tuner` with Ray's `MLflowLoggerCallback`, on one Ray."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from search_spaces import LogUniform, Profile, SweepSpace
+from trainables.registry import TrainableSpec
+
+EPOCHS = 3
+
+
+@dataclass
+class TrivialConfig:
+    lr: float = 0.1
+    epochs: int = EPOCHS
+    cell: int = 0
+
+
+def trivial(config: dict) -> None:
+    from ray import tune
+    for epoch in range(1, int(config["epochs"]) + 1):
+        tune.report({"val_acc": epoch / (1 + abs(math.log10(config["lr"]) + 1)), "epoch": epoch})
+
+
+def _start_ray() -> None:
+    import ray
+    if not ray.is_initialized():
+        ray.init(logging_level="ERROR", include_dashboard=False)
+
+
+def project_seconds(folder: Path, trials: int) -> float:
+    from orchestrator.plan import SweepPlan
+    from orchestrator.sweep import SweepOptions, run_sweep
+    _start_ray()
+    folder.mkdir(parents=True)
+    profile = Profile(base={"epochs": EPOCHS}, grid={"cell": list(range(max(1, trials // 2)))},
+                      lr=LogUniform(1e-3, 1.0), samples=2)
+    spec = TrainableSpec("trivial", trivial, TrivialConfig, "a trivial trial", ("val_acc",))
+    plan = SweepPlan(SweepSpace("bench", "trivial", "", {"bench": profile}), "bench", profile, spec,
+                     dict(profile.base), profile.cells())
+    opts = SweepOptions(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", storage_path=str(folder / "ray"),
+                        verbose=0)
+    start = time.perf_counter()
+    run_sweep(plan, opts)
+    return time.perf_counter() - start
+
+
+def bare_tune_seconds(folder: Path, trials: int) -> float:
+    from ray import tune
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+    _start_ray()
+    folder.mkdir(parents=True)
+    start = time.perf_counter()
+    tuner = tune.Tuner(
+        trivial,
+        param_space={"lr": tune.loguniform(1e-3, 1.0), "epochs": EPOCHS},
+        tune_config=tune.TuneConfig(num_samples=2 * max(1, trials // 2), metric="val_acc", mode="max"),
+        run_config=tune.RunConfig(storage_path=str(folder / "ray"), verbose=0, callbacks=[
+            MLflowLoggerCallback(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", experiment_name="bench")]),
+    )
+    tuner.fit()
+    return time.perf_counter() - start

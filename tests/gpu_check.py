@@ -1,0 +1,125 @@
+"""CUDA checks for a machine with a GPU (not collected by pytest; CI has no GPU):
+
+    python tests/gpu_check.py            (--device cpu: a dry run of the same code here)
+
+1. the caches are exact to the tolerance of bf16: deep-prompt logits and prompt gradients from
+   the cached prefix against the uncached path, at the first, middle and last layer of ViT-B/32
+   (random weights); fc-only ResNet-18 logits from cached features against the full network;
+2. every trainable runs one tiny epoch on CUDA and reports finite metrics; one visual-prompt
+   trial runs with `compile=True`.
+Prints one line per check and exits non-zero if one fails.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("ORCHESTRATOR_NO_DOWNLOAD", "1")
+
+from trainables import list_trainables  # noqa: E402
+from trainables.cifar import Split, load_cifar  # noqa: E402
+from trainables.features import FeatureData, cache_dtype  # noqa: E402
+from trainables.finetune import resnet_features  # noqa: E402
+from trainables.loop import autocast  # noqa: E402
+from trainables.models import class_text_features, load_clip, load_resnet18  # noqa: E402
+from trainables.pipeline import DeviceData, Preprocess, preprocess  # noqa: E402
+from trainables.prompting import PromptedClip  # noqa: E402
+from trainables.prompts import DeepPrompt  # noqa: E402
+
+BF16_TOLERANCE = 2e-2       # relative L2 error of bf16 operands (METHOD: 1e-3 .. 1e-2)
+failures: list[str] = []
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def check(name: str, ok: bool, detail: str) -> None:
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
+    if not ok:
+        failures.append(name)
+
+
+def prefix_cache(device: torch.device, cifar) -> None:
+    clip = load_clip("ViT-B-32", "none", device)
+    text = class_text_features(clip, cifar.classes, "This is a photo of a {}")
+    x = preprocess(cifar.test.images[:64].to(device), clip.preprocess)
+    for layer in (0, 6, 11):
+        torch.manual_seed(0)
+        prompt = DeepPrompt(clip.visual, layer, 8, "front").to(device)
+        with autocast(device):
+            plain = PromptedClip(clip, text, deep_prompt=prompt)(x)
+        (g_plain,) = torch.autograd.grad(plain.float().logsumexp(-1).sum(), prompt.prompts)
+        data = DeviceData(Split(cifar.test.images[:64], cifar.test.labels[:64]), device, clip.preprocess)
+        tokens = FeatureData.from_split(data, prompt.prefix, 64, dtype=cache_dtype(device)).features
+        with autocast(device):
+            cached = PromptedClip(clip, text, deep_prompt=prompt, from_prefix=True)(tokens)
+        (g_cached,) = torch.autograd.grad(cached.float().logsumexp(-1).sum(), prompt.prompts)
+        e_logits, e_grad = rel(cached, plain), rel(g_cached, g_plain)
+        check(f"prefix cache layer {layer}", e_logits < BF16_TOLERANCE and e_grad < BF16_TOLERANCE,
+              f"logits rel err {e_logits:.2e}, prompt grad rel err {e_grad:.2e} (cache {tokens.dtype})")
+
+
+def feature_cache(device: torch.device, cifar) -> None:
+    net = load_resnet18("none", device).eval().to(memory_format=torch.channels_last)
+    data = DeviceData(Split(cifar.test.images[:128], cifar.test.labels[:128]), device,
+                      Preprocess(224, "bilinear", "cifar100"))
+    cache = FeatureData.from_split(data, lambda x: resnet_features(net, x, True), 64, hflip=True)
+    with torch.no_grad(), autocast(device):
+        plain = torch.cat([net.fc(resnet_features(net, x, True)) for x, _ in data.batches(64)])
+        cached = net.fc(cache.features)
+    e = rel(cached, plain)
+    check("fc feature cache", e < BF16_TOLERANCE, f"logits rel err {e:.2e}")
+
+
+def trainables_run(root: Path, device: torch.device) -> None:
+    shared = dict(dataset="cifar10", data="synthetic", data_dir=str(root), epochs=1, batch_size=64,
+                  device=device.type)
+    extra = {"visual_prompt": dict(model="tiny-clip", pretrained="none", prompt_size=4, warmup_steps=2),
+             "deep_prompt": dict(model="tiny-clip", pretrained="none", layer=2, warmup_steps=2),
+             "finetune": dict(weights="none", image_size=64, augment="hflip"),
+             "linear_probe": dict(model="tiny-clip", pretrained="none"),
+             "zeroshot": dict(model="tiny-clip", pretrained="none")}
+    for spec in list_trainables():
+        config = {**shared, **extra.get(spec.name, {})}
+        if spec.name == "zeroshot":
+            config.pop("epochs")
+        reports: list[dict] = []
+        start = time.perf_counter()
+        spec.fn(config, report=lambda m, ckpt: reports.append(m))
+        finite = bool(reports) and all(math.isfinite(reports[-1][k]) for k in spec.metrics)
+        check(f"trainable {spec.name} on {device.type}", finite,
+              f"{time.perf_counter() - start:.1f} s, " + ", ".join(f"{k}={reports[-1][k]:.3g}" for k in spec.metrics[:3]))
+    reports = []
+    start = time.perf_counter()
+    [s for s in list_trainables() if s.name == "visual_prompt"][0].fn(
+        {**shared, **extra["visual_prompt"], "compile": True}, report=lambda m, ckpt: reports.append(m))
+    check("visual_prompt with compile=True", math.isfinite(reports[-1]["val_acc"]),
+          f"{time.perf_counter() - start:.1f} s incl. compilation")
+
+
+def main() -> int:
+    device = torch.device("cpu" if "--device" in sys.argv and sys.argv[-1] == "cpu" else "cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA GPU: nothing to check here (--device cpu runs the same code on the CPU)")
+        return 2
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU dry run"
+    print(f"{name}, torch {torch.__version__}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cifar = load_cifar("cifar10", Path(tmp), "synthetic")
+        prefix_cache(device, cifar)
+        feature_cache(device, cifar)
+        trainables_run(Path(tmp), device)
+    print("all checks passed" if not failures else f"failed: {', '.join(failures)}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
