@@ -106,9 +106,14 @@ def load_clip(name: str = "ViT-B-32", pretrained: str = "openai", device: str | 
         raise UserError(f"pretrained '{pretrained}' is not available for {name}; "
                         f"use 'openai' for ViT-B-32 or 'none' for a randomly initialised model")
     checkpoint = fetch_clip_weights() if pretrained == "openai" else None
+    # open_clip's 'custom' block computes the same attention through scaled_dot_product_attention
+    # (flash/memory-efficient kernels, also when gradients flow to the input, as they do for
+    # prompts); nn.MultiheadAttention's fast path is inference-only. Same parameters, same keys.
+    vision_cfg = {**open_clip.get_model_config(name)["vision_cfg"], "block_type": "custom"}
     with _fixed_init():
         # The openai weights were trained with QuickGELU; open_clip's tag sets it, a file path does not.
-        model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=True, device=device)
+        model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=True, device=device,
+                                       vision_cfg=vision_cfg)
     model.eval().requires_grad_(False)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else size
