@@ -25,7 +25,7 @@ from torch import nn
 
 from trainables import UserError
 from trainables.cifar import Split, archive_root, is_present, load_cifar
-from trainables.features import FeatureData, cache_dtype
+from trainables.features import FeatureData
 from trainables.finetune import ResNetClassifier, resnet_features
 from trainables.loop import LoopSettings, make_optimizer, train_epoch
 from trainables.models import class_text_features, load_clip, load_resnet18
@@ -180,7 +180,7 @@ def bench_deep(ctx: Context) -> list[Row]:
                                 ctx.size.batch)
         holder: dict = {}
         t_cache = timed(lambda: holder.update(data=FeatureData.from_split(
-            data, prompt.prefix, ctx.size.batch, dtype=cache_dtype(ctx.device))), ctx.device)
+            data, prompt.prefix, ctx.size.batch)), ctx.device)
         cached = PromptedClip(clip, text, deep_prompt=prompt, from_prefix=True)
         t_cached = epoch_seconds(cached, [prompt.prompts], holder["data"], ctx.size.batch)
         n = ctx.size.images

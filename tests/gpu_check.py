@@ -25,7 +25,7 @@ os.environ.setdefault("ORCHESTRATOR_NO_DOWNLOAD", "1")
 
 from trainables import list_trainables  # noqa: E402
 from trainables.cifar import Split, load_cifar  # noqa: E402
-from trainables.features import FeatureData, cache_dtype  # noqa: E402
+from trainables.features import FeatureData  # noqa: E402
 from trainables.finetune import resnet_features  # noqa: E402
 from trainables.loop import autocast  # noqa: E402
 from trainables.models import class_text_features, load_clip, load_resnet18  # noqa: E402
@@ -58,7 +58,7 @@ def prefix_cache(device: torch.device, cifar) -> None:
             plain = PromptedClip(clip, text, deep_prompt=prompt)(x)
         (g_plain,) = torch.autograd.grad(plain.float().logsumexp(-1).sum(), prompt.prompts)
         data = DeviceData(Split(cifar.test.images[:64], cifar.test.labels[:64]), device, clip.preprocess)
-        tokens = FeatureData.from_split(data, prompt.prefix, 64, dtype=cache_dtype(device)).features
+        tokens = FeatureData.from_split(data, prompt.prefix, 64).features
         with autocast(device):
             cached = PromptedClip(clip, text, deep_prompt=prompt, from_prefix=True)(tokens)
         (g_cached,) = torch.autograd.grad(cached.float().logsumexp(-1).sum(), prompt.prompts)

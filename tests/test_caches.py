@@ -106,3 +106,20 @@ def test_fc_only_finetune_is_the_same_with_and_without_the_feature_cache(tiny_pr
     plain = _trial(run_finetune, FinetuneConfig, {**config, "feature_cache": False})
     _same_numbers(cached, plain, ("train_loss", "train_acc", "val_acc", "test_acc"))
     assert cached[0]["cache_mb"] > 0 and plain[0]["cache_mb"] == 0
+
+
+@pytest.mark.parametrize("layer", [0, 3])
+def test_prefix_cache_matches_under_bf16_autocast(clip, cifar10, layer):
+    """As on CUDA: the cache holds the prefix in bf16, the dtype the blocks carry under autocast,
+    so the cached path computes what the uncached one does (CPU autocast stands in for CUDA's)."""
+    text = class_text_features(clip, cifar10.classes, "This is a photo of a {}")
+    x = preprocess(cifar10.train.images[:16], clip.preprocess)
+    torch.manual_seed(1)
+    prompt = DeepPrompt(clip.visual, layer, 4, "front")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        uncached = PromptedClip(clip, text, deep_prompt=prompt)(x)
+        with torch.no_grad():
+            tokens = prompt.prefix(x)
+        cached = PromptedClip(clip, text, deep_prompt=prompt, from_prefix=True)(tokens)
+    assert tokens.dtype == torch.bfloat16
+    torch.testing.assert_close(cached, uncached, rtol=1e-3, atol=1e-3)

@@ -16,16 +16,11 @@ import torch
 from trainables.pipeline import Augment, DeviceData, flip_draw, preprocess
 
 
-def cache_dtype(device: torch.device) -> torch.dtype:
-    # bf16 on CUDA halves the memory of a cache the trial keeps on the GPU (the uncached path
-    # computes in bf16 there too); full precision on CPU
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 @torch.no_grad()
 def encode_all(data: DeviceData, encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
                flip: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """`encode` of every preprocessed image of `data`, in order, as one tensor on its device."""
+    """`encode` of every preprocessed image of `data`, in order, as one tensor on its device, in
+    the dtype `encode` returns under the trial's autocast (bf16 on CUDA) unless `dtype` says."""
     device = data.images.device
     out = None      # filled in place: a list and a cat would hold the cache twice
     for start in range(0, len(data), batch_size):

@@ -11,7 +11,7 @@ from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
-from trainables.features import FeatureData, cache_dtype
+from trainables.features import FeatureData
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
 from trainables.pipeline import Augment
@@ -74,7 +74,7 @@ class DeepPromptConfig(PromptConfig):
     n_prompts: int = 1
     position: str = "front"             # front (the seed's) | back | after_cls; see prompts.py
     prefix_cache: bool = True           # run the frozen blocks before `layer` once per image,
-                                        # not every epoch (kept in bf16 on CUDA)
+                                        # not every epoch (bf16 on CUDA, as the blocks carry it)
 
     def check(self) -> None:
         super().check()
@@ -103,8 +103,10 @@ class PromptedClip(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         clip = self.clip[0]
         if self.from_prefix:
-            # the residual stream is float32 in the uncached path too (even under autocast)
-            features = self.deep_prompt.suffix(x.float())
+            # the cached tokens are in the dtype the uncached path carries them (open_clip casts
+            # its residual stream to the patch embedding's: bf16 under autocast), so both paths
+            # compute the same thing
+            features = self.deep_prompt.suffix(x)
         else:
             if self.visual_prompt is not None:
                 x = self.visual_prompt(x)
@@ -135,8 +137,7 @@ def cache_prefix(splits: Splits, prompt: DeepPrompt, batch_size: int) -> tuple[S
     """Every split's tokens before the injection layer, computed once: (cached splits, the
     cache's cost as metrics)."""
     start = time.perf_counter()
-    device = prompt.prompts.device
-    cached = Splits(*(FeatureData.from_split(s, prompt.prefix, batch_size, dtype=cache_dtype(device))
+    cached = Splits(*(FeatureData.from_split(s, prompt.prefix, batch_size)
                       for s in (splits.train, splits.val, splits.test)))
     size = sum(s.nbytes() for s in (cached.train, cached.val, cached.test))
     return cached, {"cache_seconds": time.perf_counter() - start, "cache_mb": size / 2**20}
