@@ -68,10 +68,14 @@ def pil_resize(images: torch.Tensor, size: int, interpolation: str = "bicubic") 
     x = images.to(torch.float32, copy=True)     # the caller's tensor is never changed in place
     h, w = x.shape[-2:]
     if w != size:
-        mw = resize_matrix(w, size, interpolation).to(x.device, torch.float32)
-        x = _round_clip(x @ mw.T)
+        x = _round_clip(x @ _on_device(w, size, interpolation, x.device).T)
     if h != size:
-        mh = resize_matrix(h, size, interpolation).to(x.device, torch.float32)
-        x = _round_clip(mh @ x)
+        x = _round_clip(_on_device(h, size, interpolation, x.device) @ x)
     return x
+
+
+@lru_cache(maxsize=16)
+def _on_device(in_size: int, out_size: int, interpolation: str, device: torch.device) -> torch.Tensor:
+    # copied once per device: a host-to-device copy per batch would stall the GPU's queue
+    return resize_matrix(in_size, out_size, interpolation).to(device, torch.float32)
 
