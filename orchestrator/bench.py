@@ -161,6 +161,9 @@ def bench_pipeline(ctx: Context) -> list[Row]:
         for x, _ in _loader_baseline(ctx, _clip_pil_transform(size)):
             x.to(ctx.device, non_blocking=True).sum()
 
+    warm = DeviceData(Split(ctx.cifar.train.images[:ctx.size.batch], ctx.cifar.train.labels[:ctx.size.batch]),
+                      ctx.device, pre)
+    next(warm.batches(ctx.size.batch))[0].sum()        # first-use costs (CUDA context, kernels) stay out
     t_project, t_base = timed(project, ctx.device), timed(baseline, ctx.device)
     n = ctx.size.images
     return [Row("pipeline", f"CLIP preprocessing at {size} px (PIL-exact resize)", n / t_project, n / t_base,

@@ -7,8 +7,16 @@ import socket
 from trainables import UserError
 
 
+STORAGE_ENV = "ORCHESTRATOR_STORAGE_PATH"
+
+
 def resolve_address(flag: str | None = None) -> str | None:
     return flag or os.environ.get("RAY_ADDRESS") or None
+
+
+def resolve_storage(flag: str | None = None) -> str | None:
+    """--storage-path, else $ORCHESTRATOR_STORAGE_PATH (cluster.yaml sets it), else Ray's default."""
+    return flag or os.environ.get(STORAGE_ENV) or None
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -37,3 +45,26 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     else:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, logging_level="WARNING",
                  include_dashboard=False)
+
+
+def multi_node() -> tuple[bool, int]:
+    """(whether trials may run on a machine other than the driver's, alive nodes). A head that
+    takes no trials (CPU 0, as in cluster.yaml) sends every trial to workers, even before any
+    worker has started."""
+    import ray
+    nodes = sum(1 for n in ray.nodes() if n["Alive"])
+    return nodes > 1 or ray.cluster_resources().get("CPU", 0) == 0, nodes
+
+
+def check_storage(storage_path: str | None) -> None:
+    """Stop before any trial when a multi-node sweep would keep trial state on one disk: trials
+    elsewhere could neither save nor restore their checkpoints. A URI (s3://, gs://, or file://
+    for a file system every node mounts, e.g. NFS) is shared; a plain path is not."""
+    if storage_path and "://" in storage_path:
+        return
+    spread, nodes = multi_node()
+    if spread:
+        where = storage_path or "~/ray_results (Ray's default)"
+        raise UserError(f"storage path {where} is local to this machine, but trials run on other nodes of "
+                        f"this {nodes}-node Ray cluster; pass --storage-path s3://BUCKET/PATH (or gs://..., or "
+                        f"file:///MOUNT for a file system every node mounts) or set ${STORAGE_ENV}")

@@ -2,13 +2,14 @@
 child runs closed whatever happens."""
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cluster import connect, resolve_address
+from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
 from orchestrator.plan import SweepPlan
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
@@ -20,7 +21,7 @@ from orchestrator.tracking import (MLflowTrials, check_tracking, end_parent, exp
 class SweepOptions:
     address: str | None = None
     tracking_uri: str | None = None
-    storage_path: str | None = None     # None: Ray's default (~/ray_results)
+    storage_path: str | None = None     # None: $ORCHESTRATOR_STORAGE_PATH, else ~/ray_results
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 0.5 where the cluster has GPUs, else 0
     max_concurrent: int | None = None
@@ -62,6 +63,22 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
     return exp, run.info.run_id, {**tags, "role": "trial"}
 
 
+@contextlib.contextmanager
+def _pending_trials(n: int | None):
+    """With a custom searcher Tune keeps one trial pending at a time: the autoscaler then sees
+    the demand of one trial, and a cluster scales up (and fills) one trial at a time. A wave of
+    one pending trial per cell fills the nodes at once; a cell's next learning rate is still
+    proposed only after its previous one started. $TUNE_MAX_PENDING_TRIALS_PG, if set, wins."""
+    if n is None or "TUNE_MAX_PENDING_TRIALS_PG" in os.environ:
+        yield
+        return
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(1, n))
+    try:
+        yield
+    finally:
+        del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
+
+
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     # Keeping 2 checkpoints per trial forces a state snapshot each epoch; Ray warns every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -70,6 +87,8 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
     connect(resolve_address(opts.address))
+    storage = resolve_storage(opts.storage_path)
+    check_storage(storage)
     client = MlflowClient(uri)
     exp, parent, child_tags = _parent_run(client, plan, uri, opts)
     scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base.get("epochs", 1)),
@@ -82,13 +101,14 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
                                     scheduler=scheduler, num_samples=plan.n_trials,
                                     max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}", storage_path=opts.storage_path,
+            name=f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}", storage_path=storage,
             callbacks=[callback], failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
     )
     status = "FAILED"
     try:
-        results = tuner.fit()
+        with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None):
+            results = tuner.fit()
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"

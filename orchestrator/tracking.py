@@ -119,6 +119,7 @@ class MLflowTrials(Callback):
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in _numeric(result).items()]
         tags = [RunTag("node", str(result.get("node_ip", ""))),
+                RunTag("node_id", str(result.get("node_id", ""))),
                 RunTag("hostname", str(result.get("hostname", "")))]
         if "stop_reason" in result:
             tags.append(RunTag("stop_reason", str(result["stop_reason"])))

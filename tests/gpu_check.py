@@ -95,8 +95,8 @@ def trainables_run(root: Path, device: torch.device) -> None:
         start = time.perf_counter()
         spec.fn(config, report=lambda m, ckpt: reports.append(m))
         finite = bool(reports) and all(math.isfinite(reports[-1][k]) for k in spec.metrics)
-        check(f"trainable {spec.name} on {device.type}", finite,
-              f"{time.perf_counter() - start:.1f} s, " + ", ".join(f"{k}={reports[-1][k]:.3g}" for k in spec.metrics[:3]))
+        shown = ", ".join(f"{k}={reports[-1][k]:.3g}" for k in spec.metrics[:3])
+        check(f"trainable {spec.name} on {device.type}", finite, f"{time.perf_counter() - start:.1f} s, {shown}")
     reports = []
     start = time.perf_counter()
     [s for s in list_trainables() if s.name == "visual_prompt"][0].fn(

@@ -129,7 +129,8 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
         state["epoch"] = epoch
         metrics = {"epoch": epoch, "train_loss": loss, "train_acc": train_acc, "val_acc": val_acc,
                    "best_val_acc": state["best_val_acc"], "best_epoch": state["best_epoch"],
-                   "test_acc": state["test_acc"], "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
+                   "test_acc": state["test_acc"],
+                   "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
                    "images_per_s": len(splits.train) / seconds, "diverged": 0.0, **(extra or {})}
         with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
             save_loop(Path(folder), learned, best, optimizer, state)

@@ -11,9 +11,11 @@ logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
 
 def tune_report(metrics: dict, checkpoint_dir: str | None) -> None:
+    import ray
     from ray import tune
     checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
-    tune.report(metrics, checkpoint=checkpoint)
+    # the node, not only its IP: several nodes can share one machine (and one IP)
+    tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, checkpoint=checkpoint)
 
 
 @contextlib.contextmanager

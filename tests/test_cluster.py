@@ -1,0 +1,141 @@
+"""Multi-node, with real components on one machine: a Ray cluster of a head that takes no
+trials and two worker nodes with fake GPUs (Ray's own `ray.cluster_utils.Cluster`), a real
+`mlflow server` process on 127.0.0.1, and the CLI in a subprocess joining both through
+--address and --tracking-uri, as `ray exec cluster.yaml "python -m orchestrator sweep deep"` does
+on the head node. Also: cluster.yaml passes Ray's own schema and exposes nothing publicly."""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = open(folder / "server.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder}/mlflow.db", "--artifacts-destination", str(folder / "artifacts"),
+         "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(uri + "/health", timeout=2).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield uri
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    from ray.cluster_utils import Cluster
+    # the head takes no trials (cluster.yaml: CPU 0); two workers with 2 CPUs and 2 fake GPUs each
+    cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "num_gpus": 0})
+    workers = [cluster.add_node(num_cpus=2, num_gpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    yield cluster, workers
+    cluster.shutdown()
+
+
+def _cli(args: list[str], data_root: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(ORCHESTRATOR_DATA_DIR=str(data_root), ORCHESTRATOR_NO_DOWNLOAD="1", RAY_AUTH_MODE="disabled")
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=timeout)
+
+
+SMOKE = ["sweep", "deep", "--set", "dataset=cifar10", "--set", "position=front", "--set", "n_prompts=1",
+         "--samples", "2", "--gpus-per-trial", "0.5", "--cpus-per-trial", "2"]   # 3 cells x 2 lrs; one trial
+# fills a worker's CPUs, so trials running together must be on different nodes
+
+
+def test_sweep_spreads_over_nodes_and_logs_to_a_real_mlflow_server(ray_cluster, mlflow_server, data_root,
+                                                                    tmp_path):
+    cluster, _ = ray_cluster
+    run = _cli([*SMOKE, "--address", cluster.address, "--tracking-uri", mlflow_server,
+                "--storage-path", f"file://{tmp_path}/ray"], data_root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    client = MlflowClient(mlflow_server)
+    exp = client.get_experiment_by_name("deep")
+    runs = client.search_runs([exp.experiment_id])
+    children = [r for r in runs if r.data.tags.get("role") == "trial"]
+    assert len(children) == 6 and all(r.info.status in ("FINISHED", "KILLED") for r in children)
+    assert len({r.data.tags["node_id"] for r in children}) > 1          # more than one node ran trials
+    for r in children:
+        assert "val_acc" in r.data.metrics and client.get_metric_history(r.info.run_id, "train_loss")
+        assert {a.path for a in client.list_artifacts(r.info.run_id, "learned")} >= {"learned/best.safetensors"}
+
+    out = tmp_path / "reports"
+    report = _cli(["report", "deep", "--tracking-uri", mlflow_server, "--out", str(out)], data_root)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "Table 3" in (out / "deep" / "report.md").read_text()
+
+
+def test_a_local_storage_path_on_a_multi_node_cluster_stops_before_any_trial(ray_cluster, mlflow_server, data_root,
+                                                                             tmp_path):
+    cluster, _ = ray_cluster
+    before = len(MlflowClient(mlflow_server).search_runs(
+        [e.experiment_id for e in MlflowClient(mlflow_server).search_experiments()]))
+    run = _cli([*SMOKE, "--address", cluster.address, "--tracking-uri", mlflow_server,
+                "--storage-path", str(tmp_path / "local")], data_root, timeout=120)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert "is local to this machine, but trials run on other nodes" in run.stderr
+    assert "--storage-path s3://BUCKET/PATH" in run.stderr
+    after = len(MlflowClient(mlflow_server).search_runs(
+        [e.experiment_id for e in MlflowClient(mlflow_server).search_experiments()]))
+    assert after == before and not (tmp_path / "local").exists()     # nothing half-written
+
+
+def test_cluster_yaml_passes_rays_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(config))
+    assert config["docker"]["image"].startswith("rayproject/ray:") and "ray-ml" not in config["docker"]["image"]
+    assert config["available_node_types"][config["head_node_type"]]["resources"] == {"CPU": 0, "GPU": 0}
+    assert all(t.get("min_workers", 0) == 0 for name, t in config["available_node_types"].items()
+               if name != config["head_node_type"])
+
+
+def test_cluster_yaml_rejects_a_broken_config():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    config["available_node_types"]["gpu4"]["min_wokers"] = 1        # a typo the schema catches
+    with pytest.raises(Exception, match="min_wokers"):
+        validate_config(prepare_config(config))
+
+
+def test_cluster_yaml_exposes_nothing_publicly_and_holds_no_secret():
+    text = (ROOT / "cluster.yaml").read_text()
+    commands = " ".join(str(c) for key in ("head_start_ray_commands", "head_setup_commands")
+                        for c in yaml.safe_load(text)[key])
+    assert "0.0.0.0" not in text
+    assert "--dashboard-host=127.0.0.1" in commands
+    assert re.search(r"mlflow server --host 127\.0\.0\.1", commands)
+    assert not re.search(r"(AKIA[0-9A-Z]{16}|aws_secret_access_key|password)", text, re.IGNORECASE)
