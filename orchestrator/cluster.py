@@ -37,10 +37,11 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
 
 def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
     import ray
+    if address:
+        _check_reachable(address)       # also when this process already holds a Ray
     if ray.is_initialized():
         return
     if address:
-        _check_reachable(address)
         ray.init(address=address, logging_level="WARNING")
     else:
         ray.init(num_cpus=num_cpus, num_gpus=num_gpus, logging_level="WARNING",
