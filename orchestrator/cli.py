@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int)
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the latest interrupted sweep of this name and profile (same MLflow parent run)")
     _add_common(p)
 
     p = sub.add_parser("report", help="tables and figures of a sweep, from MLflow alone",
@@ -121,7 +123,8 @@ def cmd_sweep(args) -> int:
     print(f"sweep {plan.sweep.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
-                        args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures)
+                        args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
+                        resume=args.resume)
     out = run_sweep(plan, opts)
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")

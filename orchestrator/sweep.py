@@ -13,8 +13,9 @@ from orchestrator.cluster import check_storage, connect, resolve_address, resolv
 from orchestrator.plan import SweepPlan
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
-from orchestrator.tracking import (MLflowTrials, check_tracking, end_parent, experiment_id,
-                                   git_commit, resolve_tracking_uri)
+from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, end_parent,
+                                   experiment_id, git_commit, resolve_tracking_uri)
+from trainables import UserError
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class SweepOptions:
     seed: int = 0
     max_failures: int = 2
     verbose: int = 1                     # Ray's progress table (0: quiet)
+    resume: bool = False                 # continue the latest interrupted sweep (Tuner.restore)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,33 @@ def _pending_trials(n: int | None):
         del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
 
 
+def _experiment_path(storage: str | None, name: str) -> str:
+    root = storage or os.path.expanduser("~/ray_results")       # Ray's default
+    return f"{root.rstrip('/')}/{name}"
+
+
+def _interrupted(client: MlflowClient, plan: SweepPlan, uri: str) -> tuple[str, str, str]:
+    """(experiment id, parent run id, Ray experiment path) of the latest sweep of this name and
+    profile that did not finish: a driver killed with SIGKILL leaves its parent RUNNING."""
+    exp = client.get_experiment_by_name(plan.sweep.name)
+    runs = [] if exp is None else client.search_runs(
+        [exp.experiment_id], f"tags.role = 'sweep' and tags.profile = '{plan.profile_name}'",
+        order_by=["attributes.start_time DESC"], max_results=1)
+    if not runs or runs[0].info.status == "FINISHED" or "ray_experiment" not in runs[0].data.tags:
+        raise UserError(f"no interrupted '{plan.sweep.name}' sweep ({plan.profile_name}) to resume in {uri}; "
+                        f"run it without --resume")
+    return exp.experiment_id, runs[0].info.run_id, runs[0].data.tags["ray_experiment"]
+
+
+def _restore(plan: SweepPlan, path: str, trainable):
+    from ray import tune
+    if not tune.Tuner.can_restore(path):
+        raise UserError(f"the interrupted sweep's Ray state is not at {path} (moved, deleted, or on another "
+                        f"machine); pass the same --storage-path as the first run, or run without --resume")
+    # finished trials stay finished; unfinished and crashed ones continue from their last checkpoint
+    return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+
+
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     # Keeping 2 checkpoints per trial forces a state snapshot each epoch; Ray warns every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -86,25 +115,19 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
+    client = MlflowClient(uri)
+    if opts.resume:
+        exp, parent, path = _interrupted(client, plan, uri)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
     check_storage(storage)
-    client = MlflowClient(uri)
-    exp, parent, child_tags = _parent_run(client, plan, uri, opts)
-    scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base.get("epochs", 1)),
-                            plan.profile.grace_period, plan.profile.reduction_factor)
-    callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
     resources = {"cpu": opts.cpus_per_trial, "gpu": _gpus_per_trial(opts.gpus_per_trial)}
-    tuner = tune.Tuner(
-        tune.with_resources(plan.trainable.fn, resources),
-        tune_config=tune.TuneConfig(search_alg=CellSearcher(plan, opts.search, opts.seed),
-                                    scheduler=scheduler, num_samples=plan.n_trials,
-                                    max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
-        run_config=tune.RunConfig(
-            name=f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}", storage_path=storage,
-            callbacks=[callback], failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
-    )
+    trainable = tune.with_resources(plan.trainable.fn, resources)
+    if opts.resume:
+        tuner = _restore(plan, path, trainable)     # the callback, scheduler and searcher come back
+        client.update_run(parent, status="RUNNING")  # with it, and so does the parent run
+    else:
+        tuner, exp, parent = _new_tuner(plan, opts, client, uri, storage, trainable)
     status = "FAILED"
     try:
         with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None):
@@ -114,6 +137,28 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         status = "KILLED"
         raise
     finally:
-        callback.end_open_runs(f"sweep ended with status {status}")
+        end_open_children(client, exp, parent, f"sweep ended with status {status}")
         end_parent(client, parent, status)
     return SweepOutcome(parent, uri, plan.sweep.name, len(results), results.num_errors)
+
+
+def _new_tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None,
+               trainable):
+    from ray import tune
+    exp, parent, child_tags = _parent_run(client, plan, uri, opts)
+    name = f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}"
+    client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))     # for --resume
+    scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base.get("epochs", 1)),
+                            plan.profile.grace_period, plan.profile.reduction_factor)
+    callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=CellSearcher(plan, opts.search, opts.seed),
+                                    scheduler=scheduler, num_samples=plan.n_trials,
+                                    max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(
+            name=name, storage_path=storage,
+            callbacks=[callback], failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
+    )
+    return tuner, exp, parent

@@ -96,6 +96,7 @@ class MLflowTrials(Callback):
         self.experiment, self.parent, self.tags = experiment, parent_run_id, tags
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
         self.runs: dict[str, str] = {}  # trial id -> run id
+        self.logged: dict[str, int] = {}  # run id -> last step logged
         self.last: dict[str, dict] = {}
         self.checkpoints: dict = {}
 
@@ -111,11 +112,29 @@ class MLflowTrials(Callback):
             self.runs[trial.trial_id] = run.info.run_id
         return self.runs[trial.trial_id]
 
+    def setup(self, **info):
+        """Adopt the child runs this sweep already has: after `--resume` (Tuner.restore) a trial
+        keeps its one child run instead of getting a second."""
+        for run in children(self.client, self.experiment, self.parent):
+            trial_id = run.data.tags.get("ray_trial_id")
+            if trial_id:
+                self.runs.setdefault(trial_id, run.info.run_id)
+                history = self.client.get_metric_history(run.info.run_id, "epoch")
+                self.logged[run.info.run_id] = max((m.step for m in history), default=0)
+
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id, step = self._run(trial), int(result.get("training_iteration", 0))
+        if result.get("iterations_since_restore") == 1 and step > 1:
+            self.client.set_tag(run_id, "resumed_at_epoch", str(step))
+        if step <= self.logged.get(run_id, 0):
+            # an epoch logged before the driver died, run again from an older checkpoint: the
+            # run keeps the values it already has, so no step appears twice
+            self.last[trial.trial_id] = result
+            return
+        self.logged[run_id] = step
         now = int(time.time() * 1000)
         metrics = [Metric(k, v, now, step) for k, v in _numeric(result).items()]
         tags = [RunTag("node", str(result.get("node_ip", ""))),
@@ -145,13 +164,24 @@ class MLflowTrials(Callback):
         self._end(self._run(trial), "FAILED", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
-        self.end_open_runs("sweep ended before the trial did")
+        self._drop_orphans({t.trial_id for t in trials})
+        # a trial that finished while the driver was being killed ends FINISHED on resume
+        for trial in trials:
+            run_id = self.runs.get(trial.trial_id)
+            if trial.status == "TERMINATED" and run_id and self.client.get_run(run_id).info.status == "RUNNING":
+                self._end(run_id, "FINISHED")
+        end_open_children(self.client, self.experiment, self.parent, "sweep ended before the trial did")
 
-    def end_open_runs(self, reason: str) -> None:
-        """KILLED, with the reason, for every child still RUNNING (an interrupted sweep)."""
-        for run_id in self.runs.values():
-            if self.client.get_run(run_id).info.status == "RUNNING":
-                self._end(run_id, "KILLED", reason)
+    def _drop_orphans(self, known: set[str]) -> None:
+        """A trial proposed in the instant before a hard kill may never reach Ray's saved state;
+        on resume the searcher proposes it again under a new id. Its first child run belongs to no
+        trial: it is deleted (and counted on the parent), so every trial keeps exactly one run."""
+        orphans = [run_id for trial_id, run_id in self.runs.items() if trial_id not in known]
+        for run_id in orphans:
+            self.client.delete_run(run_id)
+        if orphans:
+            self.client.set_tag(self.parent, "orphan_runs_deleted", str(len(orphans)))
+        self.runs = {t: r for t, r in self.runs.items() if t in known}
 
     def _log_learned(self, trial, run_id: str) -> None:
         checkpoint = self.checkpoints.get(trial.trial_id)
@@ -166,6 +196,18 @@ class MLflowTrials(Callback):
         if reason:
             self.client.set_tag(run_id, "stop_reason", reason)
         self.client.set_terminated(run_id, status=status)
+
+
+def children(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list:
+    where = f"tags.`mlflow.parentRunId` = '{parent}'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment], where, max_results=10000)
+
+
+def end_open_children(client: MlflowClient, experiment: str, parent: str, reason: str) -> None:
+    """KILLED, with the reason, for every child of `parent` still RUNNING (an interrupted sweep)."""
+    for run in children(client, experiment, parent, "RUNNING"):
+        client.set_tag(run.info.run_id, "stop_reason", reason)
+        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _error_line(trial) -> str:
