@@ -6,6 +6,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -14,7 +15,7 @@ from orchestrator.plan import SweepPlan
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
 from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, end_parent,
-                                   experiment_id, git_commit, resolve_tracking_uri)
+                                   experiment_id, git_commit, prepare_store, resolve_tracking_uri)
 from trainables import UserError
 
 
@@ -86,10 +87,12 @@ def _experiment_path(storage: str | None, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
-def _interrupted(client: MlflowClient, plan: SweepPlan, uri: str) -> tuple[str, str, str]:
+def _interrupted(plan: SweepPlan, uri: str) -> tuple[str, str, str]:
     """(experiment id, parent run id, Ray experiment path) of the latest sweep of this name and
     profile that did not finish: a driver killed with SIGKILL leaves its parent RUNNING."""
-    exp = client.get_experiment_by_name(plan.sweep.name)
+    new_store = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()
+    client = MlflowClient(uri)
+    exp = None if new_store else client.get_experiment_by_name(plan.sweep.name)
     runs = [] if exp is None else client.search_runs(
         [exp.experiment_id], f"tags.role = 'sweep' and tags.profile = '{plan.profile_name}'",
         order_by=["attributes.start_time DESC"], max_results=1)
@@ -115,9 +118,10 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
-    client = MlflowClient(uri)
     if opts.resume:
-        exp, parent, path = _interrupted(client, plan, uri)
+        exp, parent, path = _interrupted(plan, uri)
+    prepare_store(uri)
+    client = MlflowClient(uri)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
     check_storage(storage)

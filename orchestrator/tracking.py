@@ -14,6 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
@@ -36,9 +37,9 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
 def check_tracking(uri: str, timeout: float = 10.0) -> None:
     """Fail fast, before any trial, when the store cannot answer."""
     if uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise UserError(f"MLflow store {uri}: folder {folder} does not exist or is not writable; "
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
+            raise UserError(f"MLflow store {uri}: folder {db.parent} does not exist or is not writable; "
                             f"create it or pass --tracking-uri")
         return
     if uri.startswith(("http://", "https://")):
@@ -50,6 +51,15 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
         return
     raise UserError(f"tracking URI {uri!r} is not supported; use sqlite:///ABSOLUTE/PATH.db or "
                     f"http://HOST:PORT")
+
+
+def prepare_store(uri: str) -> None:
+    """Create a new SQLite store under a file lock. Two sweeps started together would both
+    create (migrate) the database, and one would fail; the first to take the lock creates it,
+    the other finds it ready. SQLite serialises their writes from then on."""
+    if uri.startswith("sqlite:///"):
+        with FileLock(uri[len("sqlite:///"):] + ".lock", timeout=120):
+            MlflowClient(uri).search_experiments(max_results=1)
 
 
 def tracking_answers(uri: str) -> bool:
@@ -159,6 +169,13 @@ class MLflowTrials(Callback):
         else:
             self._end(run_id, "FINISHED")
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        """A crashed trial that Ray retries from its last checkpoint: counted on its run."""
+        run_id = self._run(trial)
+        failures = int(self.client.get_run(run_id).data.tags.get("failures", "0")) + 1
+        self.client.set_tag(run_id, "failures", str(failures))
+        self.client.set_tag(run_id, "last_failure", _error_line(trial))
+
     def on_trial_error(self, iteration, trials, trial, **info):
         self._log_learned(trial, self._run(trial))
         self._end(self._run(trial), "FAILED", _error_line(trial))
@@ -211,8 +228,12 @@ def end_open_children(client: MlflowClient, experiment: str, parent: str, reason
 
 
 def _error_line(trial) -> str:
-    message = getattr(trial, "error_msg", None) or "trial raised an error"
-    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    """The last line of the trial's latest error (Ray appends each failure's trace to a file)."""
+    try:
+        text = Path(trial.error_file).read_text() if trial.error_file else trial.get_error()
+    except (OSError, AttributeError):
+        text = None
+    lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
     return lines[-1][:500] if lines else "trial raised an error"
 
 

@@ -82,3 +82,4 @@ def test_resume_without_an_interrupted_sweep_says_so(tmp_path, capsys):
     assert main(["sweep", "visual", "--resume", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
     err = capsys.readouterr().err
     assert "no interrupted 'visual' sweep (smoke) to resume" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.db").exists()         # nothing written

@@ -117,7 +117,9 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
         seconds = time.perf_counter() - start
         model.eval()
         if not math.isfinite(loss):
-            metrics = {"epoch": epoch, "train_loss": loss, "diverged": 1.0,
+            # val_acc is NaN, not absent: schedulers expect their metric in every result, and
+            # the searcher reads NaN as a failed trial
+            metrics = {"epoch": epoch, "train_loss": loss, "val_acc": float("nan"), "diverged": 1.0,
                        "stop_reason": f"non-finite training loss at epoch {epoch} (lr {s.lr:g})"}
             report(metrics, None)
             return metrics
