@@ -91,8 +91,8 @@ def _interrupted(plan: SweepPlan, uri: str) -> tuple[str, str, str]:
     """(experiment id, parent run id, Ray experiment path) of the latest sweep of this name and
     profile that did not finish: a driver killed with SIGKILL leaves its parent RUNNING."""
     new_store = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()
-    client = MlflowClient(uri)
-    exp = None if new_store else client.get_experiment_by_name(plan.sweep.name)
+    client = None if new_store else MlflowClient(uri)       # a client would create the file
+    exp = None if client is None else client.get_experiment_by_name(plan.sweep.name)
     runs = [] if exp is None else client.search_runs(
         [exp.experiment_id], f"tags.role = 'sweep' and tags.profile = '{plan.profile_name}'",
         order_by=["attributes.start_time DESC"], max_results=1)
