@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Report torch, CUDA, the Ray address, the MLflow store, data and weights.")
     p.add_argument("--data-dir", help="data dir (default: $ORCHESTRATOR_DATA_DIR, else the user cache)")
     p.add_argument("--address", help="Ray address (default: $RAY_ADDRESS, else local)")
+    p.add_argument("--cluster-config", metavar="YAML",
+                   help="only check a cluster.yaml against Ray's schema, as `ray up` would")
     _add_common(p)
 
     p = sub.add_parser("fetch", help="download CIFAR and weights into the caches ahead of time",
@@ -91,6 +93,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_doctor(args) -> int:
+    if args.cluster_config:
+        from orchestrator.cluster import validate_cluster_config
+        config = validate_cluster_config(args.cluster_config)
+        print(f"cluster config {args.cluster_config}: valid (Ray's schema); node types: "
+              f"{', '.join(config['available_node_types'])}")
+        return 0
     from orchestrator.doctor import doctor_lines
     print("\n".join(doctor_lines(args.data_dir, args.address, args.tracking_uri)))
     return 0

@@ -12,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
 from orchestrator.plan import SweepPlan
+from orchestrator.preflight import check_inputs
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
 from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, end_parent,
@@ -118,6 +119,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
+    check_inputs(plan)
     if opts.resume:
         exp, parent, path = _interrupted(plan, uri)
     prepare_store(uri)

@@ -139,3 +139,37 @@ def test_cluster_yaml_exposes_nothing_publicly_and_holds_no_secret():
     assert "--dashboard-host=127.0.0.1" in commands
     assert re.search(r"mlflow server --host 127\.0\.0\.1", commands)
     assert not re.search(r"(AKIA[0-9A-Z]{16}|aws_secret_access_key|password)", text, re.IGNORECASE)
+
+
+def test_losing_a_worker_node_mid_sweep_retries_its_trials_elsewhere(ray_cluster, mlflow_server, data_root,
+                                                                    tmp_path):
+    cluster, workers = ray_cluster
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(ORCHESTRATOR_DATA_DIR=str(data_root), ORCHESTRATOR_NO_DOWNLOAD="1", RAY_AUTH_MODE="disabled")
+    args = ["sweep", "visual", "--set", "dataset=cifar10", "--set", "batch_size=16", "--epochs", "6",
+            "--samples", "2", "--gpus-per-trial", "0.5", "--cpus-per-trial", "2", "--max-failures", "3",
+            "--address", cluster.address, "--tracking-uri", mlflow_server, "--storage-path", f"file://{tmp_path}/ray"]
+    driver = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    client = MlflowClient(mlflow_server)
+    victim = None
+    deadline = time.time() + 300
+    while victim is None and time.time() < deadline and driver.poll() is None:
+        exp = client.get_experiment_by_name("visual")
+        running = [] if exp is None else client.search_runs(
+            [exp.experiment_id], "tags.role = 'trial' and attributes.status = 'RUNNING'")
+        ids = {r.data.tags.get("node_id") for r in running if r.data.metrics.get("epoch", 0) >= 1}
+        victim = next((w for w in workers if w.node_id in ids), None)
+        time.sleep(0.3)
+    assert victim is not None, "no trial was seen running on a worker"
+    cluster.remove_node(victim, allow_graceful=False)       # the machine is gone, trials and all
+    workers.remove(victim)
+    _, err = driver.communicate(timeout=600)
+    workers.append(cluster.add_node(num_cpus=2, num_gpus=2))    # the fixture's shape, for later tests
+    assert driver.returncode == 0, err[-3000:]
+    exp = client.get_experiment_by_name("visual").experiment_id
+    (parent,) = client.search_runs([exp], "tags.role = 'sweep'")
+    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert len(children) == 4 and all(c.info.status in ("FINISHED", "KILLED") for c in children)
+    retried = [c for c in children if int(c.data.tags.get("failures", "0")) >= 1]
+    assert retried and all(c.data.tags["node_id"] != victim.node_id for c in retried)   # finished elsewhere

@@ -158,6 +158,10 @@ def ensure_archive(name: str, root: Path, kind: str = "real") -> None:
     """Make the extracted archive present, once per node (a file lock serialises trials)."""
     if is_present(root, name, kind):
         return
+    spec = ARCHIVES[name]
+    if kind == "real" and not (root / spec.filename).is_file() and not downloads_allowed():
+        # before creating anything: a wrong --data-dir leaves no empty folder behind
+        raise UserError(_missing_message(spec, root, f"downloads are disabled (${NO_DOWNLOAD_ENV})"))
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f".{name}-{kind}.lock")):
         if is_present(root, name, kind):
