@@ -122,11 +122,11 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     check_inputs(plan)
     if opts.resume:
         exp, parent, path = _interrupted(plan, uri)
-    prepare_store(uri)
-    client = MlflowClient(uri)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
     check_storage(storage)
+    prepare_store(uri)              # the first write: every check above has passed
+    client = MlflowClient(uri)
     resources = {"cpu": opts.cpus_per_trial, "gpu": _gpus_per_trial(opts.gpus_per_trial)}
     trainable = tune.with_resources(plan.trainable.fn, resources)
     if opts.resume:
