@@ -65,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="parent run id (default: the latest sweep run)")
     _add_common(p)
 
+    p = sub.add_parser("classify", help="a new CLIP classifier from a template and labels, on images",
+                       description="Zero-shot CLIP on a task of your own (seed 2.1b): each image with its "
+                                   "label probabilities, as a figure.")
+    p.add_argument("--preset", help="the seed's tasks: colour (red/green/blue), origin (human-made/from-nature)")
+    p.add_argument("--template", help="a sentence with {} for the label, e.g. \"This is an image mostly coloured {}\"")
+    p.add_argument("--labels", nargs="+", help="two or more labels")
+    p.add_argument("--images", metavar="FOLDER", help="classify these image files (default: CIFAR-100 test images)")
+    p.add_argument("--n", type=int, default=12, help="how many random CIFAR-100 test images (default 12)")
+    p.add_argument("--seed", type=int, default=0, help="which CIFAR-100 test images")
+    p.add_argument("--data", choices=("real", "synthetic"), default="real")
+    p.add_argument("--data-dir")
+    p.add_argument("--model", default="ViT-B-32", help="ViT-B-32 or tiny-clip")
+    p.add_argument("--pretrained", default="openai", help="openai or none")
+    p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
+
     p = sub.add_parser("bench", help="speed of the caches, the pipeline and the orchestration, as ratios",
                        description="Measure on this machine, in one run, each speed-up against a baseline "
                                    "measured in the same run; print a table (targets beside, not asserted).")
@@ -156,6 +171,42 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_classify(args) -> int:
+    import re
+
+    import torch
+
+    from reports.figures import probability_grid
+    from trainables import freeform
+    from trainables.models import load_clip
+    task = freeform.task_from(args.preset, args.template, args.labels)
+    if args.images:
+        files = freeform.folder_images(Path(args.images))
+        names, images = [n for n, _ in files], [im for _, im in files]
+    else:
+        from trainables.cifar import load_cifar
+        from trainables.paths import data_dir
+        if args.n < 1:
+            raise UserError(f"--n must be at least 1, got {args.n}")
+        cifar = load_cifar("cifar100", data_dir(args.data_dir), args.data)
+        idx = torch.randperm(len(cifar.test.labels), generator=torch.Generator().manual_seed(args.seed))[:args.n]
+        names = [f"#{i} {cifar.classes[cifar.test.labels[i]]}" for i in idx.tolist()]
+        images = [im.permute(1, 2, 0).numpy() for im in cifar.test.images[idx]]
+    clip = load_clip(args.model, args.pretrained, "cuda" if torch.cuda.is_available() else "cpu")
+    probs = (freeform.probabilities_for_files(clip, images, task) if args.images
+             else freeform.probabilities_for_cifar(clip, cifar.test.images[idx], task))
+    for name, p in zip(names, probs):
+        print(f"{name:<32} {task.labels[int(p.argmax())]:<16} " +
+              "  ".join(f"{label} {v:.2f}" for label, v in zip(task.labels, p.tolist())))
+    out = Path(args.out) / "classify"
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", (args.preset or task.template.replace("{}", "_")).lower()).strip("-")
+    title = f"{task.template.replace('{}', '___')}: {', '.join(task.labels)} ({args.model}, {args.pretrained})"
+    path = probability_grid(images, names, task.labels, probs.numpy(), title, out / f"{slug}.png")
+    print(f"figure written to {path}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     import torch
 
@@ -171,7 +222,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep": cmd_sweep,
-            "report": cmd_report, "bench": cmd_bench}
+            "report": cmd_report, "classify": cmd_classify, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

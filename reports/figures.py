@@ -58,3 +58,29 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def probability_grid(images: list, names: list[str], labels: tuple[str, ...], probs, title: str,
+                     path: Path) -> Path:
+    """Each image above a bar chart of its label probabilities (the seed's Figures 5 and 6)."""
+    n, cols = len(images), min(len(images), 6)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(2 * rows, cols, figsize=(2.2 * cols, 3.6 * rows),
+                             gridspec_kw={"height_ratios": [3, 2] * rows}, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, name) in enumerate(zip(images, names)):
+        r, c = 2 * (i // cols), i % cols
+        axes[r][c].imshow(image)
+        axes[r][c].set_title(name, fontsize=8)
+        bars = axes[r + 1][c]
+        bars.axis("on")
+        p = np.asarray(probs[i])
+        bars.barh(range(len(labels)), p, color=["tab:orange" if j == p.argmax() else "tab:blue"
+                                                for j in range(len(labels))])
+        bars.set_yticks(range(len(labels)), labels, fontsize=7)
+        bars.set_xlim(0, 1)
+        bars.invert_yaxis()
+        bars.tick_params(axis="x", labelsize=6)
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
