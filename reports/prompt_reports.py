@@ -29,7 +29,7 @@ class Sweep:
     def synthetic(self) -> bool:
         return self.parent.data.tags.get("data_kind") == "synthetic"
 
-    def header(self, title: str) -> list[str]:
+    def header(self, title: str, note: str | None = None) -> list[str]:
         kind = " — SYNTHETIC DATA (smoke profile; not comparable with the seed)" if self.synthetic else ""
         tags = self.parent.data.tags
         status = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
@@ -37,14 +37,15 @@ class Sweep:
                 f"MLflow parent run `{self.parent.info.run_id}` (profile `{tags.get('profile')}`, "
                 f"search `{tags.get('search')}`, commit `{tags.get('git_commit', '')[:10]}`): "
                 f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + ".",
-                "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning rate "
-                "of each cell (chosen on validation accuracy). Δ = ours − seed.", ""]
+                note or "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning "
+                "rate of each cell (chosen on validation accuracy). Δ = ours − seed.", ""]
 
 
 def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = None) -> Sweep:
     parent = find_parent(client, name, run_id)
     trials = trial_frame(client, parent)
-    if trials.empty or "best_val_acc" not in trials:
+    score = "test_acc" if name == "zeroshot" else "best_val_acc"     # zero-shot learns nothing
+    if trials.empty or score not in trials:
         raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")
     return Sweep(client, parent, trials, out)

@@ -46,7 +46,7 @@ BAD = [
     (["report", "deep", "--tracking-uri", "sqlite:///{tmp}/none.db"], "run `python -m orchestrator sweep deep` first"),
     (["bench", "--only", "pipeline", "warp"], "unknown bench section(s) warp; known: pipeline, deep"),
     (["bench", "--device", "cuda", "--only", "pipeline"], "torch sees no CUDA GPU on this machine"),
-    (["report", "nope", "--tracking-uri", "sqlite:///{tmp}/none.db"], "no report for 'nope'; known: deep, visual"),
+    (["report", "nope", "--tracking-uri", "sqlite:///{tmp}/none.db"], "no report for 'nope'; known: deep, finetune, linear, visual, zeroshot"),
 ]
 
 
