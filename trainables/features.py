@@ -9,10 +9,12 @@ those uncached.
 """
 from __future__ import annotations
 
+import time
 from typing import Callable, Iterator
 
 import torch
 
+from trainables.loop import Splits
 from trainables.pipeline import Augment, DeviceData, flip_draw, preprocess
 
 
@@ -71,3 +73,15 @@ class FeatureData:
                 flip = flip_draw(len(idx), device, self.generator)
                 x = torch.where(flip.view(-1, *[1] * (x.dim() - 1)), self.flipped[idx], x)
             yield x, self.labels[idx]
+
+
+def cache_splits(splits: Splits, encode: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+                 hflip: bool = False) -> tuple[Splits, dict]:
+    """Every split through the frozen `encode` once (the training split flipped too, if it flips):
+    (the cached splits, the cache's cost as metrics every report carries)."""
+    start = time.perf_counter()
+    cached = Splits(FeatureData.from_split(splits.train, encode, batch_size, hflip=hflip),
+                    FeatureData.from_split(splits.val, encode, batch_size),
+                    FeatureData.from_split(splits.test, encode, batch_size))
+    size = sum(s.nbytes() for s in (cached.train, cached.val, cached.test))
+    return cached, {"cache_seconds": time.perf_counter() - start, "cache_mb": size / 2**20}

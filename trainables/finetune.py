@@ -12,7 +12,6 @@ the whole model does (the course code's behaviour); that path is never cached.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -20,8 +19,8 @@ from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
-from trainables.features import FeatureData
-from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
+from trainables.features import cache_splits
+from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
 from trainables.models import RESNET_WEIGHTS, load_resnet18
 from trainables.pipeline import STATS, Augment, Preprocess
 from trainables.registry import register_trainable
@@ -113,18 +112,6 @@ def build_resnet(cfg: FinetuneConfig, n_classes: int, device: torch.device) -> t
     return module, net
 
 
-def cache_features(splits: Splits, net: nn.Module, cfg: FinetuneConfig, hflip: bool) -> tuple[Splits, dict]:
-    """Every split's pooled backbone features, computed once (flipped ones for training too)."""
-    start = time.perf_counter()
-    batch_size = cfg.batch_size
-    encode = lambda x: resnet_features(net, x, cfg.channels_last)  # noqa: E731
-    cached = Splits(FeatureData.from_split(splits.train, encode, batch_size, hflip=hflip),
-                    FeatureData.from_split(splits.val, encode, batch_size),
-                    FeatureData.from_split(splits.test, encode, batch_size))
-    size = sum(s.nbytes() for s in (cached.train, cached.val, cached.test))
-    return cached, {"cache_seconds": time.perf_counter() - start, "cache_mb": size / 2**20}
-
-
 def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict:
     device = pick_device(cfg.device)
     pre = Preprocess(cfg.image_size, "bilinear", cfg.stats)    # torchvision's ResNet recipe
@@ -133,7 +120,9 @@ def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict
     aug, extra = AUGMENTS[cfg.augment], {"cache_seconds": 0.0, "cache_mb": 0.0}
     model: nn.Module = ResNetClassifier(net, cfg.backbone_bn == "train", cfg.channels_last)
     if cfg.cached:
-        splits, extra = cache_features(splits, net, cfg, aug.hflip)
+        # pooled backbone features once per image (and per flipped image when training flips)
+        splits, extra = cache_splits(splits, lambda x: resnet_features(net, x, cfg.channels_last),
+                                     cfg.batch_size, aug.hflip)
         model = net.fc
     if cfg.compile:
         model = torch.compile(model)

@@ -3,7 +3,6 @@ to compare prompting with it). The features are computed once per image, so each
 matrix product; with the CLIP paper's choice, they are L2-normalised first."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
@@ -12,8 +11,8 @@ from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
-from trainables.features import FeatureData
-from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
+from trainables.features import cache_splits
+from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
 from trainables.models import CLIP_MODELS, load_clip
 from trainables.pipeline import Augment
 from trainables.registry import register_trainable
@@ -40,11 +39,8 @@ def run_linear_probe(cfg: LinearProbeConfig, report: Reporter, resume_dir=None) 
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
     data, splits = load_splits(cfg, clip.preprocess, device)
-    start = time.perf_counter()
     encode = lambda x: F.normalize(clip.model.encode_image(x).float(), dim=-1)  # noqa: E731
-    splits = Splits(*(FeatureData.from_split(s, encode, cfg.batch_size)
-                      for s in (splits.train, splits.val, splits.test)))
-    extra = {"cache_seconds": time.perf_counter() - start}
+    splits, extra = cache_splits(splits, encode, cfg.batch_size)
     torch.manual_seed(cfg.seed)
     head = nn.Linear(splits.train.features.shape[1], len(data.classes), device=device)
     return fit(head, head, splits, cfg.settings(), Augment(), report, resume_dir, extra)
@@ -53,5 +49,5 @@ def run_linear_probe(cfg: LinearProbeConfig, report: Reporter, resume_dir=None) 
 linear_probe = register_trainable(
     "linear_probe", LinearProbeConfig,
     "a linear head on frozen, L2-normalised CLIP image features; Adam",
-    TRAINING_METRICS + ("cache_seconds",),
+    TRAINING_METRICS + ("cache_seconds", "cache_mb"),
 )(tune_entry(LinearProbeConfig, run_linear_probe))

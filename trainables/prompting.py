@@ -2,7 +2,6 @@
 text features of "This is a photo of a {}" (the study's template)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import open_clip
@@ -11,8 +10,8 @@ from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
-from trainables.features import FeatureData
-from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
+from trainables.features import cache_splits
+from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
 from trainables.pipeline import Augment
 from trainables.prompts import POSITIONS, VISUAL_PROMPTS, DeepPrompt, make_visual_prompt
@@ -133,22 +132,13 @@ def build_classifier(cfg: PromptConfig, clip: Clip, text: torch.Tensor) -> tuple
     return learned, PromptedClip(clip, text, visual_prompt=learned)
 
 
-def cache_prefix(splits: Splits, prompt: DeepPrompt, batch_size: int) -> tuple[Splits, dict]:
-    """Every split's tokens before the injection layer, computed once: (cached splits, the
-    cache's cost as metrics)."""
-    start = time.perf_counter()
-    cached = Splits(*(FeatureData.from_split(s, prompt.prefix, batch_size)
-                      for s in (splits.train, splits.val, splits.test)))
-    size = sum(s.nbytes() for s in (cached.train, cached.val, cached.test))
-    return cached, {"cache_seconds": time.perf_counter() - start, "cache_mb": size / 2**20}
-
-
 def run_prompt(cfg: PromptConfig, report: Reporter, resume_dir=None) -> dict:
     clip, splits, text = prepare(cfg)
     learned, model = build_classifier(cfg, clip, text)
     extra: dict = {}
     if isinstance(cfg, DeepPromptConfig) and cfg.prefix_cache:
-        splits, extra = cache_prefix(splits, learned, cfg.batch_size)
+        # the tokens before the injection layer, once per image
+        splits, extra = cache_splits(splits, learned.prefix, cfg.batch_size)
         model.from_prefix = True
     if cfg.compile:
         model = torch.compile(model)
