@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from orchestrator.cli import COMMANDS, main
 
@@ -27,30 +28,15 @@ def test_doctor_tells_the_truth_on_a_bare_machine(tmp_path, capsys, monkeypatch)
     assert "CLIP ViT-B-32 openai: missing" in out and "ResNet-18 IMAGENET1K_V1: missing" in out
 
 
+# Inputs outside the README's bad-input table, which tests/test_bad_input.py walks row by row.
 BAD = [
-    (["sweep", "nope"], "unknown sweep 'nope'; known: deep, finetune, linear, visual, zeroshot"),
-    (["sweep", "deep", "--profile", "huge"], "unknown profile 'huge' for sweep 'deep'; known: full, smoke"),
-    (["sweep", "deep", "--set", "colour=red"], "unknown key 'colour' in --set"),
-    (["sweep", "deep", "--set", "epochs=many"], "'epochs' must be int, got 'many'"),
-    (["sweep", "deep", "--set", "layer=9"], "injection layer 9 is beyond tiny-clip's depth; use 0..3"),
-    (["sweep", "deep", "--set", "n_prompts=0"], "n_prompts must be at least 1"),
-    (["sweep", "deep", "--set", "epochs"], "is not key=value"),
-    (["sweep", "deep", "--set", "lr=1"], "the learning rate is tuned within each cell"),
-    (["sweep", "zeroshot", "--samples", "3"], "sweep 'zeroshot' tunes no learning rate"),
-    (["sweep", "finetune", "--set", "variant=all"], "variant 'all' unknown; known: fc, fc_first_conv, fc_last_conv"),
     (["sweep", "finetune", "--set", "augment=mixup"], "augment 'mixup' unknown; known: none, hflip, crop"),
-    (["sweep", "zeroshot", "--set", "template=a photo"], "has no '{}' for the class name"),
-    (["sweep", "deep", "--tracking-uri", "http://127.0.0.1:9"], "does not answer"),
-    (["sweep", "deep", "--tracking-uri", "sqlite:////nonexistent/dir/m.db"], "does not exist or is not writable"),
-    (["sweep", "deep", "--address", "127.0.0.1:9", "--tracking-uri", "sqlite:///{tmp}/m.db"], "Ray cluster at 127.0.0.1:9 does not answer"),
-    (["report", "deep", "--tracking-uri", "sqlite:///{tmp}/none.db"], "run `python -m orchestrator sweep deep` first"),
-    (["bench", "--only", "pipeline", "warp"], "unknown bench section(s) warp; known: pipeline, deep"),
-    (["bench", "--device", "cuda", "--only", "pipeline"], "torch sees no CUDA GPU on this machine"),
-    (["report", "nope", "--tracking-uri", "sqlite:///{tmp}/none.db"], "no report for 'nope'; known: deep, finetune, linear, visual, zeroshot"),
+    pytest.param(["bench", "--device", "cuda", "--only", "pipeline"], "torch sees no CUDA GPU on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ]
 
 
-@pytest.mark.parametrize("argv,message", BAD, ids=[" ".join(a) for a, _ in BAD])
+@pytest.mark.parametrize("argv,message", BAD)
 def test_bad_input_gets_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err

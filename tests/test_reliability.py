@@ -57,15 +57,21 @@ def _flaky_plan(marker_dir: Path) -> SweepPlan:
                      dict(profile.base), profile.cells())
 
 
-def test_a_crashed_trial_is_retried_from_its_checkpoint_and_the_failure_recorded(ray_session, tmp_path):
+def _flaky_sweep(tmp_path: Path, max_failures: int):
+    """The flaky sweep through the project's machinery: (outcome, MLflow client, experiment id)."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     (tmp_path / "markers").mkdir()
     out = run_sweep(_flaky_plan(tmp_path / "markers"),
                     SweepOptions(tracking_uri=uri, storage_path=str(tmp_path / "ray"), gpus_per_trial=0,
-                                 max_failures=2, verbose=0))
-    assert out.trials == 4 and out.errors == 0                  # every trial failed once, and finished
+                                 max_failures=max_failures, verbose=0))
     client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("flaky").experiment_id], "tags.role = 'trial'")
+    return out, client, client.get_experiment_by_name("flaky").experiment_id
+
+
+def test_a_crashed_trial_is_retried_from_its_checkpoint_and_the_failure_recorded(ray_session, tmp_path):
+    out, client, exp = _flaky_sweep(tmp_path, max_failures=2)
+    assert out.trials == 4 and out.errors == 0                  # every trial failed once, and finished
+    runs = client.search_runs([exp], "tags.role = 'trial'")
     assert len(runs) == 4
     for run in runs:
         assert run.info.status == "FINISHED"
@@ -76,14 +82,8 @@ def test_a_crashed_trial_is_retried_from_its_checkpoint_and_the_failure_recorded
 
 
 def test_a_crash_beyond_max_failures_fails_only_that_trial(ray_session, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    (tmp_path / "markers").mkdir()
-    out = run_sweep(_flaky_plan(tmp_path / "markers"),
-                    SweepOptions(tracking_uri=uri, storage_path=str(tmp_path / "ray"), gpus_per_trial=0,
-                                 max_failures=0, verbose=0))
+    out, client, exp = _flaky_sweep(tmp_path, max_failures=0)
     assert out.errors == 4
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("flaky").experiment_id
     runs = client.search_runs([exp], "tags.role = 'trial'")
     assert {r.info.status for r in runs} == {"FAILED"}
     assert all("injected failure at epoch 3" in r.data.tags["stop_reason"] for r in runs)
