@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -136,12 +137,21 @@ def cmd_fetch(args) -> int:
     return 0
 
 
+def _data_dir_set(args) -> list[str]:
+    """--data-dir as a config key, for the sweeps whose trials read CIFAR (compare reads none)."""
+    from search_spaces import get_sweep
+    from trainables import get_trainable
+    from trainables.config import field_types
+    if not args.data_dir or "data_dir" not in field_types(get_trainable(get_sweep(args.sweep).trainable).config_cls):
+        return []
+    return [f"data_dir={Path(args.data_dir).resolve()}"]
+
+
 def cmd_sweep(args) -> int:
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepOptions, run_sweep
     from reports import REPORTS
-    sets = args.sets + ([f"data_dir={Path(args.data_dir).resolve()}"] if args.data_dir else [])
-    plan = make_plan(args.sweep, args.profile, sets, args.samples, args.epochs)
+    plan = make_plan(args.sweep, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
     per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
     print(f"sweep {plan.sweep.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
@@ -168,6 +178,8 @@ def cmd_report(args) -> int:
                         f"first, or pass the store it used with --tracking-uri")
     path = build_report(args.sweep, uri, Path(args.out), args.run_id)
     print(f"report written: {path}")
+    if path.with_suffix(".html").is_file():
+        print(f"one self-contained page: {path.with_suffix('.html')}")
     return 0
 
 
@@ -228,6 +240,7 @@ COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep":
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.getLogger("mlflow").setLevel(logging.WARNING)   # "Creating initial MLflow database tables"
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")    # one bar per figure otherwise
     try:
         return COMMANDS[args.command](args)
     except UserError as err:

@@ -4,7 +4,7 @@ prompt count stops the sweep before any trial."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from search_spaces import Profile, SweepSpace, cell_key, get_profile, get_sweep
 from trainables import UserError, get_trainable
@@ -20,19 +20,21 @@ class SweepPlan:
     trainable: TrainableSpec
     base: dict                  # the profile's fixed config with --set/--epochs applied
     cells: list[dict]           # one flat dict per grid cell
+    extra: dict = field(default_factory=dict)   # cell key -> keys the driver fills (source_run)
 
     @property
     def n_trials(self) -> int:
         return len(self.cells) * self.profile.samples
 
     def config(self, cell: dict, lr: float | None) -> dict:
-        return trial_config(self.base, cell, lr)
+        return trial_config(self.base, cell, lr, self.extra)
 
 
-def trial_config(base: dict, cell: dict, lr: float | None) -> dict:
-    """A trial's config: fixed settings, its cell, its learning rate (if it has one), and the
-    cell's key."""
-    return {**base, **cell, **({} if lr is None else {"lr": lr}), "_cell": cell_key(cell)}
+def trial_config(base: dict, cell: dict, lr: float | None, extra: dict | None = None) -> dict:
+    """A trial's config: fixed settings, its cell, what the driver filled in for the cell, its
+    learning rate (if it has one), and the cell's key."""
+    key = cell_key(cell)
+    return {**base, **cell, **(extra or {}).get(key, {}), **({} if lr is None else {"lr": lr}), "_cell": key}
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:

@@ -7,9 +7,26 @@ from orchestrator.plan import SweepPlan
 from trainables.cifar import ensure_archive
 from trainables.paths import data_dir
 
+# what a trial of these trainables reads beyond its source's own dataset
+_ALSO_READS = {"cross": ("cifar10", "cifar100")}
 
-def check_inputs(plan: SweepPlan) -> None:
+
+def _needs(plan: SweepPlan, sources: dict) -> list[dict]:
+    """Each trial's config; a trial that evaluates a source model also needs what the source
+    needed (its dataset, its weights), on this sweep's data kind."""
     configs = [plan.config(cell, None) for cell in plan.cells]
+    out = list(configs)
+    for config in configs:
+        learned = sources.get(config.get("source_run"))
+        if learned is not None:
+            out.append({**learned.params, "data": config.get("data", "real")})
+        out += [{"dataset": name, "data": config.get("data", "real")}
+                for name in _ALSO_READS.get(plan.trainable.name, ())]
+    return out
+
+
+def check_inputs(plan: SweepPlan, sources: dict | None = None) -> None:
+    configs = _needs(plan, sources or {})
     root = data_dir(plan.base.get("data_dir"))
     for name in sorted({c["dataset"] for c in configs if "dataset" in c and c.get("data", "real") == "real"}):
         ensure_archive(name, root)

@@ -31,7 +31,7 @@ class CellSearcher(Searcher):
         super().__init__(metric=plan.sweep.metric, mode="max")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Only plain data is kept: Ray pickles the searcher into the experiment's state.
-        self.base, self.search_mode = dict(plan.base), mode
+        self.base, self.extra, self.search_mode = dict(plan.base), dict(plan.extra), mode
         profile = plan.profile
         self.distribution = (FloatDistribution(profile.lr.low, profile.lr.high, log=True)
                              if profile.lr is not None else None)
@@ -47,10 +47,10 @@ class CellSearcher(Searcher):
         cell = self.queue.pop(0)
         key = cell_key(cell)
         if self.distribution is None:       # nothing to tune: the cell itself is the trial
-            return trial_config(self.base, cell, None)
+            return trial_config(self.base, cell, None, self.extra)
         trial = self.studies[key].ask({"lr": self.distribution})
         self.live[trial_id] = (key, trial)
-        return trial_config(self.base, cell, trial.params["lr"])
+        return trial_config(self.base, cell, trial.params["lr"], self.extra)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.live:

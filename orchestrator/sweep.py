@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlflow.tracking import MlflowClient
@@ -15,6 +15,7 @@ from orchestrator.plan import SweepPlan
 from orchestrator.preflight import check_inputs
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
+from orchestrator.sources import attach_sources
 from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, end_parent,
                                    experiment_id, git_commit, prepare_store, resolve_tracking_uri)
 from trainables import UserError
@@ -83,6 +84,21 @@ def _pending_trials(n: int | None):
         del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
 
 
+def _exclusive(plan: SweepPlan, opts: SweepOptions) -> SweepOptions:
+    """A timing sweep runs one trial at a time, on a whole GPU where there is one, else on every
+    core of the largest node: trials sharing a device would time each other. A GPU count or a
+    concurrency the user set stands."""
+    if not plan.sweep.exclusive:
+        return opts
+    import ray
+    gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
+        1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0)
+    cpus = opts.cpus_per_trial if gpus else max(
+        (n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]), default=opts.cpus_per_trial)
+    return replace(opts, max_concurrent=opts.max_concurrent or 1, gpus_per_trial=gpus,
+                   cpus_per_trial=max(cpus, 1.0))
+
+
 def _experiment_path(storage: str | None, name: str) -> str:
     root = storage or os.path.expanduser("~/ray_results")       # Ray's default
     return f"{root.rstrip('/')}/{name}"
@@ -119,7 +135,8 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
-    check_inputs(plan)
+    plan, sources = attach_sources(plan, uri)
+    check_inputs(plan, sources)
     if opts.resume:
         exp, parent, path = _interrupted(plan, uri)
     connect(resolve_address(opts.address))
@@ -127,8 +144,11 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     check_storage(storage)
     prepare_store(uri)              # the first write: every check above has passed
     client = MlflowClient(uri)
+    opts = _exclusive(plan, opts)
     resources = {"cpu": opts.cpus_per_trial, "gpu": _gpus_per_trial(opts.gpus_per_trial)}
-    trainable = tune.with_resources(plan.trainable.fn, resources)
+    # a source model travels through Ray's object store, not through MLflow (see sources.py)
+    fn = tune.with_parameters(plan.trainable.fn, sources=sources) if sources else plan.trainable.fn
+    trainable = tune.with_resources(fn, resources)
     if opts.resume:
         tuner = _restore(plan, path, trainable)     # the callback, scheduler and searcher come back
         client.update_run(parent, status="RUNNING")  # with it, and so does the parent run

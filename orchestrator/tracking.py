@@ -152,6 +152,8 @@ class MLflowTrials(Callback):
                 RunTag("hostname", str(result.get("hostname", "")))]
         if "stop_reason" in result:
             tags.append(RunTag("stop_reason", str(result["stop_reason"])))
+        # words a trial reports beside its numbers (where a figure comes from, the device)
+        tags += [RunTag(k, str(v)) for k, v in (result.get("tags") or {}).items()]
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         self.last[trial.trial_id] = result
 

@@ -1,11 +1,12 @@
 """Registry of sweeps: each module holds one `SWEEP` (data only, no code paths)."""
 from __future__ import annotations
 
-from search_spaces import deep, finetune, linear, visual, zeroshot
+from search_spaces import compare, cross, deep, finetune, linear, robustness, visual, zeroshot
 from search_spaces.spec import LogUniform, Profile, SweepSpace, cell_key
 from trainables.errors import UserError
 
-_SWEEPS: dict[str, SweepSpace] = {m.SWEEP.name: m.SWEEP for m in (deep, finetune, linear, visual, zeroshot)}
+_MODULES = (compare, cross, deep, finetune, linear, robustness, visual, zeroshot)
+_SWEEPS: dict[str, SweepSpace] = {m.SWEEP.name: m.SWEEP for m in _MODULES}
 
 
 def get_sweep(name: str) -> SweepSpace:

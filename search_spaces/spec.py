@@ -48,3 +48,4 @@ class SweepSpace:
     summary: str
     profiles: dict = field(default_factory=dict)     # profile name -> Profile
     metric: str = "val_acc"                          # what ASHA and the searcher maximise
+    exclusive: bool = False                          # timing: one trial at a time, a whole GPU

@@ -59,12 +59,14 @@ def load_splits(cfg: DataConfig, pre: Preprocess, device: torch.device) -> tuple
 
 def tune_entry(config_cls: type, run: Callable[..., dict]):
     """A Ray Tune function trainable around `run(cfg, report, resume_dir)`; given a `report`
-    (unit tests), it runs without Ray."""
-    def trainable(config: dict, report: Reporter | None = None) -> None:
+    (unit tests), it runs without Ray. `sources` (run id -> trainables.sources.Learned) is what
+    the driver hands a trainable that evaluates another sweep's model (tune.with_parameters)."""
+    def trainable(config: dict, report: Reporter | None = None, sources: dict | None = None) -> None:
         cfg = from_dict(config_cls, config)
+        extra = {} if sources is None else {"sources": sources}
         if report is not None:
-            run(cfg, report, None)
+            run(cfg, report, None, **extra)
             return
         with tune_resume_dir() as resume_dir:
-            run(cfg, tune_report, resume_dir)
+            run(cfg, tune_report, resume_dir, **extra)
     return trainable

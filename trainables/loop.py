@@ -53,12 +53,23 @@ def autocast(device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DeviceData, batch_size: int) -> float:
+def evaluate(model: nn.Module, data: DeviceData, batch_size: int, aug: Augment = Augment()) -> float:
+    """Top-1 over `data`, in order; `aug` may add test-time noise (robustness)."""
     correct = torch.zeros((), device=data.labels.device)
-    for x, y in data.batches(batch_size):
+    for x, y in data.batches(batch_size, aug=aug):
         with autocast(x.device):
             correct += (model(x).argmax(-1) == y).sum()
     return correct.item() / max(1, len(data))
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, data: DeviceData, batch_size: int) -> torch.Tensor:
+    """The predicted class of every sample of `data`, in order."""
+    out = []
+    for x, _ in data.batches(batch_size):
+        with autocast(x.device):
+            out.append(model(x).argmax(-1))
+    return torch.cat(out)
 
 
 def make_optimizer(params, s: LoopSettings) -> torch.optim.Optimizer:

@@ -1,0 +1,19 @@
+"""Robustness to noise (seed Table 5): the best CIFAR-100 padding prompt of the `visual` sweep and
+the best fc-only ResNet-18 (no augmentation) of the `finetune` sweep, found in MLflow by the
+driver; clean, N(0, 0.1) and a curve of noise levels."""
+from search_spaces.spec import Profile, SweepSpace
+
+GRID = dict(model=["clip_padding", "resnet_fc"])
+
+SWEEP = SweepSpace(
+    name="robustness",
+    trainable="robustness",
+    summary="CIFAR-100 test + Gaussian noise: best padding prompt (visual) vs fc-only ResNet-18 (finetune)",
+    metric="clean_acc",
+    profiles={
+        "full": Profile(base=dict(data="real", noise_std=0.1, curve="0,0.05,0.1,0.2,0.4", batch_size=256),
+                        grid=GRID, lr=None, samples=1),
+        "smoke": Profile(base=dict(data="synthetic", noise_std=0.1, curve="0,0.05,0.1,0.2,0.4", batch_size=64),
+                         grid=GRID, lr=None, samples=1),
+    },
+)
