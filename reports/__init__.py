@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from trainables import UserError
 
-REPORTS = ("deep", "finetune", "linear", "visual", "zeroshot")
+REPORTS = ("all", "compare", "cross", "deep", "finetune", "linear", "robustness", "visual", "zeroshot")
 
 
 def check_report_name(sweep: str) -> None:
@@ -19,22 +19,42 @@ def check_report_name(sweep: str) -> None:
 
 
 def build_report(sweep: str, tracking_uri: str, out: Path, run_id: str | None = None) -> Path:
-    """Write out/<sweep>/report.md and its figures; nothing is left half-written on failure."""
-    from reports.prompt_reports import deep_report, load_sweep, visual_report
-    from reports.study_reports import finetune_report, linear_report, zeroshot_report
-    sections = {"deep": deep_report, "visual": visual_report, "finetune": finetune_report,
-                "linear": linear_report, "zeroshot": zeroshot_report}
+    """Write out/<sweep>/report.md and its figures (for 'all', also report.html); nothing is left
+    half-written on failure."""
+    from reports.prompt_reports import load_sweep
     check_report_name(sweep)
     out = out.resolve()
+    client = MlflowClient(tracking_uri)
     # Find the sweep first: a missing one must not leave an empty output folder behind.
-    sw = load_sweep(MlflowClient(tracking_uri), sweep, out, run_id)
+    sw = None if sweep == "all" else load_sweep(client, sweep, out, run_id)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=f".{sweep}-") as tmp:
-        sw.out = Path(tmp)
-        lines = sections[sweep](sw)
-        (Path(tmp) / "report.md").write_text("\n".join(lines) + "\n")
+        folder = Path(tmp)
+        if sw is None:
+            _write_all(client, folder, out / "classify")
+        else:
+            sw.out = folder
+            (folder / "report.md").write_text("\n".join(_section(sweep)(sw)) + "\n")
         final = out / sweep
         shutil.rmtree(final, ignore_errors=True)
         shutil.move(tmp, final)
-        Path(tmp).mkdir()   # TemporaryDirectory cleans up the (now moved) folder on exit
+        folder.mkdir()   # TemporaryDirectory cleans up the (now moved) folder on exit
     return final / "report.md"
+
+
+def _section(sweep: str):
+    from reports.experiment_reports import compare_report, cross_report, robustness_report
+    from reports.prompt_reports import deep_report, visual_report
+    from reports.study_reports import finetune_report, linear_report, zeroshot_report
+    return {"compare": compare_report, "cross": cross_report, "deep": deep_report, "finetune": finetune_report,
+            "linear": linear_report, "robustness": robustness_report, "visual": visual_report,
+            "zeroshot": zeroshot_report}[sweep]
+
+
+def _write_all(client: MlflowClient, folder: Path, classify_dir: Path) -> None:
+    from reports.document import build_all
+    from reports.html import to_html
+    lines, _ = build_all(client, folder, classify_dir)
+    markdown = "\n".join(lines) + "\n"
+    (folder / "report.md").write_text(markdown)
+    (folder / "report.html").write_text(to_html(markdown, folder, "CLIP prompting study, reproduced"))

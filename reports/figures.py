@@ -84,3 +84,49 @@ def probability_grid(images: list, names: list[str], labels: tuple[str, ...], pr
         bars.tick_params(axis="x", labelsize=6)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
+
+
+def labelled_scatter(x, y, labels: list[str], xlabel: str, ylabel: str, title: str, path: Path,
+                     logx: bool = False) -> Path:
+    """One point per model, named beside it (seed Figures 1 and 2)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(x, y, color="tab:blue")
+    for xi, yi, label in zip(x, y, labels):
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.margins(0.12)            # room for the names at the edges
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def grouped_bars(categories: list[str], series: dict[str, list[float]], ylabel: str, title: str,
+                 path: Path) -> Path:
+    """Bars side by side per category, one colour per series (seed Figures 3 and 4)."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(categories)), 3.8))
+    width = 0.8 / max(1, len(series))
+    for i, (name, values) in enumerate(series.items()):
+        ax.bar(np.arange(len(categories)) + (i - (len(series) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(range(len(categories)), categories, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def noise_curves(curves: dict[str, list[tuple[float, float]]], title: str, path: Path) -> Path:
+    """Top-1 against the standard deviation of the added noise, one line per model."""
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for label, points in curves.items():
+        levels, accs = zip(*sorted(points))
+        ax.plot(levels, [100 * a for a in accs], marker="o", label=label)
+    ax.set_xlabel("noise std (after normalisation)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

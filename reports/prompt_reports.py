@@ -30,7 +30,9 @@ class Sweep:
         return self.parent.data.tags.get("data_kind") == "synthetic"
 
     def header(self, title: str, note: str | None = None) -> list[str]:
-        kind = " — SYNTHETIC DATA (smoke profile; not comparable with the seed)" if self.synthetic else ""
+        kind = (" — SYNTHETIC DATA (smoke profile; not comparable with the seed)" if self.synthetic else
+                " — SMOKE PROFILE (not comparable with the seed)" if self.parent.data.tags.get("profile") == "smoke"
+                else "")
         tags = self.parent.data.tags
         status = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
         return [f"# {title}{kind}", "",
@@ -44,7 +46,9 @@ class Sweep:
 def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = None) -> Sweep:
     parent = find_parent(client, name, run_id)
     trials = trial_frame(client, parent)
-    score = "test_acc" if name == "zeroshot" else "best_val_acc"     # zero-shot learns nothing
+    # what every finished trial of the sweep has: the best validation score where it learns
+    score = {"zeroshot": "test_acc", "compare": "ms_per_image_no_grad", "robustness": "clean_acc",
+             "cross": "combined_acc"}.get(name, "best_val_acc")
     if trials.empty or score not in trials:
         raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")

@@ -31,10 +31,12 @@ def _typed(value: str):
 
 
 def trial_frame(client: MlflowClient, parent) -> pd.DataFrame:
-    """One row per child run: params (typed), last metrics, status, stop reason, run id."""
+    """One row per child run: params (typed), last metrics, tags (as tag_NAME), status, stop
+    reason, run id."""
     runs = client.search_runs([parent.info.experiment_id],
                               f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=10000)
     rows = [{**{k: _typed(v) for k, v in r.data.params.items()}, **r.data.metrics,
+             **{f"tag_{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
              "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
              "cell": r.data.tags.get("cell", ""), "run_id": r.info.run_id} for r in runs]
     return pd.DataFrame(rows)
