@@ -33,3 +33,26 @@ def ray_session():
 def tiny_prompt_config(data_root) -> dict:
     return dict(dataset="cifar10", data="synthetic", data_dir=str(data_root), model="tiny-clip",
                 pretrained="none", epochs=1, batch_size=32, warmup_steps=2, device="cpu")
+
+
+# Every sweep of the study at its smoke size (fewest trials that still fill each report's
+# tables), in one MLflow store, in the order a user runs them: robustness and cross find their
+# inputs among the visual and finetune runs made here.
+STUDY = (("compare", []), ("zeroshot", []), ("finetune", ["--samples", "1"]), ("linear", ["--samples", "1"]),
+         ("visual", ["--samples", "1"]), ("deep", ["--samples", "1", "--set", "dataset=cifar10"]),
+         ("robustness", []), ("cross", []))
+
+
+@pytest.fixture(scope="session")
+def study_store(ray_session, data_root, tmp_path_factory):
+    """(tracking URI, folder) holding a smoke run of every sweep and the two classify figures."""
+    from orchestrator.cli import main
+    folder = tmp_path_factory.mktemp("study")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    common = ["--tracking-uri", uri, "--data-dir", str(data_root), "--gpus-per-trial", "0"]
+    for name, extra in STUDY:
+        assert main(["sweep", name, *extra, "--storage-path", str(folder / f"ray-{name}"), *common]) == 0, name
+    for preset in ("colour", "origin"):
+        assert main(["classify", "--preset", preset, "--data", "synthetic", "--data-dir", str(data_root), "--n", "4",
+                     "--model", "tiny-clip", "--pretrained", "none", "--out", str(folder / "out")]) == 0
+    return uri, folder

@@ -1,5 +1,6 @@
 """Reports of the zero-shot, fine-tune and linear-probe sweeps, built from MLflow after smoke
-sweeps run through the CLI, with the seed's numbers beside the reproduced ones."""
+sweeps run through the CLI (conftest's study store), with the seed's numbers beside the
+reproduced ones."""
 import re
 
 import pytest
@@ -8,13 +9,8 @@ from orchestrator.cli import main
 
 
 @pytest.fixture(scope="module")
-def store(ray_session, data_root, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{folder}/mlflow.db"
-    common = ["--tracking-uri", uri, "--data-dir", str(data_root), "--gpus-per-trial", "0"]
-    for name, extra in (("zeroshot", []), ("finetune", ["--samples", "1"]), ("linear", ["--samples", "1"])):
-        assert main(["sweep", name, *extra, "--storage-path", str(folder / f"ray-{name}"), *common]) == 0
-    return uri, folder
+def store(study_store):
+    return study_store
 
 
 def _report(store, name: str) -> str:
@@ -45,6 +41,7 @@ def test_finetune_report_has_every_variant_and_augmentation(store):
 
 def test_linear_report_sits_beside_the_prompts(store):
     report = _report(store, "linear")
-    rows = [line for line in report.splitlines() if line.startswith("| cifar")]
-    assert len(rows) == 2 and all("run `sweep visual`" in r for r in rows)   # no visual sweep in this store
-    assert "92.74" in rows[0] and "88.94" in rows[0]                         # seed padding, seed zero-shot
+    rows = [line.strip("| ").split(" | ") for line in report.splitlines() if line.startswith("| cifar")]
+    assert len(rows) == 2
+    assert all(re.fullmatch(r"\d+\.\d\d", r[3]) for r in rows)            # the visual sweep of the same store
+    assert rows[0][4:] == ["92.74", "88.94"]                                 # seed padding, seed zero-shot
