@@ -6,7 +6,6 @@ import socket
 
 from trainables import UserError
 
-
 STORAGE_ENV = "ORCHESTRATOR_STORAGE_PATH"
 
 

@@ -1,12 +1,11 @@
 """`doctor`: what this machine has, told truthfully, without downloading or starting anything."""
 from __future__ import annotations
 
+from orchestrator.cluster import resolve_address
+from orchestrator.tracking import resolve_tracking_uri, tracking_answers
 from trainables.cifar import ARCHIVES, is_present
 from trainables.models import cached_clip_weights, clip_cache_dir, resnet_weights_path
 from trainables.paths import data_dir, downloads_allowed
-
-from orchestrator.cluster import resolve_address
-from orchestrator.tracking import resolve_tracking_uri, tracking_answers
 
 
 def doctor_lines(data_dir_flag: str | None = None, address: str | None = None,

@@ -13,8 +13,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
-from search_spaces import cell_key
 from orchestrator.plan import SweepPlan, trial_config
+from search_spaces import cell_key
 
 SEARCH_MODES = ("tpe", "random")
 

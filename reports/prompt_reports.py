@@ -15,6 +15,7 @@ from reports import figures
 from reports.markdown import diff, pct, seed_pct, table
 from reports.runs import best_per_cell, find_parent, metric_history, trial_frame
 from reports.seed import seed_best_deep, seed_deep, seed_layers, seed_visual, seed_zeroshot
+from search_spaces import get_sweep
 from trainables import UserError
 
 
@@ -46,9 +47,9 @@ class Sweep:
 def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = None) -> Sweep:
     parent = find_parent(client, name, run_id)
     trials = trial_frame(client, parent)
-    # what every finished trial of the sweep has: the best validation score where it learns
-    score = {"zeroshot": "test_acc", "compare": "ms_per_image_no_grad", "robustness": "clean_acc",
-             "cross": "combined_acc"}.get(name, "best_val_acc")
+    # what every finished trial has: the sweep's metric, or its best so far where it learns
+    metric = get_sweep(name).metric
+    score = "best_val_acc" if metric == "val_acc" else metric
     if trials.empty or score not in trials:
         raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")

@@ -5,8 +5,9 @@
 1. the caches are exact to the tolerance of bf16: deep-prompt logits and prompt gradients from
    the cached prefix against the uncached path, at the first, middle and last layer of ViT-B/32
    (random weights); fc-only ResNet-18 logits from cached features against the full network;
-2. every trainable runs one tiny epoch on CUDA and reports finite metrics; one visual-prompt
-   trial runs with `compile=True`.
+2. every trainable runs one tiny epoch on CUDA and reports finite metrics (tests/tiny.py, as in
+   the registry test); `compare` measures more CUDA memory with gradients than without; one
+   visual-prompt trial runs with `compile=True`.
 Prints one line per check and exits non-zero if one fails.
 """
 from __future__ import annotations
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 os.environ.setdefault("ORCHESTRATOR_NO_DOWNLOAD", "1")
+
+from tiny import run_tiny  # noqa: E402
 
 from trainables import list_trainables  # noqa: E402
 from trainables.cifar import Split, load_cifar  # noqa: E402
@@ -80,27 +83,24 @@ def feature_cache(device: torch.device, cifar) -> None:
 
 
 def trainables_run(root: Path, device: torch.device) -> None:
-    shared = dict(dataset="cifar10", data="synthetic", data_dir=str(root), epochs=1, batch_size=64,
-                  device=device.type)
-    extra = {"visual_prompt": dict(model="tiny-clip", pretrained="none", prompt_size=4, warmup_steps=2),
-             "deep_prompt": dict(model="tiny-clip", pretrained="none", layer=2, warmup_steps=2),
-             "finetune": dict(weights="none", image_size=64, augment="hflip"),
-             "linear_probe": dict(model="tiny-clip", pretrained="none"),
-             "zeroshot": dict(model="tiny-clip", pretrained="none")}
+    shared = dict(dataset="cifar10", data="synthetic", data_dir=str(root), model="tiny-clip", pretrained="none",
+                  epochs=1, batch_size=64, warmup_steps=2, device=device.type)
     for spec in list_trainables():
-        config = {**shared, **extra.get(spec.name, {})}
-        if spec.name == "zeroshot":
-            config.pop("epochs")
-        reports: list[dict] = []
         start = time.perf_counter()
-        spec.fn(config, report=lambda m, ckpt: reports.append(m))
+        reports, _ = run_tiny(spec, shared)
         finite = bool(reports) and all(math.isfinite(reports[-1][k]) for k in spec.metrics)
         shown = ", ".join(f"{k}={reports[-1][k]:.3g}" for k in spec.metrics[:3])
         check(f"trainable {spec.name} on {device.type}", finite, f"{time.perf_counter() - start:.1f} s, {shown}")
+        if spec.name == "compare" and device.type == "cuda":
+            m = reports[-1]
+            more = m["memory_mb_grad"] > m["memory_mb_no_grad"] >= 0
+            check("compare: more CUDA memory kept with gradients than without", more,
+                  f"{m['memory_mb_no_grad']:.1f} MB no_grad, {m['memory_mb_grad']:.1f} MB grad")
+    extra = {"model": "tiny-clip", "pretrained": "none", "prompt_size": 4, "warmup_steps": 2}
     reports = []
     start = time.perf_counter()
     [s for s in list_trainables() if s.name == "visual_prompt"][0].fn(
-        {**shared, **extra["visual_prompt"], "compile": True}, report=lambda m, ckpt: reports.append(m))
+        {**shared, **extra, "compile": True}, report=lambda m, ckpt: reports.append(m))
     check("visual_prompt with compile=True", math.isfinite(reports[-1]["val_acc"]),
           f"{time.perf_counter() - start:.1f} s incl. compilation")
 

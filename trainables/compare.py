@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from trainables.base import pick_device, tune_entry
+from trainables.config import check_at_least_one, check_choices
 from trainables.errors import UserError
 from trainables.loop import Reporter
 from trainables.registry import register_trainable
@@ -42,13 +43,10 @@ class CompareConfig:
     device: str = "auto"
 
     def check(self) -> None:
-        if self.model not in MODELS:
-            raise UserError(f"model '{self.model}' unknown; known: {', '.join(MODELS)}")
+        check_choices(self, model=MODELS)
         if not 32 <= self.image_size <= 512 or self.image_size % 32:
             raise UserError(f"image_size must be a multiple of 32 within 32..512, got {self.image_size}")
-        for key in ("time_batch", "memory_batch", "repeats"):
-            if getattr(self, key) < 1:
-                raise UserError(f"'{key}' must be at least 1, got {getattr(self, key)}")
+        check_at_least_one(self, "time_batch", "memory_batch", "repeats")
 
 
 def build_model(name: str, image_size: int) -> nn.Module:

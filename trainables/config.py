@@ -51,3 +51,16 @@ def from_dict(cls, config: dict, where: str = "config"):
     if check:
         check()
     return instance
+
+
+def check_choices(instance, **known: tuple) -> None:
+    """Each named field's value must be one of its known values."""
+    for key, options in known.items():
+        if getattr(instance, key) not in options:
+            raise UserError(f"{key} '{getattr(instance, key)}' unknown; known: {', '.join(options)}")
+
+
+def check_at_least_one(instance, *keys: str) -> None:
+    for key in keys:
+        if getattr(instance, key) < 1:
+            raise UserError(f"'{key}' must be at least 1, got {getattr(instance, key)}")

@@ -12,7 +12,7 @@ import torch
 
 from trainables.base import DATASETS, pick_device, tune_entry
 from trainables.cifar import DATA_KINDS, load_cifar
-from trainables.errors import UserError
+from trainables.config import check_at_least_one, check_choices
 from trainables.loop import Reporter, evaluate, predictions
 from trainables.models import class_text_features
 from trainables.paths import data_dir
@@ -32,12 +32,8 @@ class CrossConfig:
     device: str = "auto"
 
     def check(self) -> None:
-        if self.prompt_from not in DATASETS:
-            raise UserError(f"prompt_from '{self.prompt_from}' unknown; known: {', '.join(DATASETS)}")
-        if self.data not in DATA_KINDS:
-            raise UserError(f"data '{self.data}' unknown; known: {', '.join(DATA_KINDS)}")
-        if self.batch_size < 1:
-            raise UserError(f"'batch_size' must be at least 1, got {self.batch_size}")
+        check_choices(self, prompt_from=DATASETS, data=DATA_KINDS)
+        check_at_least_one(self, "batch_size")
 
 
 def source_of(cfg: CrossConfig) -> Source:

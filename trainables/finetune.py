@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
+from trainables.config import check_choices
 from trainables.errors import UserError
 from trainables.features import cache_splits
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
@@ -47,10 +48,8 @@ class FinetuneConfig(DataConfig):
 
     def check(self) -> None:
         super().check()
-        for key, known in (("weights", RESNET_WEIGHTS), ("variant", VARIANTS), ("augment", AUGMENTS),
-                           ("stats", STATS), ("backbone_bn", ("eval", "train"))):
-            if getattr(self, key) not in known:
-                raise UserError(f"{key} '{getattr(self, key)}' unknown; known: {', '.join(known)}")
+        check_choices(self, weights=RESNET_WEIGHTS, variant=VARIANTS, augment=tuple(AUGMENTS), stats=tuple(STATS),
+                      backbone_bn=("eval", "train"))
         if not 32 <= self.image_size <= 512:
             raise UserError(f"image_size must be within 32..512, got {self.image_size}")
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from trainables.base import pick_device, tune_entry
 from trainables.cifar import DATA_KINDS, load_cifar
+from trainables.config import check_at_least_one, check_choices
 from trainables.errors import UserError
 from trainables.finetune import FinetuneConfig, ResNetClassifier, build_resnet
 from trainables.loop import Reporter, evaluate
@@ -43,12 +44,8 @@ class RobustnessConfig:
     device: str = "auto"
 
     def check(self) -> None:
-        if self.model not in SOURCES:
-            raise UserError(f"model '{self.model}' unknown; known: {', '.join(SOURCES)}")
-        if self.data not in DATA_KINDS:
-            raise UserError(f"data '{self.data}' unknown; known: {', '.join(DATA_KINDS)}")
-        if self.batch_size < 1:
-            raise UserError(f"'batch_size' must be at least 1, got {self.batch_size}")
+        check_choices(self, model=tuple(SOURCES), data=DATA_KINDS)
+        check_at_least_one(self, "batch_size")
         if any(level < 0 for level in self.levels()):
             raise UserError(f"noise levels must be >= 0, got noise_std={self.noise_std}, curve={self.curve!r}")
 

@@ -12,6 +12,7 @@ from torch import nn
 
 from trainables.base import DATASETS, pick_device, tune_entry
 from trainables.cifar import DATA_KINDS, load_cifar
+from trainables.config import check_choices
 from trainables.errors import UserError
 from trainables.features import FeatureData
 from trainables.loop import Reporter, evaluate
@@ -33,9 +34,7 @@ class ZeroShotConfig:
     device: str = "auto"
 
     def check(self) -> None:
-        for key, known in (("dataset", DATASETS), ("data", DATA_KINDS), ("model", CLIP_MODELS)):
-            if getattr(self, key) not in known:
-                raise UserError(f"{key} '{getattr(self, key)}' unknown; known: {', '.join(known)}")
+        check_choices(self, dataset=DATASETS, data=DATA_KINDS, model=CLIP_MODELS)
         if "{}" not in self.template:
             raise UserError(f"template {self.template!r} has no '{{}}' for the class name")
         if self.batch_size < 1:
