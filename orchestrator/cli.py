@@ -171,11 +171,16 @@ def cmd_report(args) -> int:
     from orchestrator.tracking import check_tracking, resolve_tracking_uri
     from reports import build_report, check_report_name
     check_report_name(args.sweep)
+    if args.sweep == "all" and args.run_id:
+        raise UserError("report all takes each sweep's latest run; --run-id picks one sweep's run: "
+                        "use it with `report SWEEP`")
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise UserError(f"no MLflow store at {uri}; run `python -m orchestrator sweep {args.sweep}` "
-                        f"first, or pass the store it used with --tracking-uri")
+        first = "the study's sweeps (`python -m orchestrator list`)" if args.sweep == "all" else \
+            f"`python -m orchestrator sweep {args.sweep}`"
+        raise UserError(f"no MLflow store at {uri}; run {first} first, or pass the store they used "
+                        f"with --tracking-uri")
     path = build_report(args.sweep, uri, Path(args.out), args.run_id)
     print(f"report written: {path}")
     if path.with_suffix(".html").is_file():

@@ -74,17 +74,18 @@ def load_learned(client: MlflowClient, run) -> Learned:
     return Learned(run.info.run_id, dict(run.data.params), dict(run.data.metrics), tensors)
 
 
-def attach_sources(plan: SweepPlan, uri: str) -> tuple[SweepPlan, dict[str, Learned]]:
+def attach_sources(plan: SweepPlan, uri: str, recorded: dict | None = None) -> tuple[SweepPlan, dict[str, Learned]]:
     """(the plan with each cell's `source_run` filled, run id -> Learned); unchanged for a
-    trainable without a source."""
+    trainable without a source. `recorded` (cell key -> run id) is what a resumed sweep started
+    with; otherwise --set source_run, else the best run in MLflow."""
     spec = plan.trainable
     if spec.source is None:
         return plan, {}
     client = MlflowClient(uri) if _store_exists(uri) else None    # a client would create the file
-    pinned = plan.base.get("source_run") or None
     extra, learned = dict(plan.extra), {}
     for cell in plan.cells:
         source = spec.source(from_dict(spec.config_cls, plan.config(cell, None)))
+        pinned = (recorded or {}).get(cell_key(cell)) or plan.base.get("source_run")
         run = (pinned_source_run(client, plan, source, pinned, uri) if pinned
                else best_source_run(client, plan, source, uri))
         if run.info.run_id not in learned:

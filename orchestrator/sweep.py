@@ -3,6 +3,7 @@ child runs closed whatever happens."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass, replace
@@ -19,6 +20,8 @@ from orchestrator.sources import attach_sources
 from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, end_parent,
                                    experiment_id, git_commit, prepare_store, resolve_tracking_uri)
 from trainables import UserError
+
+SOURCES_TAG = "source_runs"
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,14 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
               "reduction_factor": plan.profile.reduction_factor, **plan.base}
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
+    if plan.extra:      # which source run each cell evaluates (robustness, cross): kept for --resume
+        client.set_tag(run.info.run_id, SOURCES_TAG, json.dumps({k: v["source_run"] for k, v in plan.extra.items()}))
     return exp, run.info.run_id, {**tags, "role": "trial"}
+
+
+def _recorded_sources(uri: str, parent: str) -> dict | None:
+    tag = MlflowClient(uri).get_run(parent).data.tags.get(SOURCES_TAG)
+    return json.loads(tag) if tag else None
 
 
 @contextlib.contextmanager
@@ -135,10 +145,11 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
-    plan, sources = attach_sources(plan, uri)
-    check_inputs(plan, sources)
     if opts.resume:
         exp, parent, path = _interrupted(plan, uri)
+    # a resumed sweep evaluates the source runs it started with, whatever has run since
+    plan, sources = attach_sources(plan, uri, _recorded_sources(uri, parent) if opts.resume else None)
+    check_inputs(plan, sources)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
     check_storage(storage)

@@ -67,8 +67,9 @@ def _freeform(out: Path, classify_dir: Path) -> tuple[list[str], int]:
 
 def build_all(client: MlflowClient, out: Path, classify_dir: Path) -> tuple[list[str], dict[str, str]]:
     """(markdown lines, section -> what it was built from) with the figures written to `out`."""
+    from reports.headline import headline
     from reports.prompt_reports import load_sweep
-    body, status = [], {}
+    body, status, loaded = [], {}, {}
     for section, build in sections():
         if section.sweep is None:
             lines, found = _freeform(out, classify_dir)
@@ -81,11 +82,12 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path) -> tuple[list
             body += _missing(section, str(err).split(";")[0] + ".")
             status[section.number] = "not run yet"
             continue
+        loaded[section.sweep] = sw
         body += _demote(build(sw))
         status[section.number] = f"run `{sw.parent.info.run_id}` ({sw.parent.data.tags.get('profile')})"
     contents = [f"- {s.number} {s.title}: {status[s.number]}" for s, _ in sections()]
     head = ["# CLIP prompting and ResNet-18 transfer: the study, reproduced", "",
             "Every number is read from MLflow; the seed's own number stands beside it with the difference "
             "(Δ = ours − seed). A section whose sweep has not run says which command produces it.", "",
-            *contents, ""]
+            *contents, "", *headline(loaded)]
     return head + body, status

@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 
 from reports import figures
 from reports.markdown import diff, pct, seed_pct, table
-from reports.runs import best_per_cell, find_parent, metric_history, trial_frame
+from reports.runs import best_per_cell, best_test, find_parent, metric_history, trial_frame
 from reports.seed import seed_best_deep, seed_deep, seed_layers, seed_visual, seed_zeroshot
 from search_spaces import get_sweep
 from trainables import UserError
@@ -78,13 +78,6 @@ def table3(best: pd.DataFrame) -> str:
     return table(header, rows)
 
 
-def _best_test(best: pd.DataFrame, dataset: str, **where) -> float | None:
-    sub = best[best["dataset"] == dataset]
-    for key, value in where.items():
-        sub = sub[sub[key] == value]
-    return None if sub.empty else float(sub.sort_values("best_val_acc").iloc[-1]["test_acc"])
-
-
 def deep_report(sw: Sweep) -> list[str]:
     best = best_per_cell(sw.trials, ["dataset", "layer", "n_prompts", "position"])
     md = sw.header("Deep prompts (seed section 2.3)")
@@ -108,7 +101,7 @@ def table4(sw: Sweep, deep_best: pd.DataFrame) -> list[str]:
     for dataset in sorted(deep_best["dataset"].unique()):
         deep = float(deep_best[deep_best["dataset"] == dataset].sort_values("best_val_acc").iloc[-1]["test_acc"])
         seed_v = seed_results_visual_best(dataset)
-        vis = _best_test(visual, dataset) if visual is not None else None
+        vis = best_test(visual, dataset=dataset) if visual is not None else None
         rows.append([dataset, pct(deep), seed_pct(seed_best_deep(dataset)), diff(deep, seed_best_deep(dataset)),
                      pct(vis) if visual is not None else "run `sweep visual`", seed_pct(seed_v), diff(vis, seed_v),
                      seed_pct(seed_zeroshot(dataset))])
@@ -136,7 +129,7 @@ def visual_report(sw: Sweep) -> list[str]:
     for dataset in sorted(best["dataset"].unique()):
         row = [dataset]
         for prompt in ("fixed_patch", "padding"):
-            ours, seed = _best_test(best, dataset, prompt=prompt), seed_visual(dataset, prompt)
+            ours, seed = best_test(best, dataset=dataset, prompt=prompt), seed_visual(dataset, prompt)
             row += [pct(ours), seed_pct(seed), diff(ours, seed)]
         rows.append(row + [seed_pct(seed_zeroshot(dataset))])
     header = ["dataset", "fixed patch", "seed", "Δ", "padding", "seed", "Δ", "seed zero-shot baseline"]

@@ -50,5 +50,12 @@ def best_per_cell(trials: pd.DataFrame, cell_cols: list[str]) -> pd.DataFrame:
     return ok.loc[idx].reset_index(drop=True)
 
 
+def best_test(best: pd.DataFrame, **where) -> float | None:
+    """Test score of the best-on-validation cell among the rows of `best` that match `where`."""
+    for key, value in where.items():
+        best = best[best[key] == value]
+    return None if best.empty else float(best.sort_values("best_val_acc").iloc[-1]["test_acc"])
+
+
 def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]

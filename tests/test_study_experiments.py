@@ -1,6 +1,7 @@
 """compare, robustness, cross and `report all`, on the study store of conftest (a smoke run of
 every sweep through the CLI into one MLflow file). robustness and cross must find their inputs
 among the visual and finetune runs made there, through MLflow alone."""
+import json
 import re
 
 import pytest
@@ -8,15 +9,24 @@ import torchvision
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
+from orchestrator.plan import make_plan
+from orchestrator.sources import attach_sources
+from search_spaces import cell_key
+from trainables import UserError
 from trainables.cifar import load_cifar
 
 
-def _children(uri: str, sweep: str) -> list:
+def _parent(uri: str, sweep: str):
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(sweep)
-    parent = client.search_runs([exp.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time DESC"],
-                                max_results=1)[0]
-    return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    return client.search_runs([exp.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time DESC"],
+                              max_results=1)[0]
+
+
+def _children(uri: str, sweep: str) -> list:
+    parent = _parent(uri, sweep)
+    return MlflowClient(uri).search_runs([parent.info.experiment_id],
+                                         f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
 
 
 def _best(uri: str, sweep: str, **where):
@@ -40,6 +50,21 @@ def test_robustness_evaluates_the_best_visual_and_finetune_runs(study_store):
         assert m["source_test_acc"] == pytest.approx(source.data.metrics["test_acc"])
         assert {f"acc_noise_{level}" for level in ("0", "0.05", "0.1", "0.2", "0.4")} <= m.keys()
         assert m["noisy_acc"] == m["acc_noise_0.1"] and m["clean_acc"] == m["acc_noise_0"]
+    # the parent keeps which run each cell evaluated: a resumed sweep evaluates the same ones
+    recorded = json.loads(_parent(uri, "robustness").data.tags["source_runs"])
+    assert recorded == {f"model={m}": r.data.params["source_run"] for m, r in runs.items()}
+
+
+def test_a_resumed_sweep_takes_the_sources_its_parent_recorded(study_store, data_root):
+    uri, _ = study_store
+    plan = make_plan("robustness", "smoke", [f"data_dir={data_root}"])
+    recorded = json.loads(_parent(uri, "robustness").data.tags["source_runs"])
+    attached, sources = attach_sources(plan, uri, recorded)
+    assert {k: v["source_run"] for k, v in attached.extra.items()} == recorded
+    assert set(sources) == set(recorded.values())
+    swapped = {cell_key(c): recorded["model=resnet_fc"] for c in plan.cells}     # a finetune run for the CLIP cell
+    with pytest.raises(UserError, match="no trial of the 'visual' sweep cell"):
+        attach_sources(plan, uri, swapped)
 
 
 def test_cross_scores_each_padding_prompt_on_cifar110(study_store, data_root):
@@ -82,6 +107,9 @@ def test_report_all_has_every_section_and_one_self_contained_page(study_store):
         assert re.search(rf"^## .*{re.escape(title)}", md, re.M), title
     assert "Not in this report" not in md and "not in this report" not in md
     assert "Pearson r" in md and "| 71.39 |" in md and "| 25.15 |" in md     # Figure 1's r; Table 5's seed
+    glance = md[md.index("## At a glance"):md.index("## Comparing")]
+    sections = {line.split(" | ")[0].strip("| ") for line in glance.splitlines() if line.startswith("| ")}
+    assert {"1.2", "2.1a", "2.2", "2.3", "2.3+", "2.4", "2.5"} <= sections     # a headline row for each
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {"compare_fig1_top1_vs_ms.png", "robustness_curve.png", "cross_bars.png", "classify_colour.png",
             "classify_origin.png"} <= set(images)
