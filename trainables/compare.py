@@ -5,7 +5,8 @@ Timing needs no trained weights, so the models are randomly initialised and the 
 offline; top-1 comes from the weights' own metadata (torchvision), or from the paper named
 beside it where the library has none (timm's DINO ViT-S/8). Memory is the CUDA allocator's delta
 while the output is kept alive (with gradients on, the activations autograd saves with it); the
-CPU has no such allocator, so a CPU run says "not measured" rather than guess.
+CPU has no such allocator, so a CPU run says "not measured" rather than guess. Models run in
+float32 without autocast, as torchvision and timm ship them.
 """
 from __future__ import annotations
 
