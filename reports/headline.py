@@ -13,8 +13,8 @@ DATASETS = ("cifar10", "cifar100")
 def _finetune(sw: Sweep) -> list[tuple]:
     best, seeds = best_per_cell(sw.trials, ["variant", "augment"]), seed_results()["finetune_resnet18_cifar100"]
     cells = (("none", "no augmentation", "fc_only"), ("hflip", "flip", "fc_only_hflip"))
-    return [("1.2", f"ResNet-18 fc only, {label}, CIFAR-100", best_test(best, variant="fc", augment=aug), seeds.get(key))
-            for aug, label, key in cells]
+    return [("1.2", f"ResNet-18 fc only, {label}, CIFAR-100", best_test(best, variant="fc", augment=aug),
+             seeds.get(key)) for aug, label, key in cells]
 
 
 def _zeroshot(sw: Sweep) -> list[tuple]:

@@ -96,12 +96,12 @@ def deep_report(sw: Sweep) -> list[str]:
 
 
 def table4(sw: Sweep, deep_best: pd.DataFrame) -> list[str]:
-    visual = _other_sweep(sw, "visual")
+    visual = other_best(sw, "visual", ["dataset", "prompt", "prompt_size"])
     rows = []
     for dataset in sorted(deep_best["dataset"].unique()):
         deep = float(deep_best[deep_best["dataset"] == dataset].sort_values("best_val_acc").iloc[-1]["test_acc"])
         seed_v = seed_results_visual_best(dataset)
-        vis = best_test(visual, dataset=dataset) if visual is not None else None
+        vis = visual.get(dataset) if visual is not None else None
         rows.append([dataset, pct(deep), seed_pct(seed_best_deep(dataset)), diff(deep, seed_best_deep(dataset)),
                      pct(vis) if visual is not None else "run `sweep visual`", seed_pct(seed_v), diff(vis, seed_v),
                      seed_pct(seed_zeroshot(dataset))])
@@ -114,12 +114,15 @@ def seed_results_visual_best(dataset: str) -> float | None:
     return max(values) if values else None
 
 
-def _other_sweep(sw: Sweep, name: str) -> pd.DataFrame | None:
+def other_best(sw: Sweep, name: str, cells: list[str]) -> dict | None:
+    """dataset -> test score of the best-on-validation cell of another sweep in the same store;
+    None when that sweep has not run."""
     try:
         other = load_sweep(sw.client, name, sw.out)
     except UserError:
         return None
-    return best_per_cell(other.trials, ["dataset", "prompt", "prompt_size"])
+    best = best_per_cell(other.trials, cells)
+    return {d: best_test(best, dataset=d) for d in best["dataset"].unique()}
 
 
 def visual_report(sw: Sweep) -> list[str]:

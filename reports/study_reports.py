@@ -6,10 +6,9 @@ import pandas as pd
 
 from reports import figures
 from reports.markdown import diff, pct, seed_pct, table
-from reports.prompt_reports import Sweep, load_sweep
+from reports.prompt_reports import Sweep, other_best
 from reports.runs import best_per_cell, metric_history
-from reports.seed import seed_results, seed_visual, seed_zeroshot
-from trainables import UserError
+from reports.seed import seed_best_deep, seed_results, seed_visual, seed_zeroshot
 
 
 def zeroshot_report(sw: Sweep) -> list[str]:
@@ -55,22 +54,17 @@ def finetune_report(sw: Sweep) -> list[str]:
 
 def linear_report(sw: Sweep) -> list[str]:
     best = best_per_cell(sw.trials, ["dataset"])
-    visual = _best_visual(sw)
+    visual = other_best(sw, "visual", ["dataset", "prompt", "prompt_size"])
+    deep = other_best(sw, "deep", ["dataset", "layer", "n_prompts", "position"])
     md = sw.header("Linear probe on frozen CLIP features (beyond the seed)")
     rows = []
     for _, r in best.sort_values("dataset").iterrows():
-        vis = None if visual is None else visual.get(r["dataset"])
-        rows.append([r["dataset"], pct(r["test_acc"]), f"{r['lr']:.2g}",
-                     pct(vis) if visual is not None else "run `sweep visual`",
-                     seed_pct(seed_visual(r["dataset"], "padding")), seed_pct(seed_zeroshot(r["dataset"]))])
-    header = ["dataset", "linear probe", "lr", "best visual prompt (ours)", "seed padding prompt", "seed zero-shot"]
+        d = r["dataset"]
+        rows.append([d, pct(r["test_acc"]), f"{r['lr']:.2g}",
+                     pct(visual.get(d)) if visual is not None else "run `sweep visual`",
+                     pct(deep.get(d)) if deep is not None else "run `sweep deep`",
+                     seed_pct(seed_visual(d, "padding")), seed_pct(seed_best_deep(d)), seed_pct(seed_zeroshot(d))])
+    header = ["dataset", "linear probe", "lr", "best visual prompt (ours)", "best deep prompt (ours)",
+              "seed padding prompt", "seed best deep prompt", "seed zero-shot"]
     return md + ["## Linear probe beside prompting", "", table(header, rows), ""]
 
-
-def _best_visual(sw: Sweep) -> dict | None:
-    try:
-        other = load_sweep(sw.client, "visual", sw.out)
-    except UserError:
-        return None
-    best = best_per_cell(other.trials, ["dataset", "prompt", "prompt_size"])
-    return {d: float(g.sort_values("best_val_acc")["test_acc"].iloc[-1]) for d, g in best.groupby("dataset")}
