@@ -61,8 +61,9 @@ def _compare_figures(sw: Sweep, t: pd.DataFrame, names: list[str], measured: boo
                               "ms per image (batch 8)", "Figure 3: time with and without torch.no_grad()",
                               sw.out / "compare_fig3_no_grad_time.png")
     md = ["## Figures", "",
-          f"Pearson r between ImageNet top-1 and ms/image: **{r_top1:.2f}** (seed: {SEED_PEARSON_R}); between "
-          f"parameters and ms/image: {r_params:.2f} (the seed saw no correlation).", "",
+          f"Pearson r between ImageNet top-1 and ms/image: **{r_top1:.2f}** (seed: {SEED_PEARSON_R}, for \"inference "
+          f"speed per image\", which its text does not define further); between parameters and ms/image: "
+          f"{r_params:.2f} (the seed saw no correlation).", "",
           f"![Figure 1]({f1.name})", f"![Figure 2]({f2.name})", f"![Figure 3]({f3.name})"]
     if measured:
         f4 = figures.grouped_bars(names, {"no_grad": list(t["memory_mb_no_grad"]), "grad": list(t["memory_mb_grad"])},
