@@ -79,8 +79,9 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path) -> tuple[list
         try:
             sw = load_sweep(client, section.sweep, out)
         except UserError as err:
-            body += _missing(section, str(err).split(";")[0] + ".")
-            status[section.number] = "not run yet"
+            why = str(err).split(";")[0]
+            body += _missing(section, why + ".")
+            status[section.number] = "no finished trial yet" if "no finished" in why else "not run yet"
             continue
         loaded[section.sweep] = sw
         body += _demote(build(sw))
