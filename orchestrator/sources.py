@@ -63,7 +63,8 @@ def pinned_source_run(client: MlflowClient | None, plan: SweepPlan, source: Sour
     return run
 
 
-def load_learned(client: MlflowClient, run) -> Learned:
+def read_learned(client: MlflowClient, run) -> Learned:
+    """A source run's params, metrics and best parameters, as the trial will get them."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = client.download_artifacts(run.info.run_id, BEST_ARTIFACT, tmp)
@@ -89,6 +90,6 @@ def attach_sources(plan: SweepPlan, uri: str, recorded: dict | None = None) -> t
         run = (pinned_source_run(client, plan, source, pinned, uri) if pinned
                else best_source_run(client, plan, source, uri))
         if run.info.run_id not in learned:
-            learned[run.info.run_id] = load_learned(client, run)
+            learned[run.info.run_id] = read_learned(client, run)
         extra[cell_key(cell)] = {**extra.get(cell_key(cell), {}), "source_run": run.info.run_id}
     return replace(plan, extra=extra), learned

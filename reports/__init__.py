@@ -43,12 +43,9 @@ def build_report(sweep: str, tracking_uri: str, out: Path, run_id: str | None = 
 
 
 def _section(sweep: str):
-    from reports.experiment_reports import compare_report, cross_report, robustness_report
-    from reports.prompt_reports import deep_report, visual_report
-    from reports.study_reports import finetune_report, linear_report, zeroshot_report
-    return {"compare": compare_report, "cross": cross_report, "deep": deep_report, "finetune": finetune_report,
-            "linear": linear_report, "robustness": robustness_report, "visual": visual_report,
-            "zeroshot": zeroshot_report}[sweep]
+    """The section builder of one sweep: the same one `report all` uses."""
+    from reports.document import sections
+    return {section.sweep: build for section, build in sections() if section.sweep}[sweep]
 
 
 def _write_all(client: MlflowClient, folder: Path, classify_dir: Path) -> None:

@@ -16,15 +16,20 @@ from trainables import UserError
 from trainables.cifar import load_cifar
 
 
-def _parent(uri: str, sweep: str):
+def _parent(uri: str, sweep: str, where: str = ""):
+    """The latest sweep run (matching `where`, an extra MLflow filter)."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(sweep)
-    return client.search_runs([exp.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time DESC"],
-                              max_results=1)[0]
+    return client.search_runs([exp.experiment_id], "tags.role = 'sweep'" + where,
+                              order_by=["attributes.start_time DESC"], max_results=1)[0]
 
 
-def _children(uri: str, sweep: str) -> list:
-    parent = _parent(uri, sweep)
+# the study store's robustness sweep over both models (a pinned test below adds a one-cell one)
+BOTH_MODELS = " and tags.source_runs LIKE '%model=clip_padding%'"
+
+
+def _children(uri: str, sweep: str, where: str = "") -> list:
+    parent = _parent(uri, sweep, where)
     return MlflowClient(uri).search_runs([parent.info.experiment_id],
                                          f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
 
@@ -37,7 +42,7 @@ def _best(uri: str, sweep: str, **where):
 
 def test_robustness_evaluates_the_best_visual_and_finetune_runs(study_store):
     uri, _ = study_store
-    runs = {r.data.params["model"]: r for r in _children(uri, "robustness")}
+    runs = {r.data.params["model"]: r for r in _children(uri, "robustness", BOTH_MODELS)}
     assert set(runs) == {"clip_padding", "resnet_fc"}
     sources = {"clip_padding": _best(uri, "visual", dataset="cifar100", prompt="padding"),
                "resnet_fc": _best(uri, "finetune", variant="fc", augment="none")}
@@ -51,14 +56,14 @@ def test_robustness_evaluates_the_best_visual_and_finetune_runs(study_store):
         assert {f"acc_noise_{level}" for level in ("0", "0.05", "0.1", "0.2", "0.4")} <= m.keys()
         assert m["noisy_acc"] == m["acc_noise_0.1"] and m["clean_acc"] == m["acc_noise_0"]
     # the parent keeps which run each cell evaluated: a resumed sweep evaluates the same ones
-    recorded = json.loads(_parent(uri, "robustness").data.tags["source_runs"])
+    recorded = json.loads(_parent(uri, "robustness", BOTH_MODELS).data.tags["source_runs"])
     assert recorded == {f"model={m}": r.data.params["source_run"] for m, r in runs.items()}
 
 
 def test_a_resumed_sweep_takes_the_sources_its_parent_recorded(study_store, data_root):
     uri, _ = study_store
     plan = make_plan("robustness", "smoke", [f"data_dir={data_root}"])
-    recorded = json.loads(_parent(uri, "robustness").data.tags["source_runs"])
+    recorded = json.loads(_parent(uri, "robustness", BOTH_MODELS).data.tags["source_runs"])
     attached, sources = attach_sources(plan, uri, recorded)
     assert {k: v["source_run"] for k, v in attached.extra.items()} == recorded
     assert set(sources) == set(recorded.values())
