@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -147,9 +149,20 @@ def _data_dir_set(args) -> list[str]:
     return [f"data_dir={Path(args.data_dir).resolve()}"]
 
 
+def _resume_command(args) -> str:
+    """The command that continues this sweep: the same store, storage, cluster and profile."""
+    words = ["python -m orchestrator sweep", args.sweep, "--resume"]
+    if args.profile != "smoke":
+        words += ["--profile", args.profile]
+    for flag in ("tracking_uri", "storage_path", "address"):
+        if getattr(args, flag):
+            words += [f"--{flag.replace('_', '-')}", shlex.quote(getattr(args, flag))]
+    return " ".join(words)
+
+
 def cmd_sweep(args) -> int:
     from orchestrator.plan import make_plan
-    from orchestrator.sweep import SweepOptions, run_sweep
+    from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
     from reports import REPORTS
     plan = make_plan(args.sweep, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
     per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
@@ -158,7 +171,16 @@ def cmd_sweep(args) -> int:
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
                         resume=args.resume)
-    out = run_sweep(plan, opts)
+    # SLURM's time limit and `kill` send SIGTERM: stop as gracefully as on Ctrl-C (Tune's handler)
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        out = run_sweep(plan, opts)
+    except (SweepInterrupted, KeyboardInterrupt) as stop:
+        counts = f"{stop.done} of {stop.planned} trials finished; " if isinstance(stop, SweepInterrupted) else ""
+        print(f"\ninterrupted: {counts}continue with `{_resume_command(args)}`", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")
     print(f"open the runs:  mlflow ui --backend-store-uri {out.tracking_uri}")

@@ -21,6 +21,7 @@ class SweepPlan:
     base: dict                  # the profile's fixed config with --set/--epochs applied
     cells: list[dict]           # one flat dict per grid cell
     extra: dict = field(default_factory=dict)   # cell key -> keys the driver fills (source_run)
+    args: dict = field(default_factory=dict)    # make_plan's own inputs: a resume rebuilds the plan from them
 
     @property
     def n_trials(self) -> int:
@@ -67,7 +68,7 @@ def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
         profile = replace(profile, samples=samples)
     cells = [{k: v for k, v in cell.items() if k not in overrides} for cell in profile.cells()]
     plan = SweepPlan(sweep, profile_name, profile, trainable, {**profile.base, **overrides},
-                     _unique(cells))
+                     _unique(cells), args=dict(sets=list(sets or []), samples=samples, epochs=epochs))
     for cell in plan.cells:     # every cell must make a valid config, checked now
         lr = None if profile.lr is None else math.sqrt(profile.lr.low * profile.lr.high)
         from_dict(trainable.config_cls, plan.config(cell, lr),

@@ -4,17 +4,25 @@
 let strong cells steer the learning rates of weak ones. `CellSearcher` keeps one Optuna study per
 cell (TPE, or Optuna's random sampler for `--search random`) and walks the cells round-robin, so
 a cell's later trials are proposed after its earlier ones have reported.
+
+After an interruption the searcher is rebuilt from the sweep's record in MLflow (see resume.py):
+each cell's finished trials go into its study (`add_trial`), its unfinished ones are proposed
+first, with their own learning rate and run, and only its remaining samples are new.
 """
 from __future__ import annotations
 
-import pickle
+import json
+import math
 
 import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
 from orchestrator.plan import SweepPlan, trial_config
+from orchestrator.resume import Continuation, SweepRecord
+from orchestrator.schedulers import RUN_KEY
 from search_spaces import cell_key
+from trainables.ray_io import RESUME_KEY
 
 SEARCH_MODES = ("tpe", "random")
 
@@ -26,11 +34,24 @@ def _sampler(mode: str, seed: int, samples: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, samples // 2))
 
 
+def round_robin(plan: SweepPlan, record: SweepRecord | None = None) -> list[tuple[dict, Continuation | None]]:
+    """What is left to run, cell after cell: per cell, its unfinished trials (continued), then
+    new samples up to the profile's count."""
+    rest = {}
+    for cell in plan.cells:
+        key = cell_key(cell)
+        done = len(record.done.get(key, [])) if record else 0
+        going = list(record.unfinished.get(key, [])) if record else []
+        rest[key] = going + [None] * max(0, plan.profile.samples - done - len(going))
+    rounds = max((len(v) for v in rest.values()), default=0)
+    return [(cell, rest[cell_key(cell)][r]) for r in range(rounds) for cell in plan.cells
+            if r < len(rest[cell_key(cell)])]
+
+
 class CellSearcher(Searcher):
-    def __init__(self, plan: SweepPlan, mode: str = "tpe", seed: int = 0):
+    def __init__(self, plan: SweepPlan, mode: str = "tpe", seed: int = 0, record: SweepRecord | None = None):
         super().__init__(metric=plan.sweep.metric, mode="max")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # Only plain data is kept: Ray pickles the searcher into the experiment's state.
         self.base, self.extra, self.search_mode = dict(plan.base), dict(plan.extra), mode
         profile = plan.profile
         self.distribution = (FloatDistribution(profile.lr.low, profile.lr.high, log=True)
@@ -38,19 +59,42 @@ class CellSearcher(Searcher):
         self.studies = {cell_key(c): optuna.create_study(
             direction="maximize", sampler=_sampler(mode, seed + i, profile.samples))
             for i, c in enumerate(plan.cells)}
-        self.queue = [c for _ in range(profile.samples) for c in plan.cells]   # round-robin
+        self.queue = round_robin(plan, record)
         self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}
+        if record is not None and self.distribution is not None:
+            self._replay(record)
+
+    def _replay(self, record: SweepRecord) -> None:
+        """Finished trials into their cell's study; unfinished ones enqueued, so that the study
+        asks them again with their own learning rate."""
+        for key, trials in record.done.items():
+            for t in trials:
+                if t.lr is None or not self.distribution.low <= t.lr <= self.distribution.high:
+                    continue
+                value = t.history[-1][1] if t.history else float("nan")
+                ok = math.isfinite(value)
+                self.studies[key].add_trial(optuna.trial.create_trial(
+                    params={"lr": t.lr}, distributions={"lr": self.distribution},
+                    value=value if ok else None,
+                    state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL))
+        for key, going in record.unfinished.items():
+            for c in going:
+                if c.lr is not None:
+                    self.studies[key].enqueue_trial({"lr": c.lr}, skip_if_exists=False)
 
     def suggest(self, trial_id: str):
         if not self.queue:
             return Searcher.FINISHED
-        cell = self.queue.pop(0)
+        cell, going = self.queue.pop(0)
         key = cell_key(cell)
+        # an unfinished trial continues in its own run, from its checkpoint where one is readable
+        resume = {} if going is None else {RUN_KEY: going.run_id, **({RESUME_KEY: going.checkpoint}
+                                                                      if going.checkpoint else {})}
         if self.distribution is None:       # nothing to tune: the cell itself is the trial
-            return trial_config(self.base, cell, None, self.extra)
+            return {**trial_config(self.base, cell, None, self.extra), **resume}
         trial = self.studies[key].ask({"lr": self.distribution})
         self.live[trial_id] = (key, trial)
-        return trial_config(self.base, cell, trial.params["lr"], self.extra)
+        return {**trial_config(self.base, cell, trial.params["lr"], self.extra), **resume}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.live:
@@ -63,9 +107,12 @@ class CellSearcher(Searcher):
             self.studies[key].tell(trial, value)
 
     def save(self, checkpoint_path: str):
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
+        """A summary for people; Ray writes it to a temp file and renames it. `--resume` never
+        reads it: the sweep is rebuilt from MLflow, so nothing here is unpickled."""
+        summary = {"left_to_propose": len(self.queue),
+                   "trials_per_cell": {k: len(s.trials) for k, s in self.studies.items()}}
+        with open(checkpoint_path, "w") as f:
+            json.dump(summary, f)
 
     def restore(self, checkpoint_path: str):
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+        raise NotImplementedError("a sweep is resumed from MLflow (orchestrator/resume.py), not from Ray's state")

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
 from orchestrator.plan import SweepPlan
+from reports.runs import SUPERSEDED_TAG
 from search_spaces import cell_key
 from trainables import UserError
 from trainables.config import from_dict
@@ -44,7 +45,7 @@ def best_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source
     parent = parents[0].info.run_id
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'",
                                   max_results=10000)
-    usable = [r for r in children if _matches(r, source.where) and r.data.metrics.get("diverged", 0) != 1
+    usable = [r for r in children if SUPERSEDED_TAG not in r.data.tags and _matches(r, source.where) and r.data.metrics.get("diverged", 0) != 1
               and "best_val_acc" in r.data.metrics and r.info.status in ("FINISHED", "KILLED")]
     if not usable:
         raise _missing(plan, source, uri, f"no finished trial of that cell in sweep run {parent}")

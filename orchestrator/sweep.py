@@ -12,16 +12,21 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
-from orchestrator.plan import SweepPlan
+from orchestrator.lease import Lease, holder
+from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
+from orchestrator.resume import SweepRecord, build_record, is_done, mark_superseded, read_trials, session_name
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
 from orchestrator.sources import attach_sources
-from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, end_parent,
+from orchestrator.tracking import (MLflowTrials, check_tracking, children, end_open_children, end_parent,
                                    experiment_id, git_commit, prepare_store, resolve_tracking_uri)
+from reports.runs import SUPERSEDED_TAG
 from trainables import UserError
 
 SOURCES_TAG = "source_runs"
+ARGS_TAG = "sweep_args"
+_CHILD_TAGS = ("sweep", "profile", "data_kind", "git_commit")
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class SweepOptions:
     seed: int = 0
     max_failures: int = 2
     verbose: int = 1                     # Ray's progress table (0: quiet)
-    resume: bool = False                 # continue the latest interrupted sweep (Tuner.restore)
+    resume: bool = False                 # continue the latest interrupted sweep (rebuilt from MLflow)
 
 
 @dataclass(frozen=True)
@@ -68,14 +73,11 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
               "reduction_factor": plan.profile.reduction_factor, **plan.base}
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
+    # what the plan was made from, so that a resume rebuilds the same plan
+    client.set_tag(run.info.run_id, ARGS_TAG, json.dumps({**plan.args, "search": opts.search, "seed": opts.seed}))
     if plan.extra:      # which source run each cell evaluates (robustness, cross): kept for --resume
         client.set_tag(run.info.run_id, SOURCES_TAG, json.dumps({k: v["source_run"] for k, v in plan.extra.items()}))
     return exp, run.info.run_id, {**tags, "role": "trial"}
-
-
-def _recorded_sources(uri: str, parent: str) -> dict | None:
-    tag = MlflowClient(uri).get_run(parent).data.tags.get(SOURCES_TAG)
-    return json.loads(tag) if tag else None
 
 
 @contextlib.contextmanager
@@ -114,28 +116,48 @@ def _experiment_path(storage: str | None, name: str) -> str:
     return f"{root.rstrip('/')}/{name}"
 
 
-def _interrupted(plan: SweepPlan, uri: str) -> tuple[str, str, str]:
-    """(experiment id, parent run id, Ray experiment path) of the latest sweep of this name and
-    profile that did not finish: a driver killed with SIGKILL leaves its parent RUNNING."""
+class SweepInterrupted(Exception):
+    """Ctrl-C (or SIGTERM): the sweep stopped before its trials did, and can be resumed."""
+
+    def __init__(self, done: int, planned: int):
+        super().__init__(f"{done} of {planned} trials finished")
+        self.done, self.planned = done, planned
+
+
+def _interrupted(plan: SweepPlan, uri: str):
+    """(experiment id, parent run) of the latest sweep of this name and profile that did not
+    finish: a killed driver leaves its parent RUNNING, an interrupted or failed one KILLED or FAILED."""
     new_store = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()
     client = None if new_store else MlflowClient(uri)       # a client would create the file
     exp = None if client is None else client.get_experiment_by_name(plan.sweep.name)
     runs = [] if exp is None else client.search_runs(
         [exp.experiment_id], f"tags.role = 'sweep' and tags.profile = '{plan.profile_name}'",
         order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs or runs[0].info.status == "FINISHED" or "ray_experiment" not in runs[0].data.tags:
+    if not runs or runs[0].info.status == "FINISHED":
         raise UserError(f"no interrupted '{plan.sweep.name}' sweep ({plan.profile_name}) to resume in {uri}; "
                         f"run it without --resume")
-    return exp.experiment_id, runs[0].info.run_id, runs[0].data.tags["ray_experiment"]
+    live = holder(runs[0].data.tags)
+    if live is not None:        # checked before anything is written; Lease.acquire checks again
+        raise UserError(f"sweep '{plan.sweep.name}' (run {runs[0].info.run_id}) is being run by pid {live['pid']} "
+                        f"on {live['host']} (heartbeat {live['age']:.0f} s ago); wait for it to end, or stop it, "
+                        f"then --resume")
+    return exp.experiment_id, runs[0]
 
 
-def _restore(plan: SweepPlan, path: str, trainable):
-    from ray import tune
-    if not tune.Tuner.can_restore(path):
-        raise UserError(f"the interrupted sweep's Ray state is not at {path} (moved, deleted, or on another "
-                        f"machine); pass the same --storage-path as the first run, or run without --resume")
-    # finished trials stay finished; unfinished and crashed ones continue from their last checkpoint
-    return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True)
+def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, SweepOptions]:
+    """A resumed sweep keeps the settings of its first run (plan and search), whatever is typed now."""
+    tag = parent.data.tags.get(ARGS_TAG)
+    if not tag:
+        return plan, opts
+    args = json.loads(tag)
+    plan = make_plan(plan.sweep.name, plan.profile_name, args.get("sets"), args.get("samples"), args.get("epochs"))
+    return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)))
+
+
+def _finished(client: MlflowClient, exp: str, parent: str) -> tuple[int, int]:
+    """(trials over, trials failed) among the sweep's child runs."""
+    runs = [r for r in children(client, exp, parent) if SUPERSEDED_TAG not in r.data.tags]
+    return sum(is_done(r) for r in runs), sum(r.data.tags.get("outcome") == "failed" for r in runs)
 
 
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
@@ -145,10 +167,13 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
+    previous = None
     if opts.resume:
-        exp, parent, path = _interrupted(plan, uri)
+        exp, previous = _interrupted(plan, uri)
+        plan, opts = _recorded(plan, opts, previous)
     # a resumed sweep evaluates the source runs it started with, whatever has run since
-    plan, sources = attach_sources(plan, uri, _recorded_sources(uri, parent) if opts.resume else None)
+    recorded = json.loads(previous.data.tags[SOURCES_TAG]) if previous and SOURCES_TAG in previous.data.tags else None
+    plan, sources = attach_sources(plan, uri, recorded)
     check_inputs(plan, sources)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
@@ -160,42 +185,68 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     # a source model travels through Ray's object store, not through MLflow (see sources.py)
     fn = tune.with_parameters(plan.trainable.fn, sources=sources) if sources else plan.trainable.fn
     trainable = tune.with_resources(fn, resources)
-    if opts.resume:
-        tuner = _restore(plan, path, trainable)     # the callback, scheduler and searcher come back
-        client.update_run(parent, status="RUNNING")  # with it, and so does the parent run
+    if previous is not None:
+        parent = previous.info.run_id
+        child_tags = {**{k: previous.data.tags[k] for k in _CHILD_TAGS if k in previous.data.tags}, "role": "trial"}
     else:
-        tuner, exp, parent = _new_tuner(plan, opts, client, uri, storage, trainable)
-    status = "FAILED"
-    try:
-        with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None):
-            results = tuner.fit()
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        end_open_children(client, exp, parent, f"sweep ended with status {status}")
-        end_parent(client, parent, status)
-    return SweepOutcome(parent, uri, plan.sweep.name, len(results), results.num_errors)
+        exp, parent, child_tags = _parent_run(client, plan, uri, opts)
+    base = f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}"
+    with Lease(uri, parent, plan.sweep.name):
+        record = None
+        if previous is not None:
+            # MLflow is the record; Ray's saved state is not read (see resume.py)
+            record = build_record(plan, read_trials(client, exp, parent, plan.sweep.metric), storage, base)
+            mark_superseded(client, record, f"resume at {time.strftime('%Y-%m-%d %H:%M:%S')}: beyond its "
+                                            f"cell's {plan.profile.samples} planned trials")
+            client.update_run(parent, status="RUNNING")
+            going = sum(len(v) for v in record.unfinished.values())
+            print(f"resuming run {parent}: {record.n_done} of {plan.n_trials} trials done, {going} to continue "
+                  f"({sum(c.checkpoint is not None for v in record.unfinished.values() for c in v)} from a "
+                  f"checkpoint), {plan.n_trials - record.n_done - going} new")
+        name = session_name(base, resumed=record is not None)
+        client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
+        tuner = _tuner(plan, opts, client, uri, storage, trainable, exp, parent, child_tags, record, name)
+        status, why = "FAILED", "error"
+        try:
+            with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None):
+                results = tuner.fit()
+            status, why = "FINISHED", None
+        except KeyboardInterrupt:           # a second Ctrl-C: Tune lets it through at once
+            status, why = "KILLED", "Ctrl-C"
+        finally:
+            end_open_children(client, exp, parent, "the sweep was interrupted before the trial ended")
+            done, failed = _finished(client, exp, parent)
+            if status == "FINISHED" and done + failed < plan.n_trials:   # the first Ctrl-C returns from fit
+                status, why = "KILLED", "Ctrl-C"
+            if why:
+                client.set_tag(parent, "interrupted_at", f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({why})")
+            end_parent(client, parent, status)
+    if status == "KILLED":
+        raise SweepInterrupted(done, plan.n_trials)
+    return SweepOutcome(parent, uri, plan.sweep.name, plan.n_trials, failed)
 
 
-def _new_tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None,
-               trainable):
+def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None, trainable,
+           exp: str, parent: str, child_tags: dict, record: SweepRecord | None, name: str):
     from ray import tune
-    exp, parent, child_tags = _parent_run(client, plan, uri, opts)
-    name = f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}"
-    client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))     # for --resume
     scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base.get("epochs", 1)),
                             plan.profile.grace_period, plan.profile.reduction_factor)
+    if record is not None:      # the rungs as the interrupted session left them
+        for cell, trials in record.done.items():
+            for t in trials:
+                scheduler.replay(cell, t.run_id, t.history, done=True)
+        for cell, going in record.unfinished.items():
+            for c in going:
+                scheduler.replay(cell, c.run_id, c.history, done=False)
+    searcher = CellSearcher(plan, opts.search, opts.seed, record)
     callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=CellSearcher(plan, opts.search, opts.seed),
-                                    scheduler=scheduler, num_samples=plan.n_trials,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                    num_samples=len(searcher.queue),
                                     max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=storage,
             callbacks=[callback], failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
     )
-    return tuner, exp, parent

@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from orchestrator.schedulers import CELL_KEY, RUN_KEY
 from trainables import UserError
 from trainables.checkpoints import BEST, LEARNED
 
@@ -89,6 +90,10 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
 def _numeric(result: dict) -> dict[str, float]:
     return {k: float(v) for k, v in result.items()
             if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -99,54 +104,70 @@ def _run_name(cell: str, config: dict) -> str:
 
 
 class MLflowTrials(Callback):
-    """One MLflow child run per Ray trial, under the sweep's parent run."""
+    """One MLflow child run per trial of the sweep, under the sweep's parent run. A trial that
+    continues an interrupted one (its config names the run) logs into that run."""
 
     def __init__(self, uri: str, experiment: str, parent_run_id: str, tags: dict, stopped: dict):
         self.client = MlflowClient(uri)
         self.experiment, self.parent, self.tags = experiment, parent_run_id, tags
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
         self.runs: dict[str, str] = {}  # trial id -> run id
-        self.logged: dict[str, int] = {}  # run id -> last step logged
+        self.logged: dict[str, int] = {}  # run id -> last epoch logged
         self.last: dict[str, dict] = {}
         self.checkpoints: dict = {}
+        self.ended: dict[str, str] = {}   # run id -> outcome, for the runs that ended in this session
 
     def _run(self, trial) -> str:
         if trial.trial_id not in self.runs:    # a retried trial keeps its one child run
-            cell = trial.config.get("_cell", "")
-            tags = {**self.tags, "mlflow.parentRunId": self.parent, "cell": cell,
-                    "ray_trial_id": trial.trial_id}
-            run = self.client.create_run(self.experiment, run_name=_run_name(cell, trial.config),
-                                         tags=tags)
-            params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not k.startswith("_")]
-            self.client.log_batch(run.info.run_id, params=params)
-            self.runs[trial.trial_id] = run.info.run_id
+            adopted = trial.config.get(RUN_KEY)
+            self.runs[trial.trial_id] = self._adopt(adopted, trial) if adopted else self._create(trial)
         return self.runs[trial.trial_id]
 
-    def setup(self, **info):
-        """Adopt the child runs this sweep already has: after `--resume` (Tuner.restore) a trial
-        keeps its one child run instead of getting a second."""
-        for run in children(self.client, self.experiment, self.parent):
-            trial_id = run.data.tags.get("ray_trial_id")
-            if trial_id:
-                self.runs.setdefault(trial_id, run.info.run_id)
-                history = self.client.get_metric_history(run.info.run_id, "epoch")
-                self.logged[run.info.run_id] = max((m.step for m in history), default=0)
+    def _create(self, trial) -> str:
+        cell = trial.config.get(CELL_KEY, "")
+        tags = {**self.tags, "mlflow.parentRunId": self.parent, "cell": cell,
+                "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id}
+        run = self.client.create_run(self.experiment, run_name=_run_name(cell, trial.config), tags=tags)
+        params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not k.startswith("_")]
+        self.client.log_batch(run.info.run_id, params=params)
+        return run.info.run_id
+
+    def _adopt(self, run_id: str, trial) -> str:
+        """The run of an interrupted trial, reopened: its history stays, and the epochs it
+        already logged are not logged again."""
+        run = self.client.get_run(run_id)
+        ids = f"{run.data.tags.get('ray_trial_ids', run.data.tags.get('ray_trial_id', ''))} {trial.trial_id}"
+        self.client.log_batch(run_id, tags=[RunTag("ray_trial_id", trial.trial_id),
+                                            RunTag("ray_trial_ids", ids.strip())])
+        for stale in ("stop_reason", "outcome"):
+            if stale in run.data.tags:
+                self.client.delete_tag(run_id, stale)
+        self.client.update_run(run_id, status="RUNNING")
+        history = self.client.get_metric_history(run_id, "epoch")
+        self.logged[run_id] = max((m.step for m in history), default=0)
+        return run_id
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id, step = self._run(trial), int(result.get("training_iteration", 0))
-        if result.get("iterations_since_restore") == 1 and step > 1:
-            self.client.set_tag(run_id, "resumed_at_epoch", str(step))
+        run_id = self._run(trial)
+        # the trial's own epoch: a continued trial starts at its checkpoint's epoch, while Ray's
+        # training_iteration starts at 1 in every session
+        step = int(result.get("epoch") or result.get("training_iteration", 0))
+        first = result.get("iterations_since_restore") == 1
+        if first and (step > 1 or RUN_KEY in trial.config):
+            # the history shows where this session picked the trial up (1: started again)
+            self.client.log_batch(run_id, metrics=[Metric("resumed_at_epoch", step, _now(), step)],
+                                  tags=[RunTag("resumed_at_epoch", str(step))])
         if step <= self.logged.get(run_id, 0):
             # an epoch logged before the driver died, run again from an older checkpoint: the
             # run keeps the values it already has, so no step appears twice
             self.last[trial.trial_id] = result
             return
         self.logged[run_id] = step
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, v, now, step) for k, v in _numeric(result).items()]
+        now = _now()
+        metrics = [Metric(k, v, now, step) for k, v in {**_numeric(result), "epoch": float(step)}.items()]
         tags = [RunTag("node", str(result.get("node_ip", ""))),
                 RunTag("node_id", str(result.get("node_id", ""))),
                 RunTag("hostname", str(result.get("hostname", "")))]
@@ -161,15 +182,18 @@ class MLflowTrials(Callback):
         self.checkpoints[trial.trial_id] = checkpoint
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        """Ray calls this for a trial that returned or that the scheduler stopped, never for
+        one cut short by an interruption (those stay open and end as 'interrupted')."""
         run_id = self._run(trial)
         self._log_learned(trial, run_id)
         result = self.last.get(trial.trial_id, {})
         if result.get("diverged"):
-            self._end(run_id, "KILLED", result.get("stop_reason", "diverged"))
+            self._end(run_id, "KILLED", "diverged", result.get("stop_reason", "diverged"))
         elif trial.trial_id in self.stopped:
-            self._end(run_id, "KILLED", f"stopped early by ASHA within cell {self.stopped[trial.trial_id]}")
+            self._end(run_id, "KILLED", "stopped_early",
+                      f"stopped early by ASHA within cell {self.stopped[trial.trial_id]}")
         else:
-            self._end(run_id, "FINISHED")
+            self._end(run_id, "FINISHED", "finished")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A crashed trial that Ray retries from its last checkpoint: counted on its run."""
@@ -180,27 +204,10 @@ class MLflowTrials(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._log_learned(trial, self._run(trial))
-        self._end(self._run(trial), "FAILED", _error_line(trial))
+        self._end(self._run(trial), "FAILED", "failed", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
-        self._drop_orphans({t.trial_id for t in trials})
-        # a trial that finished while the driver was being killed ends FINISHED on resume
-        for trial in trials:
-            run_id = self.runs.get(trial.trial_id)
-            if trial.status == "TERMINATED" and run_id and self.client.get_run(run_id).info.status == "RUNNING":
-                self._end(run_id, "FINISHED")
-        end_open_children(self.client, self.experiment, self.parent, "sweep ended before the trial did")
-
-    def _drop_orphans(self, known: set[str]) -> None:
-        """A trial proposed in the instant before a hard kill may never reach Ray's saved state;
-        on resume the searcher proposes it again under a new id. Its first child run belongs to no
-        trial: it is deleted (and counted on the parent), so every trial keeps exactly one run."""
-        orphans = [run_id for trial_id, run_id in self.runs.items() if trial_id not in known]
-        for run_id in orphans:
-            self.client.delete_run(run_id)
-        if orphans:
-            self.client.set_tag(self.parent, "orphan_runs_deleted", str(len(orphans)))
-        self.runs = {t: r for t, r in self.runs.items() if t in known}
+        end_open_children(self.client, self.experiment, self.parent, "the sweep was interrupted before the trial ended")
 
     def _log_learned(self, trial, run_id: str) -> None:
         checkpoint = self.checkpoints.get(trial.trial_id)
@@ -211,10 +218,11 @@ class MLflowTrials(Callback):
                 if (Path(folder) / name).is_file():
                     self.client.log_artifact(run_id, str(Path(folder) / name), "learned")
 
-    def _end(self, run_id: str, status: str, reason: str | None = None) -> None:
-        if reason:
-            self.client.set_tag(run_id, "stop_reason", reason)
+    def _end(self, run_id: str, status: str, outcome: str, reason: str | None = None) -> None:
+        tags = [RunTag("outcome", outcome)] + ([RunTag("stop_reason", reason)] if reason else [])
+        self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status=status)
+        self.ended[run_id] = outcome
 
 
 def children(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list:
@@ -223,9 +231,10 @@ def children(client: MlflowClient, experiment: str, parent: str, status: str | N
 
 
 def end_open_children(client: MlflowClient, experiment: str, parent: str, reason: str) -> None:
-    """KILLED, with the reason, for every child of `parent` still RUNNING (an interrupted sweep)."""
+    """KILLED, outcome 'interrupted', for every child of `parent` still RUNNING: `--resume`
+    continues each of them in its own run."""
     for run in children(client, experiment, parent, "RUNNING"):
-        client.set_tag(run.info.run_id, "stop_reason", reason)
+        client.log_batch(run.info.run_id, tags=[RunTag("outcome", "interrupted"), RunTag("stop_reason", reason)])
         client.set_terminated(run.info.run_id, status="KILLED")
 
 

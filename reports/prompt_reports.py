@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 
 from reports import figures
 from reports.markdown import diff, pct, seed_pct, table
-from reports.runs import best_per_cell, best_test, find_parent, metric_history, trial_frame
+from reports.runs import best_per_cell, best_test, count_superseded, find_parent, metric_history, trial_frame
 from reports.seed import seed_best_deep, seed_deep, seed_layers, seed_visual, seed_zeroshot
 from search_spaces import get_sweep
 from trainables import UserError
@@ -25,6 +25,7 @@ class Sweep:
     parent: object
     trials: pd.DataFrame
     out: Path
+    superseded: int = 0         # runs a resume set aside (kept in MLflow, not in the tables)
 
     @property
     def synthetic(self) -> bool:
@@ -39,7 +40,8 @@ class Sweep:
         return [f"# {title}{kind}", "",
                 f"MLflow parent run `{self.parent.info.run_id}` (profile `{tags.get('profile')}`, "
                 f"search `{tags.get('search')}`, commit `{tags.get('git_commit', '')[:10]}`): "
-                f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + ".",
+                f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
+                + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
                 note or "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning "
                 "rate of each cell (chosen on validation accuracy). Δ = ours − seed.", ""]
 
@@ -53,7 +55,7 @@ def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = 
     if trials.empty or score not in trials:
         raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")
-    return Sweep(client, parent, trials, out)
+    return Sweep(client, parent, trials, out, count_superseded(client, parent))
 
 
 def _layer_to_seed(layers: list[int]) -> dict[int, int]:

@@ -6,6 +6,10 @@ from mlflow.tracking import MlflowClient
 
 from trainables import UserError
 
+# A child run that a resume found beyond its cell's planned trials: kept (never deleted), KILLED,
+# and left out of reports, source choice and the searcher.
+SUPERSEDED_TAG = "superseded_by"
+
 
 def find_parent(client: MlflowClient, sweep: str, run_id: str | None = None):
     """The given parent run, or the latest sweep run of the experiment named after the sweep."""
@@ -33,8 +37,9 @@ def _typed(value: str):
 def trial_frame(client: MlflowClient, parent) -> pd.DataFrame:
     """One row per child run: params (typed), last metrics, tags (as tag_NAME), status, stop
     reason, run id."""
-    runs = client.search_runs([parent.info.experiment_id],
-                              f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=10000)
+    runs = [r for r in client.search_runs([parent.info.experiment_id],
+                                          f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=10000)
+            if SUPERSEDED_TAG not in r.data.tags]
     rows = [{**{k: _typed(v) for k, v in r.data.params.items()}, **r.data.metrics,
              **{f"tag_{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
              "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
@@ -59,3 +64,9 @@ def best_test(best: pd.DataFrame, **where) -> float | None:
 
 def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+
+
+def count_superseded(client: MlflowClient, parent) -> int:
+    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                              max_results=10000)
+    return sum(SUPERSEDED_TAG in r.data.tags for r in runs)

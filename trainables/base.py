@@ -13,7 +13,7 @@ from trainables.errors import UserError
 from trainables.loop import Reporter, Splits
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData, Preprocess, train_val_split
-from trainables.ray_io import tune_report, tune_resume_dir
+from trainables.ray_io import RESUME_KEY, tune_report, tune_resume_dir
 
 DATASETS = ("cifar10", "cifar100")
 
@@ -67,6 +67,6 @@ def tune_entry(config_cls: type, run: Callable[..., dict]):
         if report is not None:
             run(cfg, report, None, **extra)
             return
-        with tune_resume_dir() as resume_dir:
+        with tune_resume_dir(config.get(RESUME_KEY)) as resume_dir:
             run(cfg, tune_report, resume_dir, **extra)
     return trainable

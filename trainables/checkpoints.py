@@ -30,6 +30,20 @@ def save_loop(folder: Path, learned: nn.Module, best: dict, optimizer: torch.opt
     (folder / STATE).write_text(json.dumps(state))
 
 
+def checkpoint_epoch(folder: Path) -> int | None:
+    """The epoch a loop checkpoint holds, or None when any of its files is missing, truncated or
+    unreadable (a kill while it was written or synced): such a checkpoint is never resumed from."""
+    try:
+        state = json.loads((folder / STATE).read_text())
+        for name in (LEARNED, BEST):
+            load_file(str(folder / name))
+        torch.load(folder / OPTIMIZER, weights_only=True)
+        epoch = state["epoch"]
+    except Exception:  # noqa: BLE001 - every way a file can be broken means the same here
+        return None
+    return epoch if isinstance(epoch, int) and epoch >= 1 else None
+
+
 def load_loop(folder: Path, learned: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Restores `learned` and `optimizer` in place; returns (best parameters, loop state)."""
     load_module(learned, folder / LEARNED)

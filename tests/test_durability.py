@@ -1,0 +1,261 @@
+"""Durable sweeps: a real sweep process (its own Ray, a SQLite MLflow store) is killed at several
+different moments, and `sweep --resume` must finish it with exactly one child run per planned
+trial, none deleted, and every run that had ended before the kill untouched. Also: Ctrl-C,
+two drivers on one sweep, and Ray's state gone or truncated (as a kill mid-sync leaves it)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.resume import DONE
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS, PLANNED = 4, 8          # visual smoke: 4 cells x 2 learning rates
+
+
+def _args(tmp_path: Path, data_root: Path) -> list[str]:
+    return ["sweep", "visual", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db",
+            "--storage-path", str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0",
+            "--epochs", str(EPOCHS), "--set", "batch_size=16", "--max-concurrent", "2"]
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    # Ray snapshots its state every 10 s by default; every 1 s makes kills land mid-sync more often
+    env.update(ORCHESTRATOR_NO_DOWNLOAD="1", RAY_AUTH_MODE="disabled", TUNE_GLOBAL_CHECKPOINT_S="1",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], cwd=ROOT, env=_env(),
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _parents(client: MlflowClient):
+    exp = client.get_experiment_by_name("visual")
+    return [] if exp is None else client.search_runs([exp.experiment_id], "tags.role = 'sweep'")
+
+
+def _children(client: MlflowClient, parent: str):
+    exp = client.get_experiment_by_name("visual")
+    return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'", max_results=1000)
+
+
+def _wait(client: MlflowClient, db: Path, driver: subprocess.Popen, moment, timeout: float = 240) -> list:
+    """Poll MLflow until `moment(children)` holds; returns the children seen then."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and driver.poll() is None:
+        parents = _parents(client) if db.exists() else []
+        if parents:
+            runs = _children(client, parents[0].info.run_id)
+            if moment(runs):
+                return runs
+        time.sleep(0.2)
+    raise AssertionError(f"the sweep ended (exit {driver.poll()}) before the kill point was reached")
+
+
+def _ended(runs) -> list:
+    return [r for r in runs if r.info.status != "RUNNING"]
+
+
+def _snapshot(client: MlflowClient, parent: str) -> dict:
+    """What a user would check afterwards, for every run that had ended (as a trial ends)."""
+    return {r.info.run_id: (r.info.status, r.info.end_time,
+                            [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_acc")],
+                            r.data.tags.get("ray_trial_ids"))
+            for r in _children(client, parent) if r.data.tags.get("outcome") in DONE}
+
+
+def _deleted_runs(db: Path) -> int:
+    with sqlite3.connect(db) as con:
+        return con.execute("select count(*) from runs where lifecycle_stage = 'deleted'").fetchone()[0]
+
+
+def _check_finished(client: MlflowClient, db: Path, parent: str, before: dict, out: Path) -> list:
+    (after,) = _parents(client)                                         # the same parent, reused
+    assert after.info.run_id == parent and after.info.status == "FINISHED"
+    children = _children(client, parent)
+    assert len(children) == PLANNED                                     # one child run per trial
+    assert len({c.data.tags["ray_trial_id"] for c in children}) == PLANNED
+    assert all(c.info.status in ("FINISHED", "KILLED") and c.data.tags["outcome"] in DONE for c in children)
+    assert _deleted_runs(db) == 0                                       # nothing deleted
+    for c in children:
+        steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_acc")]
+        assert steps == sorted(set(steps)), c.info.run_id               # no epoch logged twice
+        if c.info.status == "FINISHED":                                 # and none missing
+            assert steps == list(range(1, EPOCHS + 1)), (c.info.run_id, steps)
+    for run_id, seen in before.items():                                 # ended runs untouched
+        assert _snapshot(client, parent)[run_id] == seen
+    assert main(["report", "visual", "--tracking-uri", f"sqlite:///{db}", "--out", str(out)]) == 0
+    return children
+
+
+def _truncate_ray_state(storage: Path) -> int:
+    """What a kill in the middle of Ray's state sync can leave: empty state files, and the newest
+    checkpoint of each trial cut short."""
+    cut = 0
+    for f in storage.rglob("*"):
+        if f.is_file() and (f.name.startswith(("experiment_state", "search_gen_state", "searcher-state"))
+                            or f.name == "tuner.pkl"):
+            f.write_bytes(b"")
+            cut += 1
+    for trial in (d for exp in storage.iterdir() for d in exp.iterdir() if d.is_dir()):
+        checkpoints = sorted(trial.glob("checkpoint_*"))
+        if checkpoints:
+            newest = checkpoints[-1]
+            (newest / "learned.safetensors").write_bytes((newest / "learned.safetensors").read_bytes()[:20])
+            cut += 1
+    return cut
+
+
+# Each kill point takes a different path through the resume (noted beside it).
+KILL_POINTS = {
+    # runs exist but nothing has been logged: every trial continues in its run from epoch 1
+    "trials starting": lambda runs: len(runs) >= 1 and not any("epoch" in r.data.metrics for r in runs),
+    # a trial is past its first checkpoint, none has ended: continued from a checkpoint
+    "before the first trial ends": lambda runs: not _ended(runs) and any(
+        r.data.metrics.get("epoch", 0) >= 2 for r in runs),
+    # some done (their results replayed into Optuna and ASHA), some continued from a checkpoint,
+    # some new (the first trial of each cell is never stopped at epoch 1, so trials 3 and 4 run on)
+    "mid-run, 2 ended": lambda runs: len(_ended(runs)) >= 2 and any(
+        r.info.status == "RUNNING" and r.data.metrics.get("epoch", 0) >= 2 for r in runs),
+    # Ray's state files empty and the newest checkpoints truncated: older checkpoints are used
+    "mid-run, 5 ended, mid-sync": lambda runs: len(_ended(runs)) >= 5 and len(_ended(runs)) < PLANNED,
+    # every trial proposed: nothing new to propose, only continuations
+    "right after the last trial starts": lambda runs: len(runs) == PLANNED and len(_ended(runs)) < PLANNED,
+}
+
+
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_a_sweep_killed_anywhere_resumes_to_exactly_its_planned_trials(point, data_root, tmp_path, ray_session):
+    db, args = tmp_path / "mlflow.db", _args(tmp_path, data_root)
+    client = MlflowClient(f"sqlite:///{db}")
+    driver = _start(args, tmp_path / "first.log")
+    _wait(client, db, driver, KILL_POINTS[point])
+    os.killpg(driver.pid, signal.SIGKILL)       # the driver and everything it started
+    driver.wait()
+    (parent,) = _parents(client)
+    assert parent.info.status == "RUNNING"      # nobody closed it: a hard kill
+    before = _snapshot(client, parent.info.run_id)
+    if "mid-sync" in point:
+        assert _truncate_ray_state(tmp_path / "ray") > 0
+
+    # resumed in this process (Ray is already up: the test's Ray serves it)
+    assert main([*args, "--resume"]) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    children = _check_finished(client, db, parent.info.run_id, before, tmp_path / "out")
+    resumed = [int(c.data.tags["resumed_at_epoch"]) for c in children if "resumed_at_epoch" in c.data.tags]
+    if point in ("before the first trial ends", "mid-run, 2 ended"):   # continued at a checkpoint's epoch
+        assert any(epoch > 1 for epoch in resumed)
+    if point == "mid-run, 5 ended, mid-sync":       # the cut checkpoint was skipped, not loaded
+        assert resumed and all(epoch < EPOCHS for epoch in resumed)
+
+
+def test_ray_state_gone_rebuilds_from_mlflow_and_reruns_no_finished_trial(data_root, tmp_path, ray_session):
+    db, args = tmp_path / "mlflow.db", _args(tmp_path, data_root)
+    client = MlflowClient(f"sqlite:///{db}")
+    driver = _start(args, tmp_path / "first.log")
+    _wait(client, db, driver, lambda runs: len(_ended(runs)) >= 3 and len(_ended(runs)) < PLANNED)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    (parent,) = _parents(client)
+    before = _snapshot(client, parent.info.run_id)
+    # Ray's experiment folder, checkpoints and all. The killed driver's workers can outlive it for
+    # a moment and still write there, so delete until it stays gone.
+    deadline = time.time() + 30
+    while (tmp_path / "ray").exists() and time.time() < deadline:
+        shutil.rmtree(tmp_path / "ray", ignore_errors=True)
+        time.sleep(0.5)
+    assert not (tmp_path / "ray").exists()
+
+    assert main([*args, "--resume"]) == 0
+    children = _check_finished(client, db, parent.info.run_id, before, tmp_path / "out")
+    # a finished trial was not run again: its run still names only its first Ray trial
+    for c in children:
+        if c.info.run_id in before:
+            assert c.data.tags["ray_trial_ids"] == before[c.info.run_id][3]
+    # trials that were running start again from epoch 1, in their own run
+    assert any(c.data.tags.get("resumed_at_epoch") == "1" for c in children)
+
+
+@pytest.mark.parametrize("presses", [1, 2])
+def test_ctrl_c_interrupts_and_resume_finishes(presses, data_root, tmp_path, ray_session):
+    db, args = tmp_path / "mlflow.db", _args(tmp_path, data_root)
+    client = MlflowClient(f"sqlite:///{db}")
+    log = tmp_path / "first.log"
+    driver = _start(args, log)
+    _wait(client, db, driver, lambda runs: 1 <= len(_ended(runs)) < PLANNED - 2)
+    os.killpg(driver.pid, signal.SIGINT)        # what a terminal sends on Ctrl-C
+    if presses == 2:                            # impatient: the second one exits at once
+        time.sleep(0.3)
+        os.killpg(driver.pid, signal.SIGINT)
+    assert driver.wait(timeout=120) == 130
+    text = log.read_text()
+    lines = [line for line in text.splitlines() if line.startswith("interrupted:")]
+    assert len(lines) == 1 and f"of {PLANNED} trials finished; continue with " \
+        "`python -m orchestrator sweep visual --resume" in lines[0], text[-2000:]
+    assert "Traceback" not in text
+    (parent,) = _parents(client)
+    assert parent.info.status == "KILLED" and "Ctrl-C" in parent.data.tags["interrupted_at"]
+    done = sum(r.data.tags.get("outcome") in DONE for r in _children(client, parent.info.run_id))
+    assert lines[0].startswith(f"interrupted: {done} of {PLANNED}")
+    assert not any(r.info.status == "RUNNING" for r in _children(client, parent.info.run_id))
+    before = _snapshot(client, parent.info.run_id)
+
+    assert main([*args, "--resume"]) == 0
+    _check_finished(client, db, parent.info.run_id, before, tmp_path / "out")
+
+
+def test_one_driver_per_sweep(data_root, tmp_path, ray_session, capsys, monkeypatch):
+    db, args = tmp_path / "mlflow.db", _args(tmp_path, data_root)
+    client = MlflowClient(f"sqlite:///{db}")
+    driver = _start(args, tmp_path / "first.log")
+    _wait(client, db, driver, lambda runs: len(_ended(runs)) >= 1)
+    (parent,) = _parents(client)
+    statuses = {r.info.run_id: r.info.status for r in _children(client, parent.info.run_id)}
+
+    # a second driver while the first runs: refused in one line, nothing touched
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"is being run by pid {driver.pid} on " in err
+    now = {r.info.run_id: r.info.status for r in _children(client, parent.info.run_id)}
+    assert all(now[run_id] == status or status == "RUNNING" for run_id, status in statuses.items())
+
+    # the first driver dies; once its lease is stale (here: its process is gone), a resume takes over
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = _snapshot(client, parent.info.run_id)
+    assert main([*args, "--resume"]) == 0
+    _check_finished(client, db, parent.info.run_id, before, tmp_path / "out")
+
+
+def test_a_lease_from_another_host_is_honoured_until_it_is_stale(monkeypatch):
+    import json
+
+    from orchestrator.lease import LEASE_TAG, holder
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_TIMEOUT_S", "30")
+    lease = {"host": "node-7", "pid": 4242, "time": 1000.0, "token": "t"}
+    tags = {LEASE_TAG: json.dumps(lease)}
+    assert holder(tags, now=1010.0)["pid"] == 4242             # fresh: another driver holds it
+    assert holder(tags, now=1031.0) is None                    # stale: taken over
+    assert holder({LEASE_TAG: json.dumps({**lease, "released": True})}, now=1001.0) is None
+    assert holder({LEASE_TAG: "{not json"}, now=1001.0) is None
+    mine_dead = {**lease, "host": __import__("socket").gethostname(), "pid": 2 ** 22 + 1}
+    assert holder({LEASE_TAG: json.dumps(mine_dead)}, now=1001.0) is None     # this host, process gone
+
+
+def test_resume_without_an_interrupted_sweep_says_so(tmp_path, capsys):
+    assert main(["sweep", "visual", "--resume", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
+    err = capsys.readouterr().err
+    assert "no interrupted 'visual' sweep (smoke) to resume" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.db").exists()         # nothing written
