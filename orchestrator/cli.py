@@ -3,11 +3,13 @@ arguments; the work lives in the modules they call."""
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
 import os
 import shlex
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 from trainables import UserError
@@ -190,7 +192,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from orchestrator.tracking import check_tracking, resolve_tracking_uri
+    from orchestrator.tracking import check_existing_store, check_tracking, resolve_tracking_uri
     from reports import build_report, check_report_name
     check_report_name(args.sweep)
     if args.sweep == "all" and args.run_id:
@@ -203,6 +205,7 @@ def cmd_report(args) -> int:
             f"`python -m orchestrator sweep {args.sweep}`"
         raise UserError(f"no MLflow store at {uri}; run {first} first, or pass the store they used "
                         f"with --tracking-uri")
+    check_existing_store(uri)
     path = build_report(args.sweep, uri, Path(args.out), args.run_id)
     print(f"report written: {path}")
     if path.with_suffix(".html").is_file():
@@ -210,9 +213,10 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_classify(args) -> int:
-    import re
+FIGURE_IMAGES = 24      # the figure shows the first images; the CSV holds every one
 
+
+def cmd_classify(args) -> int:
     import torch
 
     from reports.figures import probability_grid
@@ -220,8 +224,8 @@ def cmd_classify(args) -> int:
     from trainables.models import load_clip
     task = freeform.task_from(args.preset, args.template, args.labels)
     if args.images:
-        files = freeform.folder_images(Path(args.images))
-        names, images = [n for n, _ in files], [im for _, im in files]
+        paths = freeform.image_files(Path(args.images))
+        names = [p.name for p in paths]
     else:
         from trainables.cifar import load_cifar
         from trainables.paths import data_dir
@@ -230,20 +234,43 @@ def cmd_classify(args) -> int:
         cifar = load_cifar("cifar100", data_dir(args.data_dir), args.data)
         idx = torch.randperm(len(cifar.test.labels), generator=torch.Generator().manual_seed(args.seed))[:args.n]
         names = [f"#{i} {cifar.classes[cifar.test.labels[i]]}" for i in idx.tolist()]
-        images = [im.permute(1, 2, 0).numpy() for im in cifar.test.images[idx]]
     clip = load_clip(args.model, args.pretrained, "cuda" if torch.cuda.is_available() else "cpu")
-    probs = (freeform.probabilities_for_files(clip, images, task) if args.images
+    probs = (freeform.probabilities_for_files(clip, paths, task) if args.images
              else freeform.probabilities_for_cifar(clip, cifar.test.images[idx], task))
     for name, p in zip(names, probs):
         print(f"{name:<32} {task.labels[int(p.argmax())]:<16} " +
               "  ".join(f"{label} {v:.2f}" for label, v in zip(task.labels, p.tolist())))
+    shown = min(len(names), FIGURE_IMAGES)
+    images = ([freeform.read_image(p) for p in paths[:shown]] if args.images
+              else [im.permute(1, 2, 0).numpy() for im in cifar.test.images[idx[:shown]]])
     out = Path(args.out) / "classify"
+    slug = _task_slug(args.preset if args.preset and not args.template and not args.labels else None, task)
+    title = (f"{task.template.replace('{}', '___')}: {', '.join(task.labels)} ({args.model}, {args.pretrained})"
+             + (f"; first {shown} of {len(names)}" if shown < len(names) else ""))
     out.mkdir(parents=True, exist_ok=True)
-    slug = re.sub(r"[^a-z0-9]+", "-", (args.preset or task.template.replace("{}", "_")).lower()).strip("-")
-    title = f"{task.template.replace('{}', '___')}: {', '.join(task.labels)} ({args.model}, {args.pretrained})"
-    path = probability_grid(images, names, task.labels, probs.numpy(), title, out / f"{slug}.png")
-    print(f"figure written to {path}")
+    with tempfile.TemporaryDirectory(dir=out, prefix=".classify-") as tmp:   # both files, or neither
+        probability_grid(images, names[:shown], task.labels, probs[:shown].numpy(), title, Path(tmp) / "f.png")
+        with open(Path(tmp) / "f.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["image", "predicted", *task.labels])
+            writer.writerows([name, task.labels[int(p.argmax())], *(f"{v:.6f}" for v in p.tolist())]
+                             for name, p in zip(names, probs))
+        os.replace(Path(tmp) / "f.png", out / f"{slug}.png")
+        os.replace(Path(tmp) / "f.csv", out / f"{slug}.csv")
+    print(f"figure written to {out / f'{slug}.png'}; every image's probabilities in {out / f'{slug}.csv'}")
     return 0
+
+
+def _task_slug(preset: str | None, task) -> str:
+    """The seed's presets keep their names (`report all` shows them as Figures 5 and 6); any
+    other task is `custom-...`, so it can never replace a preset's figure."""
+    import hashlib
+    import re
+    if preset:
+        return preset
+    words = re.sub(r"[^a-z0-9]+", "-", task.template.replace("{}", "_").lower()).strip("-")[:40]
+    digest = hashlib.sha1("\n".join((task.template, *task.labels)).encode()).hexdigest()[:8]
+    return f"custom-{words}-{digest}".replace("--", "-")
 
 
 def cmd_bench(args) -> int:

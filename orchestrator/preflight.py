@@ -4,7 +4,7 @@ trials."""
 from __future__ import annotations
 
 from orchestrator.plan import SweepPlan
-from trainables.cifar import ensure_archive
+from trainables.cifar import ARCHIVES, check_archive, ensure_archive
 from trainables.paths import data_dir
 
 # what a trial of these trainables reads beyond its source's own dataset
@@ -28,8 +28,10 @@ def _needs(plan: SweepPlan, sources: dict) -> list[dict]:
 def check_inputs(plan: SweepPlan, sources: dict | None = None) -> None:
     configs = _needs(plan, sources or {})
     root = data_dir(plan.base.get("data_dir"))
-    for name in sorted({c["dataset"] for c in configs if "dataset" in c and c.get("data", "real") == "real"}):
-        ensure_archive(name, root)
+    for name, kind in sorted({(c["dataset"], c.get("data", "real")) for c in configs
+                              if c.get("dataset") in ARCHIVES}):
+        ensure_archive(name, root, kind)
+        check_archive(name, root, kind)
     if any(c.get("pretrained") == "openai" for c in configs):
         from trainables.models import fetch_clip_weights
         fetch_clip_weights()

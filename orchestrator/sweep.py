@@ -5,23 +5,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from mlflow.entities import RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
 from orchestrator.lease import Lease, holder
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
-from orchestrator.resume import SweepRecord, build_record, is_done, mark_superseded, read_trials, session_name
+from orchestrator.journal import Journal
+from orchestrator.resume import DONE, SweepRecord, build_record, mark_superseded, read_trials, session_name
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
 from orchestrator.sources import attach_sources
-from orchestrator.tracking import (MLflowTrials, check_tracking, children, end_open_children, end_parent,
-                                   experiment_id, git_commit, prepare_store, resolve_tracking_uri)
-from reports.runs import SUPERSEDED_TAG
+from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, experiment_id, git_commit,
+                                   prepare_store, resolve_tracking_uri)
 from trainables import UserError
 
 SOURCES_TAG = "source_runs"
@@ -154,15 +157,14 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, S
     return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)))
 
 
-def _finished(client: MlflowClient, exp: str, parent: str) -> tuple[int, int]:
-    """(trials over, trials failed) among the sweep's child runs."""
-    runs = [r for r in children(client, exp, parent) if SUPERSEDED_TAG not in r.data.tags]
-    return sum(is_done(r) for r in runs), sum(r.data.tags.get("outcome") == "failed" for r in runs)
-
-
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     # Keeping 2 checkpoints per trial forces a state snapshot each epoch; Ray warns every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # MLflow's HTTP client retries a dead server for minutes per call; the journal retries
+    # instead and keeps what fails, so the driver's Tune loop is never held that long.
+    for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")):
+        os.environ.setdefault(key, value)
     from ray import tune
 
     uri = resolve_tracking_uri(opts.tracking_uri)
@@ -187,6 +189,9 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     trainable = tune.with_resources(fn, resources)
     if previous is not None:
         parent = previous.info.run_id
+        if Journal(client, parent).flush():     # what an earlier session could not write, first
+            raise UserError(f"MLflow at {uri} still refuses the writes an earlier session of this sweep kept in "
+                            f"{Journal(client, parent).path}; check the store, then --resume again")
         child_tags = {**{k: previous.data.tags[k] for k in _CHILD_TAGS if k in previous.data.tags}, "role": "trial"}
     else:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
@@ -205,25 +210,43 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
                   f"checkpoint), {plan.n_trials - record.n_done - going} new")
         name = session_name(base, resumed=record is not None)
         client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
-        tuner = _tuner(plan, opts, client, uri, storage, trainable, exp, parent, child_tags, record, name)
+        callback, tuner = _tuner(plan, opts, client, uri, storage, trainable, exp, parent, child_tags, record, name)
         status, why = "FAILED", "error"
         try:
             with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None):
-                results = tuner.fit()
+                tuner.fit()
             status, why = "FINISHED", None
         except KeyboardInterrupt:           # a second Ctrl-C: Tune lets it through at once
             status, why = "KILLED", "Ctrl-C"
         finally:
-            end_open_children(client, exp, parent, "the sweep was interrupted before the trial ended")
-            done, failed = _finished(client, exp, parent)
+            # counted from what this driver knows, so that a store that is down cannot stop the count
+            outcomes = list(callback.ended.values())
+            done = (record.n_done if record else 0) + sum(o in DONE for o in outcomes)
+            failed = outcomes.count("failed")
             if status == "FINISHED" and done + failed < plan.n_trials:   # the first Ctrl-C returns from fit
                 status, why = "KILLED", "Ctrl-C"
-            if why:
-                client.set_tag(parent, "interrupted_at", f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({why})")
-            end_parent(client, parent, status)
+            _close(client, callback.store, exp, parent, status, why)
     if status == "KILLED":
         raise SweepInterrupted(done, plan.n_trials)
     return SweepOutcome(parent, uri, plan.sweep.name, plan.n_trials, failed)
+
+
+def _close(client: MlflowClient, store: Journal, exp: str, parent: str, status: str, why: str | None) -> None:
+    """End the parent run (and any child run a killed session left RUNNING), through the journal:
+    if the store is down, the writes wait on disk for the next --resume."""
+    try:
+        end_open_children(client, exp, parent, "the sweep was interrupted before the trial ended")
+    except MlflowException:
+        pass        # the store is down; a resume treats a RUNNING run as unfinished anyway
+    if why:
+        store.set_tag(parent, "interrupted_at", f"{time.strftime('%Y-%m-%d %H:%M:%S')} ({why})")
+    if store.delayed:
+        store.set_tag(parent, "delayed_writes", store.delayed)
+    store.set_terminated(parent, RunStatus.to_string(RunStatus.from_string(status)))
+    left = store.flush()
+    if left:
+        print(f"MLflow at {client.tracking_uri} did not answer: {left} writes are kept in {store.path} and are "
+              f"written by the next `sweep --resume` of this sweep", file=sys.stderr)
 
 
 def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None, trainable,
@@ -240,7 +263,7 @@ def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, 
                 scheduler.replay(cell, c.run_id, c.history, done=False)
     searcher = CellSearcher(plan, opts.search, opts.seed, record)
     callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
-    return tune.Tuner(
+    return callback, tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=len(searcher.queue),

@@ -8,7 +8,9 @@ FAILED. Logging from the driver also means one writer for a SQLite store.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -16,9 +18,11 @@ from pathlib import Path
 
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
+from orchestrator.journal import Journal
 from orchestrator.schedulers import CELL_KEY, RUN_KEY
 from trainables import UserError
 from trainables.checkpoints import BEST, LEARNED
@@ -54,6 +58,25 @@ def check_tracking(uri: str, timeout: float = 10.0) -> None:
                     f"http://HOST:PORT")
 
 
+def check_existing_store(uri: str) -> None:
+    """For readers (report, status): the store must exist and be an MLflow store. A reader never
+    creates or migrates one: pointed at another program's SQLite file, MLflow would add its
+    tables to it."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri[len("sqlite:///"):])
+    if not path.is_file():
+        return      # the caller says which sweep to run first
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise UserError(f"{path} is not an SQLite database ({err}); pass the MLflow store with --tracking-uri") from None
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        raise UserError(f"{path} is not an MLflow store (no MLflow tables in it); pass the store your sweeps "
+                        f"used with --tracking-uri")
+
+
 def prepare_store(uri: str) -> None:
     """Create a new SQLite store under a file lock. Two sweeps started together would both
     create (migrate) the database, and one would fail; the first to take the lock creates it,
@@ -87,7 +110,14 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):   # artifacts beside the database, as `mlflow ui` expects
         location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:
+        # two new sweeps of one name racing: the other created it between our look and our create
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            raise
+        return found.experiment_id
 
 
 def _now() -> int:
@@ -109,7 +139,9 @@ class MLflowTrials(Callback):
 
     def __init__(self, uri: str, experiment: str, parent_run_id: str, tags: dict, stopped: dict):
         self.client = MlflowClient(uri)
+        self.store = Journal(self.client, parent_run_id)     # every write goes through it
         self.experiment, self.parent, self.tags = experiment, parent_run_id, tags
+        self.failures: dict[str, int] = {}    # run id -> retries counted in this session
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.logged: dict[str, int] = {}  # run id -> last epoch logged
@@ -127,22 +159,22 @@ class MLflowTrials(Callback):
         cell = trial.config.get(CELL_KEY, "")
         tags = {**self.tags, "mlflow.parentRunId": self.parent, "cell": cell,
                 "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id}
-        run = self.client.create_run(self.experiment, run_name=_run_name(cell, trial.config), tags=tags)
+        run_id = self.store.create_run(self.experiment, _run_name(cell, trial.config), tags)
         params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not k.startswith("_")]
-        self.client.log_batch(run.info.run_id, params=params)
-        return run.info.run_id
+        self.store.log_batch(run_id, params=params)
+        return run_id
 
     def _adopt(self, run_id: str, trial) -> str:
         """The run of an interrupted trial, reopened: its history stays, and the epochs it
         already logged are not logged again."""
         run = self.client.get_run(run_id)
         ids = f"{run.data.tags.get('ray_trial_ids', run.data.tags.get('ray_trial_id', ''))} {trial.trial_id}"
-        self.client.log_batch(run_id, tags=[RunTag("ray_trial_id", trial.trial_id),
-                                            RunTag("ray_trial_ids", ids.strip())])
+        self.store.log_batch(run_id, tags=[RunTag("ray_trial_id", trial.trial_id),
+                                           RunTag("ray_trial_ids", ids.strip())])
         for stale in ("stop_reason", "outcome"):
             if stale in run.data.tags:
-                self.client.delete_tag(run_id, stale)
-        self.client.update_run(run_id, status="RUNNING")
+                self.store.delete_tag(run_id, stale)
+        self.store.update_run(run_id, status="RUNNING")
         history = self.client.get_metric_history(run_id, "epoch")
         self.logged[run_id] = max((m.step for m in history), default=0)
         return run_id
@@ -158,8 +190,8 @@ class MLflowTrials(Callback):
         first = result.get("iterations_since_restore") == 1
         if first and (step > 1 or RUN_KEY in trial.config):
             # the history shows where this session picked the trial up (1: started again)
-            self.client.log_batch(run_id, metrics=[Metric("resumed_at_epoch", step, _now(), step)],
-                                  tags=[RunTag("resumed_at_epoch", str(step))])
+            self.store.log_batch(run_id, metrics=[Metric("resumed_at_epoch", step, _now(), step)],
+                                 tags=[RunTag("resumed_at_epoch", str(step))])
         if step <= self.logged.get(run_id, 0):
             # an epoch logged before the driver died, run again from an older checkpoint: the
             # run keeps the values it already has, so no step appears twice
@@ -175,7 +207,7 @@ class MLflowTrials(Callback):
             tags.append(RunTag("stop_reason", str(result["stop_reason"])))
         # words a trial reports beside its numbers (where a figure comes from, the device)
         tags += [RunTag(k, str(v)) for k, v in (result.get("tags") or {}).items()]
-        self.client.log_batch(run_id, metrics=metrics, tags=tags)
+        self.store.log_batch(run_id, metrics=metrics, tags=tags)
         self.last[trial.trial_id] = result
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
@@ -198,16 +230,18 @@ class MLflowTrials(Callback):
     def on_trial_recover(self, iteration, trials, trial, **info):
         """A crashed trial that Ray retries from its last checkpoint: counted on its run."""
         run_id = self._run(trial)
-        failures = int(self.client.get_run(run_id).data.tags.get("failures", "0")) + 1
-        self.client.set_tag(run_id, "failures", str(failures))
-        self.client.set_tag(run_id, "last_failure", _error_line(trial))
+        self.failures[run_id] = self.failures.get(run_id, 0) + 1
+        self.store.log_batch(run_id, tags=[RunTag("failures", str(self.failures[run_id])),
+                                           RunTag("last_failure", _error_line(trial))])
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._log_learned(trial, self._run(trial))
         self._end(self._run(trial), "FAILED", "failed", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
-        end_open_children(self.client, self.experiment, self.parent, "the sweep was interrupted before the trial ended")
+        # every run of this session that has not ended was cut short by an interruption
+        for run_id in set(self.runs.values()) - set(self.ended):
+            self._end(run_id, "KILLED", "interrupted", "the sweep was interrupted before the trial ended")
 
     def _log_learned(self, trial, run_id: str) -> None:
         checkpoint = self.checkpoints.get(trial.trial_id)
@@ -216,12 +250,12 @@ class MLflowTrials(Callback):
         with checkpoint.as_directory() as folder:
             for name in (BEST, LEARNED):
                 if (Path(folder) / name).is_file():
-                    self.client.log_artifact(run_id, str(Path(folder) / name), "learned")
+                    self.store.log_artifact(run_id, str(Path(folder) / name), "learned")
 
     def _end(self, run_id: str, status: str, outcome: str, reason: str | None = None) -> None:
         tags = [RunTag("outcome", outcome)] + ([RunTag("stop_reason", reason)] if reason else [])
-        self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, status=status)
+        self.store.log_batch(run_id, tags=tags)
+        self.store.set_terminated(run_id, status=status)
         self.ended[run_id] = outcome
 
 
@@ -246,7 +280,3 @@ def _error_line(trial) -> str:
         text = None
     lines = [line.strip() for line in str(text or "").splitlines() if line.strip()]
     return lines[-1][:500] if lines else "trial raised an error"
-
-
-def end_parent(client: MlflowClient, run_id: str, status: str) -> None:
-    client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.from_string(status)))

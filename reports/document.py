@@ -9,6 +9,7 @@ from typing import Callable
 
 from mlflow.tracking import MlflowClient
 
+from reports.markdown import code, text
 from trainables import UserError
 
 
@@ -44,7 +45,7 @@ def _demote(lines: list[str]) -> list[str]:
 def _missing(section: Section, why: str) -> list[str]:
     first = f" (after {section.needs})" if section.needs else ""
     return [f"## {section.number} {section.title}", "",
-            f"Not in this report: {why} Run `python -m orchestrator sweep {section.sweep}`{first}, then "
+            f"Not in this report: {text(why)} Run `python -m orchestrator sweep {section.sweep}`{first}, then "
             f"`python -m orchestrator report all` again.", ""]
 
 
@@ -85,7 +86,7 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path) -> tuple[list
             continue
         loaded[section.sweep] = sw
         body += _demote(build(sw))
-        status[section.number] = f"run `{sw.parent.info.run_id}` ({sw.parent.data.tags.get('profile')})"
+        status[section.number] = f"run {code(sw.parent.info.run_id)} ({text(sw.parent.data.tags.get('profile'))})"
     contents = [f"- {s.number} {s.title}: {status[s.number]}" for s, _ in sections()]
     head = ["# CLIP prompting and ResNet-18 transfer: the study, reproduced", "",
             "Every number is read from MLflow; the seed's own number stands beside it with the difference "

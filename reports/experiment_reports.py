@@ -7,7 +7,7 @@ import math
 import pandas as pd
 
 from reports import figures
-from reports.markdown import diff, pct, seed_pct, table
+from reports.markdown import code, diff, pct, seed_pct, table, text
 from reports.prompt_reports import Sweep
 from reports.seed import seed_results
 
@@ -30,7 +30,7 @@ def compare_report(sw: Sweep) -> list[str]:
     device = sorted(set(_col(t, "tag_device_name").dropna().astype(str))) or ["unknown"]
     measured = "memory_mb_no_grad" in t and t["memory_mb_no_grad"].notna().any()
     md = sw.header("Comparing ImageNet models (seed section 1.1)",
-                   f"Measured on {', '.join(device)} at {int(t['image_size'].iloc[0])} px, random weights "
+                   f"Measured on {text(', '.join(device))} at {int(t['image_size'].iloc[0])} px, random weights "
                    f"(timing does not depend on them): median of {int(t['repeats'].iloc[0])} timed forward passes "
                    f"after {int(t['warmup'].iloc[0])} warm-up pass(es), eval mode. Top-1 is from the source named "
                    "in the table.")
@@ -97,7 +97,7 @@ def robustness_report(sw: Sweep) -> list[str]:
         rows.append(row)
     header = ["test set", "CLIP + padding", "seed", "Δ", "ResNet-18 fc", "seed", "Δ"]
     md += ["## Table 5: clean and noisy", "", table(header, rows), ""]
-    sources = [[m, f"`{r['source_run']}`", pct(r["source_test_acc"]), pct(r["clean_acc"])] for m, r in t.iterrows()]
+    sources = [[m, code(r['source_run']), pct(r["source_test_acc"]), pct(r["clean_acc"])] for m, r in t.iterrows()]
     md += ["Each source's own test score (from its run) and the clean score here agree: the same model, "
            "loaded from its MLflow artifact.", "",
            table(["model", "source run", "its test top-1", "clean top-1 here"], sources), ""]

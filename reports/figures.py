@@ -6,9 +6,19 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+# Titles and labels carry names from MLflow, files and the command line: a '$' in one must be a
+# dollar sign, not the start of mathtext that fails to parse after the work is done.
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+
+def figure_name(*parts) -> str:
+    """A PNG file name from parts that may be values from MLflow: letters, digits, '-' and '_'
+    only, so no value can name a path outside the report's folder."""
+    import re
+    return "_".join(re.sub(r"[^A-Za-z0-9-]+", "-", str(p)).strip("-") or "x" for p in parts) + ".png"
 
 
 def heatmap(best: pd.DataFrame, dataset: str, position: str, path: Path) -> Path:

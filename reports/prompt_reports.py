@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from safetensors.numpy import load_file
 
 from reports import figures
-from reports.markdown import diff, pct, seed_pct, table
+from reports.markdown import Markdown, code, diff, pct, seed_pct, table, text
 from reports.runs import best_per_cell, best_test, count_superseded, find_parent, metric_history, trial_frame
 from reports.seed import seed_best_deep, seed_deep, seed_layers, seed_visual, seed_zeroshot
 from search_spaces import get_sweep
@@ -38,12 +38,31 @@ class Sweep:
         tags = self.parent.data.tags
         status = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
         return [f"# {title}{kind}", "",
-                f"MLflow parent run `{self.parent.info.run_id}` (profile `{tags.get('profile')}`, "
-                f"search `{tags.get('search')}`, commit `{tags.get('git_commit', '')[:10]}`): "
+                f"MLflow parent run {code(self.parent.info.run_id)} (profile {code(tags.get('profile'))}, "
+                f"search {code(tags.get('search'))}, commit {code(tags.get('git_commit', '')[:10])}): "
                 f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
                 + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
+                *self.progress(),
                 note or "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning "
                 "rate of each cell (chosen on validation accuracy). Δ = ours − seed.", ""]
+
+    def progress(self) -> list[str]:
+        """For a sweep still running (or interrupted): how far it is, and which cells have a
+        trial still running (their numbers are the best so far)."""
+        if self.parent.info.status == "FINISHED":
+            return []
+        params = self.parent.data.params
+        try:
+            planned = int(params["cells"]) * int(params["samples_per_cell"])
+        except (KeyError, ValueError):
+            planned = len(self.trials)
+        running = self.trials[self.trials["status"] == "RUNNING"] if len(self.trials) else self.trials
+        done = len(self.trials) - len(running)
+        state = "still running" if self.parent.info.status == "RUNNING" else "interrupted (`sweep --resume` continues it)"
+        cells = sorted(set(running["cell"])) if len(running) else []
+        return [f"**This sweep is {state}: {done} of {planned} trials done.**" +
+                (" Cells with a trial still running (their numbers are the best so far): " +
+                 "; ".join(text(c) for c in cells) + "." if cells else ""), ""]
 
 
 def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = None) -> Sweep:
@@ -90,7 +109,7 @@ def deep_report(sw: Sweep) -> list[str]:
     md += ["## Heatmaps", ""]
     for dataset in sorted(best["dataset"].unique()):
         for position in sorted(best["position"].unique()):
-            path = figures.heatmap(best, dataset, position, sw.out / f"deep_heatmap_{dataset}_{position}.png")
+            path = figures.heatmap(best, dataset, position, sw.out / figures.figure_name("deep_heatmap", dataset, position))
             md.append(f"![{dataset} {position}]({path.name})")
     md += ["", "## Learning curves of the best trials", ""]
     md += _curves(sw, best, "deep")
@@ -105,7 +124,7 @@ def table4(sw: Sweep, deep_best: pd.DataFrame) -> list[str]:
         seed_v = seed_results_visual_best(dataset)
         vis = visual.get(dataset) if visual is not None else None
         rows.append([dataset, pct(deep), seed_pct(seed_best_deep(dataset)), diff(deep, seed_best_deep(dataset)),
-                     pct(vis) if visual is not None else "run `sweep visual`", seed_pct(seed_v), diff(vis, seed_v),
+                     pct(vis) if visual is not None else Markdown("run `sweep visual`"), seed_pct(seed_v), diff(vis, seed_v),
                      seed_pct(seed_zeroshot(dataset))])
     header = ["dataset", "best deep", "seed", "Δ", "best visual", "seed", "Δ", "seed zero-shot baseline"]
     return ["## Table 4: best deep prompt vs best visual prompt vs baseline", "", table(header, rows), ""]
@@ -142,7 +161,8 @@ def visual_report(sw: Sweep) -> list[str]:
     md += ["## Learned padding prompts", ""]
     for _, row in best[best["prompt"] == "padding"].iterrows():
         path = _padding_figure(sw, row)
-        md.append(f"![padding prompt {row['dataset']}]({path.name})")
+        md.append(f"![padding prompt {text(row['dataset'])}]({path.name})" if path else
+                  f"The padding prompt of {text(row['dataset'])} is not logged yet: its trial is still running.")
     md += ["", "## Learning curves of the best trials", ""]
     return md + _curves(sw, best, "visual")
 
@@ -153,8 +173,8 @@ def _curves(sw: Sweep, best: pd.DataFrame, name: str) -> list[str]:
         top = best[best["dataset"] == dataset].sort_values("best_val_acc", ascending=False).head(4)
         curves = {f"{r['cell'].replace('dataset=' + dataset + ',', '')} lr={r['lr']:.3g}":
                   metric_history(sw.client, r["run_id"], "val_acc") for _, r in top.iterrows()}
-        path = figures.learning_curves(curves, f"{dataset}: best cells", sw.out / f"{name}_curves_{dataset}.png")
-        lines.append(f"![curves {dataset}]({path.name})")
+        path = figures.learning_curves(curves, f"{dataset}: best cells", sw.out / figures.figure_name(name, "curves", dataset))
+        lines.append(f"![curves {text(dataset)}]({path.name})")
     return lines + [""]
 
 
@@ -165,9 +185,16 @@ def padding_image(tensors: dict) -> np.ndarray:
     return np.concatenate([top, np.concatenate([left, middle, right], axis=2), bottom], axis=1)
 
 
-def _padding_figure(sw: Sweep, row) -> Path:
+def _padding_figure(sw: Sweep, row) -> Path | None:
+    """The learned prompt as an image; None while its trial runs (artifacts come at its end)."""
+    from mlflow.exceptions import MlflowException
+    if row["status"] == "RUNNING":
+        return None
     with tempfile.TemporaryDirectory() as tmp:
-        local = sw.client.download_artifacts(row["run_id"], "learned/best.safetensors", tmp)
-        image = padding_image(load_file(local))
+        try:
+            local = sw.client.download_artifacts(row["run_id"], "learned/best.safetensors", tmp)
+            image = padding_image(load_file(local))
+        except (MlflowException, OSError, KeyError, ValueError):
+            return None
     title = f"{row['dataset']}: padding {row['prompt_size']} (test {100 * row['test_acc']:.1f}%)"
-    return figures.prompt_image(image, title, sw.out / f"visual_padding_{row['dataset']}.png")
+    return figures.prompt_image(image, title, sw.out / figures.figure_name("visual_padding", row["dataset"]))

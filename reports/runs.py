@@ -14,7 +14,7 @@ SUPERSEDED_TAG = "superseded_by"
 def find_parent(client: MlflowClient, sweep: str, run_id: str | None = None):
     """The given parent run, or the latest sweep run of the experiment named after the sweep."""
     if run_id:
-        return client.get_run(run_id)
+        return _checked_parent(client, sweep, run_id)
     experiment = client.get_experiment_by_name(sweep)
     runs = [] if experiment is None else client.search_runs(
         [experiment.experiment_id], "tags.role = 'sweep'", order_by=["attributes.start_time DESC"],
@@ -23,6 +23,25 @@ def find_parent(client: MlflowClient, sweep: str, run_id: str | None = None):
         raise UserError(f"no '{sweep}' sweep in MLflow at {client.tracking_uri}; run "
                         f"`python -m orchestrator sweep {sweep}` first (same --tracking-uri)")
     return runs[0]
+
+
+def _checked_parent(client: MlflowClient, sweep: str, run_id: str):
+    """--run-id must name a sweep's parent run, of this sweep."""
+    from mlflow.exceptions import MlflowException
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise UserError(f"--run-id {run_id!r}: no such run in {client.tracking_uri}; the parent run ids are in "
+                        f"`mlflow ui` or printed at the end of `sweep`") from None
+    tags = run.data.tags
+    if tags.get("role") != "sweep":
+        raise UserError(f"--run-id {run_id}: that run is not a sweep's parent run (it is "
+                        f"{'a trial of one' if tags.get('role') == 'trial' else 'not from this project'}); "
+                        f"pass the parent's id")
+    if tags.get("sweep") != sweep:
+        raise UserError(f"--run-id {run_id}: that run is a '{tags.get('sweep')}' sweep, not '{sweep}'; "
+                        f"use `report {tags.get('sweep')}` for it")
+    return run
 
 
 def _typed(value: str):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from reports import figures
-from reports.markdown import diff, pct, seed_pct, table
+from reports.markdown import Markdown, diff, pct, seed_pct, table, text
 from reports.prompt_reports import Sweep, other_best
 from reports.runs import best_per_cell, metric_history
 from reports.seed import seed_best_deep, seed_results, seed_visual, seed_zeroshot
@@ -24,7 +24,7 @@ def zeroshot_report(sw: Sweep) -> list[str]:
                      seed_pct(paper.get(r["dataset"]))])
     header = ["dataset", "train", "seed", "Δ", "test", "seed", "Δ", "CLIP paper (test)"]
     template = sw.trials["template"].iloc[0] if "template" in sw.trials else "This is a photo of a {}"
-    return md + ["## Table 1: zero-shot top-1", "", f"Template: \"{template}\".", "", table(header, rows), ""]
+    return md + ["## Table 1: zero-shot top-1", "", f"Template: \"{text(template)}\".", "", table(header, rows), ""]
 
 
 def finetune_report(sw: Sweep) -> list[str]:
@@ -61,8 +61,8 @@ def linear_report(sw: Sweep) -> list[str]:
     for _, r in best.sort_values("dataset").iterrows():
         d = r["dataset"]
         rows.append([d, pct(r["test_acc"]), f"{r['lr']:.2g}",
-                     pct(visual.get(d)) if visual is not None else "run `sweep visual`",
-                     pct(deep.get(d)) if deep is not None else "run `sweep deep`",
+                     pct(visual.get(d)) if visual is not None else Markdown("run `sweep visual`"),
+                     pct(deep.get(d)) if deep is not None else Markdown("run `sweep deep`"),
                      seed_pct(seed_visual(d, "padding")), seed_pct(seed_best_deep(d)), seed_pct(seed_zeroshot(d))])
     header = ["dataset", "linear probe", "lr", "best visual prompt (ours)", "best deep prompt (ours)",
               "seed padding prompt", "seed best deep prompt", "seed zero-shot"]

@@ -37,13 +37,16 @@ def test_classify_cifar100_test_images_with_a_template_of_ones_own(data_root, tm
                  "--pretrained", "none", "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert sum(line.startswith("#") for line in out.splitlines()) == 4
-    assert (tmp_path / "out" / "classify" / "a-photo-of-something.png").is_file()
+    # a task of one's own gets a name of its own: it can never replace a preset's figure
+    (figure,) = (tmp_path / "out" / "classify").glob("custom-a-photo-of-something-*.png")
+    rows = figure.with_suffix(".csv").read_text().splitlines()
+    assert rows[0] == "image,predicted,alive,not alive" and len(rows) == 5
+    assert not (tmp_path / "out" / "classify" / "colour.png").exists()
 
 
 def test_probabilities_are_a_distribution_over_the_labels(tmp_path):
     clip = load_clip("tiny-clip", "none")
-    images = [im for _, im in folder_images(_folder(tmp_path))]
-    probs = probabilities_for_files(clip, images, Task(*PRESETS["origin"]))
+    probs = probabilities_for_files(clip, sorted(_folder(tmp_path).iterdir()), Task(*PRESETS["origin"]))
     assert probs.shape == (3, 2)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3))
 

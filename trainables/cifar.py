@@ -33,6 +33,9 @@ class ArchiveSpec:
     meta_file: str
     names_key: bytes
     labels_key: bytes
+    n_classes: int
+    rows: dict          # file -> the most rows it holds in the real archive
+
 
     @property
     def filename(self) -> str:
@@ -47,11 +50,12 @@ ARCHIVES = {
         "cifar10", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py",
         tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-        "batches.meta", b"label_names", b"labels"),
+        "batches.meta", b"label_names", b"labels", 10,
+        {**{f"data_batch_{i}": 10_000 for i in range(1, 6)}, "test_batch": 10_000}),
     "cifar100": ArchiveSpec(
         "cifar100", "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
         "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python",
-        ("train",), ("test",), "meta", b"fine_label_names", b"fine_labels"),
+        ("train",), ("test",), "meta", b"fine_label_names", b"fine_labels", 100, {"train": 50_000, "test": 10_000}),
 }
 DATASETS = ("cifar10", "cifar100", "cifar110")
 DATA_KINDS = ("real", "synthetic")
@@ -80,37 +84,91 @@ _ALLOWED_GLOBALS = {
     # protocol-2 pickles written by Python 3 encode bytes through _codecs.encode
     ("_codecs", "encode"),
 }
+ROW_BYTES = 3 * 32 * 32
+_SLACK = 4 << 20            # file names, labels and pickle framing beside the pixels
+_META_BYTES = 1 << 20
+
+
+def _only_empty(reconstruct):
+    """numpy's _reconstruct, which a pickle calls to make an empty array before filling it from
+    bytes in the file. With any other shape it would allocate what the file asks for (a 217-byte
+    file can ask for 931 GiB), so only the empty start a real pickle uses is admitted."""
+    def empty(subtype, shape, dtype):
+        if subtype is not np.ndarray or not isinstance(shape, tuple) or shape != (0,):
+            raise pickle.UnpicklingError(f"an array of shape {shape!r} is not how a CIFAR batch starts one")
+        return reconstruct(subtype, shape, dtype)
+    return empty
 
 
 class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global '{module}.{name}' is not part of a CIFAR batch")
-        return super().find_class(module, name)
+        found = super().find_class(module, name)
+        return _only_empty(found) if name == "_reconstruct" else found
 
 
-def read_batch(path: Path) -> dict:
-    """One CIFAR pickle, admitting only numpy arrays, dtypes, lists, dicts, bytes and numbers."""
+def read_batch(path: Path, max_bytes: int = 50_000 * ROW_BYTES + _SLACK) -> dict:
+    """One CIFAR pickle, admitting only numpy arrays, dtypes, lists, dicts, bytes and numbers, and
+    no file larger than the real archive's (checked before it is read)."""
+    fix = "delete it and run `python -m orchestrator fetch` to download it again"
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise UserError(f"{path} is not a valid CIFAR batch ({size:,} bytes, more than the real file's "
+                        f"{max_bytes:,}); {fix}")
     try:
         with open(path, "rb") as f:
-            return _CifarUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
-        raise UserError(f"{path} is not a valid CIFAR batch ({err}); delete it and run "
-                        f"`python -m orchestrator fetch` to download it again") from None
+            batch = _CifarUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, MemoryError, KeyError, IndexError,
+            AttributeError, RecursionError, OverflowError) as err:
+        raise UserError(f"{path} is not a valid CIFAR batch ({err}); {fix}") from None
+    if not isinstance(batch, dict):
+        raise UserError(f"{path} is not a valid CIFAR batch (a {type(batch).__name__}, not a dict); {fix}")
+    return batch
 
 
-def _split_from_batches(folder: Path, files: tuple[str, ...], labels_key: bytes) -> Split:
+def _bad(path: Path, why: str) -> UserError:
+    return UserError(f"{path} is not a valid CIFAR batch ({why}); delete it and run "
+                     f"`python -m orchestrator fetch` to download it again")
+
+
+def _checked_split(path: Path, batch: dict, spec: ArchiveSpec, max_rows: int) -> tuple[np.ndarray, list[int]]:
+    """The batch's images (N, 3, 32, 32) and labels, once its structure and sizes are checked."""
+    data, labels = batch.get(b"data"), batch.get(spec.labels_key)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_BYTES:
+        shape = getattr(data, "shape", None)
+        raise _bad(path, f"b'data' must be a uint8 array of {ROW_BYTES} bytes per row, got "
+                         f"{type(data).__name__}{'' if shape is None else f' {shape}'}")
+    rows = data.shape[0]
+    if rows > max_rows:
+        raise _bad(path, f"{rows} rows, more than the real file's {max_rows}")
+    if not isinstance(labels, (list, np.ndarray)) or len(labels) != rows:
+        raise _bad(path, f"{spec.labels_key!r} must list one label per row ({rows}), got "
+                         f"{len(labels) if hasattr(labels, '__len__') else type(labels).__name__}")
+    if not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) and 0 <= x < spec.n_classes
+               for x in labels):
+        raise _bad(path, f"labels must be integers 0..{spec.n_classes - 1}")
+    return data.reshape(-1, 3, 32, 32), [int(x) for x in labels]
+
+
+def _split_from_batches(folder: Path, files: tuple[str, ...], spec: ArchiveSpec) -> Split:
     data, labels = [], []
     for name in files:
-        batch = read_batch(folder / name)
-        data.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.extend(batch[labels_key])
+        path = folder / name
+        rows = spec.rows[name]
+        images, part = _checked_split(path, read_batch(path, rows * ROW_BYTES + _SLACK), spec, rows)
+        data.append(images)
+        labels.extend(part)
     return Split(torch.from_numpy(np.concatenate(data)), torch.tensor(labels, dtype=torch.int64))
 
 
 def _class_names(folder: Path, spec: ArchiveSpec) -> tuple[str, ...]:
-    names = read_batch(folder / spec.meta_file)[spec.names_key]
-    return tuple((n.decode() if isinstance(n, bytes) else n).replace("_", " ") for n in names)
+    path = folder / spec.meta_file
+    names = read_batch(path, _META_BYTES).get(spec.names_key)
+    if not isinstance(names, list) or len(names) != spec.n_classes or not all(
+            isinstance(n, (bytes, str)) and len(n) <= 100 for n in names):
+        raise _bad(path, f"{spec.names_key!r} must list the {spec.n_classes} class names")
+    return tuple((n.decode(errors="replace") if isinstance(n, bytes) else n).replace("_", " ") for n in names)
 
 
 def archive_root(root: Path, kind: str) -> Path:
@@ -127,8 +185,14 @@ def is_present(root: Path, name: str, kind: str = "real") -> bool:
 @lru_cache(maxsize=4)   # a reused Ray actor reads each archive once
 def _read_archive(folder: Path, name: str) -> tuple[tuple[str, ...], Split, Split]:
     spec = ARCHIVES[name]
-    return (_class_names(folder, spec), _split_from_batches(folder, spec.train_files, spec.labels_key),
-            _split_from_batches(folder, spec.test_files, spec.labels_key))
+    return (_class_names(folder, spec), _split_from_batches(folder, spec.train_files, spec),
+            _split_from_batches(folder, spec.test_files, spec))
+
+
+def check_archive(name: str, root: Path, kind: str = "real") -> None:
+    """Read the archive once, in the driver: a bad file is one line before Ray starts, not one
+    traceback per trial. Nothing is kept (trials read it themselves)."""
+    _read_archive.__wrapped__(archive_root(root, kind) / ARCHIVES[name].folder, name)
 
 
 def load_cifar(name: str, root: Path, kind: str = "real") -> Cifar:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.errors import UserError
+from trainables.templates import fill
 from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
 from trainables.pipeline import Preprocess
 
@@ -124,7 +125,7 @@ def load_clip(name: str = "ViT-B-32", pretrained: str = "openai", device: str | 
 def class_text_features(clip: Clip, classes: tuple[str, ...], template: str) -> torch.Tensor:
     """(C, D) L2-normalised text features of `template` filled with each class name."""
     device = next(clip.model.parameters()).device
-    tokens = clip.tokenizer([template.format(c) for c in classes]).to(device)
+    tokens = clip.tokenizer([fill(template, c) for c in classes]).to(device)
     return F.normalize(clip.model.encode_text(tokens).float(), dim=-1)
 
 

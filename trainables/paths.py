@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from trainables.errors import UserError
+
 APP = "clip-prompt-sweeps"
 DATA_DIR_ENV = "ORCHESTRATOR_DATA_DIR"
 NO_DOWNLOAD_ENV = "ORCHESTRATOR_NO_DOWNLOAD"
@@ -15,7 +17,10 @@ NO_DOWNLOAD_ENV = "ORCHESTRATOR_NO_DOWNLOAD"
 def data_dir(explicit: str | os.PathLike | None = None) -> Path:
     """--data-dir, else $ORCHESTRATOR_DATA_DIR, else the per-user cache dir."""
     chosen = explicit or os.environ.get(DATA_DIR_ENV) or Path(platformdirs.user_cache_dir(APP)) / "data"
-    return Path(chosen).expanduser().resolve()
+    path = Path(chosen).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"data dir {path} is a file, not a folder; pass another --data-dir (or ${DATA_DIR_ENV})")
+    return path
 
 
 def downloads_allowed() -> bool:

@@ -10,6 +10,7 @@ from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
+from trainables.templates import check_template
 from trainables.features import cache_splits
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
@@ -34,8 +35,7 @@ class PromptConfig(DataConfig):
         super().check()
         if self.model not in CLIP_MODELS:
             raise UserError(f"model '{self.model}' unknown; known: {', '.join(CLIP_MODELS)}")
-        if "{}" not in self.template:
-            raise UserError(f"template {self.template!r} has no '{{}}' for the class name")
+        check_template(self.template, "class name")
 
     def settings(self) -> LoopSettings:
         return LoopSettings(self.epochs, self.batch_size, self.lr, self.momentum,

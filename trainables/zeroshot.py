@@ -14,6 +14,7 @@ from trainables.base import DATASETS, pick_device, tune_entry
 from trainables.cifar import DATA_KINDS, load_cifar
 from trainables.config import check_choices
 from trainables.errors import UserError
+from trainables.templates import check_template
 from trainables.features import FeatureData
 from trainables.loop import Reporter, evaluate
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
@@ -35,8 +36,7 @@ class ZeroShotConfig:
 
     def check(self) -> None:
         check_choices(self, dataset=DATASETS, data=DATA_KINDS, model=CLIP_MODELS)
-        if "{}" not in self.template:
-            raise UserError(f"template {self.template!r} has no '{{}}' for the class name")
+        check_template(self.template, "class name")
         if self.batch_size < 1:
             raise UserError(f"'batch_size' must be at least 1, got {self.batch_size}")
 

@@ -1,0 +1,219 @@
+"""MLflow writes that survive a store that is down, and values that are too long.
+
+The driver logs every trial; if the tracking server is unreachable for longer than the client's
+own retries, or SQLite stays locked, a write raises inside Tune's callback and would end the
+whole sweep. `Journal` retries each write with backoff; what still fails is appended to a
+JSON-lines file on the driver's disk and written, in order, as soon as the store answers again
+(the next write tries first), at the end of the sweep, or by the next `--resume`. Once a write is
+journaled, later ones queue behind it, so the store sees them in the order they happened.
+
+A param or tag longer than MLflow accepts is cut with a marker, and the full value goes into an
+artifact beside it (`values/KEY.txt`), rather than failing the write.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import platformdirs
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+
+log = logging.getLogger(__name__)
+PENDING_TAG = "pending_writes"
+_MARKER = " …[cut; the full value is the artifact values/{key}.txt]"
+# errors a retry cannot fix: the write is dropped with a warning instead of blocking the queue
+_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE"}
+
+
+def journal_dir(parent_run_id: str) -> Path:
+    return Path(platformdirs.user_cache_dir("clip-prompt-sweeps")) / "journal" / parent_run_id
+
+
+def _permanent(err: Exception) -> bool:
+    return isinstance(err, MlflowException) and err.error_code in _PERMANENT
+
+
+class Journal:
+    """The write side of an MlflowClient for one sweep; reads stay on the client."""
+
+    def __init__(self, client: MlflowClient, parent_run_id: str, retries: int = 3, backoff_s: float = 0.5,
+                 folder: Path | None = None):
+        self.client, self.parent = client, parent_run_id
+        self.retries, self.backoff_s = retries, backoff_s
+        self.folder = folder or journal_dir(parent_run_id)
+        self.path = self.folder / "pending.jsonl"
+        self.delayed = 0        # writes this session had to keep on disk
+        self.recheck_s, self._next_flush = 5.0, 0.0
+        self.ids_path = self.folder / "ids.json"
+        try:            # runs created from the journal: the id it handed out -> MLflow's
+            self.ids: dict[str, str] = json.loads(self.ids_path.read_text())
+        except (FileNotFoundError, ValueError):
+            self.ids = {}
+
+    def real(self, run_id: str) -> str | None:
+        """MLflow's id of a run, or None while its creation waits in the journal."""
+        return self.ids.get(run_id) if run_id.startswith("local-") else run_id
+
+    # --- the writes the project makes ---------------------------------------------------------
+
+    def create_run(self, experiment_id: str, run_name: str, tags: dict) -> str:
+        """The new run's id; while the store is down, an id of the journal's that later writes
+        use, and that becomes MLflow's own when the creation goes through."""
+        local = f"local-{uuid.uuid4().hex}"
+        self._write("create_run", local, experiment_id=experiment_id, run_name=run_name, tags=tags)
+        return self.ids.get(local, local)
+
+    def log_batch(self, run_id: str, metrics=(), params=(), tags=()) -> None:
+        params = [Param(p.key, self._fit(run_id, p.key, p.value, MAX_PARAM_VAL_LENGTH)) for p in params]
+        tags = [RunTag(t.key, self._fit(run_id, t.key, t.value, MAX_TAG_VAL_LENGTH)) for t in tags]
+        self._write("log_batch", run_id,
+                    metrics=[[m.key, m.value, m.timestamp, m.step] for m in metrics],
+                    params=[[p.key, p.value] for p in params], tags=[[t.key, t.value] for t in tags])
+
+    def set_tag(self, run_id: str, key: str, value) -> None:
+        self.log_batch(run_id, tags=[RunTag(key, str(value))])
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self._write("set_terminated", run_id, status=status)
+
+    def update_run(self, run_id: str, status: str) -> None:
+        self._write("update_run", run_id, status=status)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        self._write("delete_tag", run_id, key=key)
+
+    def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
+        self._write("log_artifact", run_id, local_path=local_path, artifact_path=artifact_path)
+
+    # --- machinery ------------------------------------------------------------------------------
+
+    def _fit(self, run_id: str, key: str, value: str, limit: int) -> str:
+        value = str(value)
+        if len(value) <= limit:
+            return value
+        with_marker = _MARKER.format(key=key)
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:100] + ".txt"
+        full = self.folder / "values" / f"{uuid.uuid4().hex[:8]}-{name}"
+        full.parent.mkdir(parents=True, exist_ok=True)
+        full.write_text(value)
+        self._write("log_artifact", run_id, local_path=str(full), artifact_path="values", name=name)
+        return value[:limit - len(with_marker)] + with_marker
+
+    def _apply(self, op: str, run_id: str, **kw) -> None:
+        c = self.client
+        if op == "create_run":
+            self.ids[run_id] = c.create_run(kw["experiment_id"], run_name=kw["run_name"], tags=kw["tags"]).info.run_id
+            tmp = self.ids_path.with_suffix(".tmp")
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.ids))
+            os.replace(tmp, self.ids_path)
+            return
+        run_id = self.ids.get(run_id, run_id)
+        if op == "log_batch":
+            c.log_batch(run_id, metrics=[Metric(*m) for m in kw["metrics"]],
+                        params=[Param(*p) for p in kw["params"]], tags=[RunTag(*t) for t in kw["tags"]])
+        elif op == "set_terminated":
+            c.set_terminated(run_id, status=kw["status"])
+        elif op == "update_run":
+            c.update_run(run_id, status=kw["status"])
+        elif op == "delete_tag":
+            c.delete_tag(run_id, kw["key"])
+        elif op == "log_artifact":
+            source = Path(kw["local_path"])
+            if kw.get("name"):          # logged under its own name (values/KEY.txt)
+                with _renamed(source, kw["name"]) as named:
+                    c.log_artifact(run_id, str(named), kw["artifact_path"])
+            else:
+                c.log_artifact(run_id, str(source), kw["artifact_path"])
+        else:
+            raise ValueError(op)
+
+    def _try(self, op: str, run_id: str, kw: dict) -> bool:
+        for attempt in range(self.retries):
+            try:
+                self._apply(op, run_id, **kw)
+                return True
+            except Exception as err:  # noqa: BLE001 - a store that is down raises many kinds
+                if _permanent(err):
+                    log.warning("MLflow refused %s on run %s: %s (not retried)", op, run_id, str(err)[:300])
+                    return True
+                if attempt + 1 < self.retries:
+                    time.sleep(self.backoff_s * 2 ** attempt)
+        return False
+
+    def _write(self, op: str, run_id: str, **kw) -> None:
+        if self.pending() and time.monotonic() >= self._next_flush:
+            self.flush()
+        if not self.pending() and self._try(op, run_id, kw):
+            return
+        self._append(op, run_id, kw)
+
+    def _append(self, op: str, run_id: str, kw: dict) -> None:
+        self.delayed += 1
+        if op == "log_artifact":     # the file may be a trial's temporary checkpoint: keep a copy
+            copy = self.folder / "files" / f"{uuid.uuid4().hex[:8]}-{Path(kw['local_path']).name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(kw["local_path"], copy)
+            kw = {**kw, "local_path": str(copy), "name": kw.get("name") or Path(kw["local_path"]).name}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"op": op, "run_id": run_id, **kw}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def pending(self) -> int:
+        try:
+            return sum(1 for line in self.path.read_text().splitlines() if line.strip())
+        except FileNotFoundError:
+            return 0
+
+    def flush(self) -> int:
+        """Write what is pending, in order, until a write fails; returns how many are left."""
+        try:
+            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        except FileNotFoundError:
+            return 0
+        done = 0
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:      # a line cut by a kill mid-append: nothing to write
+                done += 1
+                continue
+            op, run_id = entry.pop("op"), entry.pop("run_id")
+            if not self._try(op, run_id, entry):
+                break
+            done += 1
+        rest = lines[done:]
+        # while the store is down, try it again only every few seconds, not at every write
+        self._next_flush = time.monotonic() + (self.recheck_s if rest else 0.0)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in rest))
+        os.replace(tmp, self.path)      # never half-written
+        return len(rest)
+
+
+class _renamed:
+    """A file under another name for the time of an upload (MLflow names artifacts after files)."""
+
+    def __init__(self, source: Path, name: str):
+        self.source, self.name = source, name
+
+    def __enter__(self) -> Path:
+        import tempfile
+        self.tmp = tempfile.TemporaryDirectory()
+        target = Path(self.tmp.name) / self.name
+        shutil.copy(self.source, target)
+        return target
+
+    def __exit__(self, *exc) -> None:
+        self.tmp.cleanup()
