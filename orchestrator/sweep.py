@@ -15,16 +15,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
+from orchestrator.journal import Journal
 from orchestrator.lease import Lease, holder
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
-from orchestrator.journal import Journal
 from orchestrator.resume import DONE, SweepRecord, build_record, mark_superseded, read_trials, session_name
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
 from orchestrator.sources import attach_sources
-from orchestrator.tracking import (MLflowTrials, check_tracking, end_open_children, experiment_id, git_commit,
-                                   prepare_store, resolve_tracking_uri)
+from orchestrator.tracking import (
+    MLflowTrials,
+    check_tracking,
+    end_open_children,
+    experiment_id,
+    git_commit,
+    prepare_store,
+    resolve_tracking_uri,
+)
 from trainables import UserError
 
 SOURCES_TAG = "source_runs"
@@ -197,17 +204,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
     base = f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}"
     with Lease(uri, parent, plan.sweep.name):
-        record = None
-        if previous is not None:
-            # MLflow is the record; Ray's saved state is not read (see resume.py)
-            record = build_record(plan, read_trials(client, exp, parent, plan.sweep.metric), storage, base)
-            mark_superseded(client, record, f"resume at {time.strftime('%Y-%m-%d %H:%M:%S')}: beyond its "
-                                            f"cell's {plan.profile.samples} planned trials")
-            client.update_run(parent, status="RUNNING")
-            going = sum(len(v) for v in record.unfinished.values())
-            print(f"resuming run {parent}: {record.n_done} of {plan.n_trials} trials done, {going} to continue "
-                  f"({sum(c.checkpoint is not None for v in record.unfinished.values() for c in v)} from a "
-                  f"checkpoint), {plan.n_trials - record.n_done - going} new")
+        record = None if previous is None else _reopen(client, plan, exp, parent, storage, base)
         name = session_name(base, resumed=record is not None)
         client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
         callback, tuner = _tuner(plan, opts, client, uri, storage, trainable, exp, parent, child_tags, record, name)
@@ -229,6 +226,21 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     if status == "KILLED":
         raise SweepInterrupted(done, plan.n_trials)
     return SweepOutcome(parent, uri, plan.sweep.name, plan.n_trials, failed)
+
+
+def _reopen(client: MlflowClient, plan: SweepPlan, exp: str, parent: str, storage: str | None,
+            base: str) -> SweepRecord:
+    """The interrupted sweep's record, rebuilt from MLflow (Ray's saved state is not read: see
+    resume.py), and its parent running again."""
+    record = build_record(plan, read_trials(client, exp, parent, plan.sweep.metric), storage, base)
+    mark_superseded(client, record, f"resume at {time.strftime('%Y-%m-%d %H:%M:%S')}: beyond its "
+                                    f"cell's {plan.profile.samples} planned trials")
+    client.update_run(parent, status="RUNNING")
+    going = [c for v in record.unfinished.values() for c in v]
+    print(f"resuming run {parent}: {record.n_done} of {plan.n_trials} trials done, {len(going)} to continue "
+          f"({sum(c.checkpoint is not None for c in going)} from a checkpoint), "
+          f"{plan.n_trials - record.n_done - len(going)} new")
+    return record
 
 
 def _close(client: MlflowClient, store: Journal, exp: str, parent: str, status: str, why: str | None) -> None:

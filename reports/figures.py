@@ -18,7 +18,7 @@ def figure_name(*parts) -> str:
     """A PNG file name from parts that may be values from MLflow: letters, digits, '-' and '_'
     only, so no value can name a path outside the report's folder."""
     import re
-    return "_".join(re.sub(r"[^A-Za-z0-9-]+", "-", str(p)).strip("-") or "x" for p in parts) + ".png"
+    return "_".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)).strip("-") or "x" for p in parts) + ".png"
 
 
 def heatmap(best: pd.DataFrame, dataset: str, position: str, path: Path) -> Path:

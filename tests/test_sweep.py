@@ -8,7 +8,6 @@ import sys
 import time
 
 import ray.cloudpickle
-
 from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from trainables.errors import UserError
-from trainables.templates import check_template
 from trainables.models import Clip, class_text_features, clip_logits
 from trainables.pipeline import preprocess
+from trainables.templates import check_template
 
 # The seed's two tasks, by name.
 PRESETS = {

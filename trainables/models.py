@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.errors import UserError
-from trainables.templates import fill
 from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
 from trainables.pipeline import Preprocess
+from trainables.templates import fill
 
 open_clip.add_model_config(Path(__file__).parent / "model_configs")
 # open_clip logs a warning for every randomly initialised model, which tiny-clip always is.

@@ -10,13 +10,13 @@ from torch import nn
 
 from trainables.base import DataConfig, load_splits, pick_device, tune_entry
 from trainables.errors import UserError
-from trainables.templates import check_template
 from trainables.features import cache_splits
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
 from trainables.pipeline import Augment
 from trainables.prompts import POSITIONS, VISUAL_PROMPTS, DeepPrompt, make_visual_prompt
 from trainables.registry import register_trainable
+from trainables.templates import check_template
 
 
 @dataclass

@@ -14,13 +14,13 @@ from trainables.base import DATASETS, pick_device, tune_entry
 from trainables.cifar import DATA_KINDS, load_cifar
 from trainables.config import check_choices
 from trainables.errors import UserError
-from trainables.templates import check_template
 from trainables.features import FeatureData
 from trainables.loop import Reporter, evaluate
 from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData
 from trainables.registry import register_trainable
+from trainables.templates import check_template
 
 
 @dataclass
