@@ -131,3 +131,17 @@ def _stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def test_a_sweep_with_an_over_long_setting_runs_and_keeps_it_whole(tmp_path, data_root, ray_session):
+    from orchestrator.cli import main
+    uri = f"sqlite:///{tmp_path}/m.db"
+    template = "a photo of a {}" + ", clearly" * 800          # 7,000+ characters: over MLflow's 6,000
+    assert main(["sweep", "zeroshot", "--set", "dataset=cifar10", "--set", f"template={template}",
+                 "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--data-dir", str(data_root),
+                 "--gpus-per-trial", "0"]) == 0
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("zeroshot").experiment_id], "tags.role = 'trial'")
+    assert run.info.status == "FINISHED" and "[cut;" in run.data.params["template"]
+    whole = Path(client.download_artifacts(run.info.run_id, "values/template.txt", str(tmp_path)))
+    assert whole.read_text() == template
