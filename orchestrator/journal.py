@@ -34,8 +34,13 @@ _MARKER = " …[cut; the full value is the artifact values/{key}.txt]"
 _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST", "INVALID_STATE"}
 
 
+JOURNAL_ENV = "ORCHESTRATOR_JOURNAL_DIR"
+
+
 def journal_dir(parent_run_id: str) -> Path:
-    return Path(platformdirs.user_cache_dir("clip-prompt-sweeps")) / "journal" / parent_run_id
+    """$ORCHESTRATOR_JOURNAL_DIR, else the user's cache: on the driver's machine, one folder per sweep."""
+    root = os.environ.get(JOURNAL_ENV) or Path(platformdirs.user_cache_dir("clip-prompt-sweeps")) / "journal"
+    return Path(root) / parent_run_id
 
 
 def _permanent(err: Exception) -> bool:
@@ -58,10 +63,6 @@ class Journal:
             self.ids: dict[str, str] = json.loads(self.ids_path.read_text())
         except (FileNotFoundError, ValueError):
             self.ids = {}
-
-    def real(self, run_id: str) -> str | None:
-        """MLflow's id of a run, or None while its creation waits in the journal."""
-        return self.ids.get(run_id) if run_id.startswith("local-") else run_id
 
     # --- the writes the project makes ---------------------------------------------------------
 
@@ -112,10 +113,10 @@ class Journal:
         c = self.client
         if op == "create_run":
             self.ids[run_id] = c.create_run(kw["experiment_id"], run_name=kw["run_name"], tags=kw["tags"]).info.run_id
-            tmp = self.ids_path.with_suffix(".tmp")
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.ids))
-            os.replace(tmp, self.ids_path)
+            if self.path.exists():      # a creation the journal held: later entries name its id
+                tmp = self.ids_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self.ids))
+                os.replace(tmp, self.ids_path)
             return
         run_id = self.ids.get(run_id, run_id)
         if op == "log_batch":

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -104,6 +106,26 @@ def _pending_trials(n: int | None):
         yield
     finally:
         del os.environ["TUNE_MAX_PENDING_TRIALS_PG"]
+
+
+@contextlib.contextmanager
+def _second_ctrl_c():
+    """An Event set by a second Ctrl-C. Tune's own handler takes the first (it stops the trials
+    gracefully) and then puts back the handler it found: this one."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def on_sigint(signum, frame):
+        pressed.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _exclusive(plan: SweepPlan, opts: SweepOptions) -> SweepOptions:
@@ -210,10 +232,15 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         callback, tuner = _tuner(plan, opts, client, uri, storage, trainable, exp, parent, child_tags, record, name)
         status, why = "FAILED", "error"
         try:
-            with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None):
+            with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None), \
+                    _second_ctrl_c() as pressed:
                 tuner.fit()
             status, why = "FINISHED", None
-        except KeyboardInterrupt:           # a second Ctrl-C: Tune lets it through at once
+        except BaseException:
+            # a second Ctrl-C raises wherever Tune is, and Ray may wrap it: any error after it
+            # is the interruption, not a failure of the sweep
+            if not pressed.is_set():
+                raise
             status, why = "KILLED", "Ctrl-C"
         finally:
             # counted from what this driver knows, so that a store that is down cannot stop the count

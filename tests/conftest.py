@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ import pytest
 # Tests never download: a missing file must surface as the offline error, quickly.
 os.environ["ORCHESTRATOR_NO_DOWNLOAD"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Writes an MLflow store refused wait in a journal: the tests' go to a folder of their own.
+os.environ.setdefault("ORCHESTRATOR_JOURNAL_DIR", tempfile.mkdtemp(prefix="journal-"))
 
 
 @pytest.fixture(scope="session")

@@ -119,6 +119,16 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
     state = {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "test_acc": float("nan")}
     if resume_dir is not None:
         best, state = load_loop(resume_dir, learned, optimizer)
+        if state["epoch"] >= s.epochs:
+            # interrupted after its last epoch was saved but before it was known to have ended:
+            # it reports that epoch once more (a repeat the driver does not log twice), and ends
+            with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
+                save_loop(Path(folder), learned, best, optimizer, state)
+                last = state.get("metrics") or {       # a checkpoint from before "metrics" was kept
+                    "epoch": state["epoch"], "val_acc": state["best_val_acc"], "best_val_acc": state["best_val_acc"],
+                    "best_epoch": state["best_epoch"], "test_acc": state["test_acc"]}
+                report(last, folder)
+            return last
     metrics: dict = {}
     for epoch in range(state["epoch"] + 1, s.epochs + 1):
         start = time.perf_counter()
@@ -145,6 +155,7 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
                    "test_acc": state["test_acc"],
                    "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
                    "images_per_s": len(splits.train) / seconds, "diverged": 0.0, **(extra or {})}
+        state["metrics"] = metrics
         with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
             save_loop(Path(folder), learned, best, optimizer, state)
             report(metrics, folder)
