@@ -234,7 +234,8 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         try:
             with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None), \
                     _second_ctrl_c() as pressed:
-                tuner.fit()
+                if tuner is not None:       # None: every trial had ended, only the parent was open
+                    tuner.fit()
             status, why = "FINISHED", None
         except BaseException:
             # a second Ctrl-C raises wherever Tune is, and Ray may wrap it: any error after it
@@ -302,6 +303,8 @@ def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, 
                 scheduler.replay(cell, c.run_id, c.history, done=False)
     searcher = CellSearcher(plan, opts.search, opts.seed, record)
     callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
+    if not searcher.queue:
+        return callback, None
     return callback, tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,

@@ -282,3 +282,18 @@ def test_a_trial_continued_at_its_last_epoch_reports_it_once_and_ends(tiny_promp
                resume_dir=kept)
     (metrics, files), = again
     assert metrics == reports[-1] and "best.safetensors" in files
+
+
+def test_a_sweep_killed_after_its_last_trial_ended_resumes_to_finished(data_root, tmp_path, ray_session):
+    """Every trial over, only the parent left open (a kill in the last instant): nothing runs again."""
+    args = _args(tmp_path, data_root)
+    args[args.index("--epochs") + 1] = "1"
+    assert main(args) == 0
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (parent,) = _parents(client)
+    client.update_run(parent.info.run_id, status="RUNNING")       # as a SIGKILL at that instant leaves it
+    before = _snapshot(client, parent.info.run_id)
+    assert len(before) == PLANNED
+    assert main([*args, "--resume"]) == 0
+    (after,) = _parents(client)
+    assert after.info.status == "FINISHED" and _snapshot(client, parent.info.run_id) == before
