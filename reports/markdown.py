@@ -10,6 +10,7 @@ import re
 # Markdown's punctuation that could start a link, an image, inline HTML, a code span, emphasis or
 # a table cell; escaped with a backslash (CommonMark: any ASCII punctuation may be).
 _SPECIAL = re.compile(r"([\\`*\[\]!|<>])")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")      # never meant for a reader
 
 
 class Markdown(str):
@@ -18,14 +19,14 @@ class Markdown(str):
 
 def text(value) -> Markdown:
     """`value` as literal text in markdown: one line, nothing it contains is markup."""
-    flat = " ".join(str(value).splitlines())
+    flat = _CONTROL.sub("", " ".join(str(value).splitlines()))
     return Markdown(_SPECIAL.sub(r"\\\1", flat))
 
 
 def code(value) -> Markdown:
     """`value` as an inline code span. Backslashes do not escape inside a code span, so a backtick
     becomes a quote; a pipe is escaped for tables (GFM unescapes it before the span)."""
-    flat = " ".join(str(value).splitlines()).replace("`", "'").replace("|", "\\|")
+    flat = _CONTROL.sub("", " ".join(str(value).splitlines())).replace("`", "'").replace("|", "\\|")
     return Markdown(f"`{flat}`")
 
 

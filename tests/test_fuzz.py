@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import os
 import pickle
 import re
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.cli import _task_slug
@@ -24,7 +25,10 @@ from trainables.cifar import ARCHIVES, _checked_split, read_batch
 from trainables.freeform import PRESETS, task_from
 from trainables.templates import fill
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# The same 200 examples on every run (CI is reproducible); FUZZ_EXPLORE=1 draws new ones each run,
+# e.g. `FUZZ_EXPLORE=1 python -m pytest tests/test_fuzz.py`, and whatever it finds becomes an @example.
+FUZZ = settings(max_examples=200, deadline=None, derandomize=not os.environ.get("FUZZ_EXPLORE"),
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 SWEEPS = [s.name for s in list_sweeps()]
 # text as people and programs type it: punctuation, markup, braces, newlines, any unicode
 WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
@@ -56,6 +60,8 @@ def good_batch(tmp_path_factory) -> bytes:
 
 
 @FUZZ
+@example(edits=[(445, 3)], cut=None)    # a dtype state numpy answers with SystemError (found in CI)
+@example(edits=[(368, 44)], cut=None)   # a dtype string numpy answers with SyntaxError
 @given(edits=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)), min_size=1, max_size=8),
        cut=st.one_of(st.none(), st.integers(0, 10 ** 6)))
 def test_a_mutated_cifar_batch_is_read_or_refused_in_one_line(good_batch, edits, cut):
@@ -77,13 +83,14 @@ def test_a_mutated_cifar_batch_is_read_or_refused_in_one_line(good_batch, edits,
 
 
 @FUZZ
+@example(value="\x00\x850", other="")   # a NUL before a line break (U+0085)
 @given(value=WORDS, other=WORDS)
 def test_any_value_stays_in_its_cell_and_renders_as_itself(value, other):
     row = table(["a", "b"], [[value, other]]).splitlines()[2]
     cells = _cells(row)
     assert cells == [text(value).strip(), text(other).strip()]
     rendered = inline(cells[0])
-    flat = " ".join(value.replace("\x00", "").splitlines()).strip()
+    flat = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", "", " ".join(value.splitlines())).strip()
     assert rendered == html.escape(flat, quote=False)     # no markup, no tag, the text itself
     assert "\n" not in row and not re.search(r"(?<!\\)!\[", text(value))
 
