@@ -56,6 +56,13 @@ def holder(tags: dict, now: float | None = None) -> dict | None:
     return {**lease, "age": max(0.0, age)}
 
 
+def busy(sweep: str, run_id: str, live: dict) -> UserError:
+    """The one line for a resume of a sweep that a live driver runs."""
+    return UserError(f"sweep '{sweep}' (run {run_id}) is being run by pid {live['pid']} on {live['host']} "
+                     f"(heartbeat {live['age']:.0f} s ago); wait for it to end, or stop it, then --resume "
+                     f"(a killed driver's lease expires after {lease_timeout():.0f} s)")
+
+
 class Lease:
     """Hold a sweep's lease while a driver runs it: `with Lease(uri, run_id, sweep): ...`."""
 
@@ -79,9 +86,7 @@ class Lease:
             if live is not None and live.get("token") == self.token:
                 live = None
         if live is not None:
-            raise UserError(f"sweep '{self.sweep}' (run {self.run_id}) is being run by pid {live['pid']} on "
-                            f"{live['host']} (heartbeat {live['age']:.0f} s ago); wait for it to end, or stop "
-                            f"it, then --resume (a killed driver's lease expires after {lease_timeout():.0f} s)")
+            raise busy(self.sweep, self.run_id, live)
         self._thread = threading.Thread(target=self._beat, name="sweep-lease", daemon=True)
         self._thread.start()
 

@@ -26,6 +26,7 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from orchestrator.plan import SweepPlan
+from orchestrator.tracking import children
 from reports.runs import SUPERSEDED_TAG
 from search_spaces import cell_key
 from trainables.checkpoints import checkpoint_epoch
@@ -90,7 +91,6 @@ def _lr(run) -> float | None:
 
 
 def read_trials(client: MlflowClient, experiment: str, parent: str, metric: str) -> list[PastTrial]:
-    from orchestrator.tracking import children
     out = []
     for run in children(client, experiment, parent):
         if SUPERSEDED_TAG in run.data.tags:

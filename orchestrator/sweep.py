@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
 from orchestrator.journal import Journal
-from orchestrator.lease import Lease, holder
+from orchestrator.lease import Lease, busy, holder
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
 from orchestrator.resume import DONE, SweepRecord, build_record, mark_superseded, read_trials, session_name
@@ -170,9 +170,7 @@ def _interrupted(plan: SweepPlan, uri: str):
                         f"run it without --resume")
     live = holder(runs[0].data.tags)
     if live is not None:        # checked before anything is written; Lease.acquire checks again
-        raise UserError(f"sweep '{plan.sweep.name}' (run {runs[0].info.run_id}) is being run by pid {live['pid']} "
-                        f"on {live['host']} (heartbeat {live['age']:.0f} s ago); wait for it to end, or stop it, "
-                        f"then --resume")
+        raise busy(plan.sweep.name, runs[0].info.run_id, live)
     return exp.experiment_id, runs[0]
 
 

@@ -1,6 +1,7 @@
 """Figures (matplotlib, Agg): heatmaps, learning curves, a padding prompt as an image."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,6 @@ import pandas as pd  # noqa: E402
 def figure_name(*parts) -> str:
     """A PNG file name from parts that may be values from MLflow: letters, digits, '-' and '_'
     only, so no value can name a path outside the report's folder."""
-    import re
     return "_".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)).strip("-") or "x" for p in parts) + ".png"
 
 

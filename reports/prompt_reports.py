@@ -13,7 +13,7 @@ from safetensors.numpy import load_file
 
 from reports import figures
 from reports.markdown import Markdown, code, diff, pct, seed_pct, table, text
-from reports.runs import best_per_cell, best_test, count_superseded, find_parent, metric_history, trial_frame
+from reports.runs import best_per_cell, best_test, child_runs, find_parent, metric_history, trial_frame
 from reports.seed import seed_best_deep, seed_deep, seed_layers, seed_visual, seed_zeroshot
 from search_spaces import get_sweep
 from trainables import UserError
@@ -67,14 +67,15 @@ class Sweep:
 
 def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = None) -> Sweep:
     parent = find_parent(client, name, run_id)
-    trials = trial_frame(client, parent)
+    runs, superseded = child_runs(client, parent)
+    trials = trial_frame(client, parent, runs)
     # what every finished trial has: the sweep's metric, or its best so far where it learns
     metric = get_sweep(name).metric
     score = "best_val_acc" if metric == "val_acc" else metric
     if trials.empty or score not in trials:
         raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")
-    return Sweep(client, parent, trials, out, count_superseded(client, parent))
+    return Sweep(client, parent, trials, out, superseded)
 
 
 def _layer_to_seed(layers: list[int]) -> dict[int, int]:

@@ -53,12 +53,18 @@ def _typed(value: str):
     return value
 
 
-def trial_frame(client: MlflowClient, parent) -> pd.DataFrame:
+def child_runs(client: MlflowClient, parent) -> tuple[list, int]:
+    """(the sweep's child runs, how many a resume set aside as superseded and left out)."""
+    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+                              max_results=10000)
+    kept = [r for r in runs if SUPERSEDED_TAG not in r.data.tags]
+    return kept, len(runs) - len(kept)
+
+
+def trial_frame(client: MlflowClient, parent, runs: list | None = None) -> pd.DataFrame:
     """One row per child run: params (typed), last metrics, tags (as tag_NAME), status, stop
     reason, run id."""
-    runs = [r for r in client.search_runs([parent.info.experiment_id],
-                                          f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'", max_results=10000)
-            if SUPERSEDED_TAG not in r.data.tags]
+    runs = child_runs(client, parent)[0] if runs is None else runs
     rows = [{**{k: _typed(v) for k, v in r.data.params.items()}, **r.data.metrics,
              **{f"tag_{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
              "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
@@ -84,8 +90,3 @@ def best_test(best: pd.DataFrame, **where) -> float | None:
 def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
 
-
-def count_superseded(client: MlflowClient, parent) -> int:
-    runs = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
-                              max_results=10000)
-    return sum(SUPERSEDED_TAG in r.data.tags for r in runs)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from orchestrator.cli import main
 from trainables import UserError
-from trainables.freeform import PRESETS, Task, folder_images, probabilities_for_files, task_from
+from trainables.freeform import PRESETS, Task, image_files, probabilities_for_files, task_from
 from trainables.models import load_clip
 
 
@@ -60,4 +60,4 @@ def test_an_unreadable_image_is_named(tmp_path):
     folder = _folder(tmp_path, 1)
     (folder / "broken.jpg").write_bytes(b"not an image")
     with pytest.raises(UserError, match=r"broken\.jpg is not an image PIL can read"):
-        folder_images(folder)
+        probabilities_for_files(load_clip("tiny-clip", "none"), image_files(folder), Task(*PRESETS["origin"]))

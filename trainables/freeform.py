@@ -80,11 +80,6 @@ def read_image(path: Path) -> np.ndarray:
                         f"remove it from the folder or convert it") from None
 
 
-def folder_images(folder: Path) -> list[tuple[str, np.ndarray]]:
-    """(file name, HxWx3 uint8) for every image file in `folder`, sorted by name."""
-    return [(path.name, read_image(path)) for path in image_files(folder)]
-
-
 @torch.no_grad()
 def probabilities_for_files(clip: Clip, paths: list[Path], task: Task) -> torch.Tensor:
     """Any-size user images through CLIP's own PIL preprocessing, read and encoded a batch at a
