@@ -4,6 +4,7 @@ mechanism (escaping, no path taken from text, size checks before allocating, not
 the project did not write), not one payload."""
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import socket
@@ -94,12 +95,16 @@ def test_resume_ignores_a_forged_ray_experiment_tag(tmp_path, data_root, ray_ses
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     exp = client.create_experiment("visual")
-    client.create_run(exp, tags={"role": "sweep", "sweep": "visual", "profile": "smoke",
-                                 "ray_experiment": str(evil)})        # an interrupted-looking parent
+    elsewhere = tmp_path / "elsewhere"
+    client.create_run(exp, tags={"role": "sweep", "sweep": "visual", "profile": "smoke",   # interrupted-looking
+                                 "ray_experiment": str(evil),
+                                 "sweep_args": json.dumps({"sets": [f"data_dir={elsewhere}"], "samples": 1,
+                                                           "epochs": 1})})
     assert main(["sweep", "visual", "--resume", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
                  "--data-dir", str(data_root), "--gpus-per-trial", "0", "--epochs", "1", "--samples", "1",
                  "--set", "dataset=cifar10"]) == 0
     assert not marker.exists()
+    assert not elsewhere.exists()       # the data dir is the command's, never one a tag names
 
 
 # 3. report --out replaces only what a report wrote ---------------------------------------------
