@@ -18,14 +18,21 @@ def test_list_shows_registries(capsys):
 
 
 def test_doctor_tells_the_truth_on_a_bare_machine(tmp_path, capsys, monkeypatch):
+    """Empty caches and an empty data dir, whatever this machine has cached: the GPU line says
+    what torch sees here, so the test holds on a GPU machine too."""
+    from huggingface_hub import constants
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "torch"))
     assert main(["doctor", "--data-dir", str(tmp_path / "nothing"),
                  "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 0
     out = capsys.readouterr().out
-    assert "torch" in out and "not available (trials run on CPU)" in out
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert "torch" in out and (f"available, {gpus} GPU(s)" if gpus else "not available (trials run on CPU)") in out
     assert "a local Ray is started" in out and f"sqlite:///{tmp_path}/m.db (answers)" in out
     assert "cifar10    real: missing" in out and "cifar100   real: missing" in out
-    assert "CLIP ViT-B-32 openai: missing" in out and "ResNet-18 IMAGENET1K_V1: missing" in out
+    assert f"CLIP ViT-B-32 openai: missing (cache {tmp_path / 'hf'})" in out
+    assert f"ResNet-18 IMAGENET1K_V1: missing (cache {tmp_path / 'torch' / 'checkpoints'})" in out
 
 
 # Inputs outside the README's bad-input table, which tests/test_bad_input.py walks row by row.

@@ -28,19 +28,21 @@ def _children(client, parent_id):
 
 
 def test_smoke_deep_sweep_end_to_end(ray_session, data_root, tmp_path):
+    """One dataset: the grid's other axes, the report's shape and the store are what is checked;
+    the study store runs deep on the same dataset, visual on both."""
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    plan = make_plan("deep", "smoke")
-    assert main(["sweep", "deep", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
-                 "--data-dir", str(data_root), "--gpus-per-trial", "0"]) == 0
+    plan = make_plan("deep", "smoke", ["dataset=cifar10"])
+    assert main(["sweep", "deep", "--set", "dataset=cifar10", "--tracking-uri", uri, "--storage-path",
+                 str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0"]) == 0
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("deep")
     parents = client.search_runs([exp.experiment_id], "tags.role = 'sweep'")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = _children(client, parents[0].info.run_id)
-    assert len(children) == plan.n_trials == 72                        # one child per trial
-    assert len({c.data.tags["ray_trial_id"] for c in children}) == 72  # no duplicates
+    assert len(children) == plan.n_trials == 36                        # one child per trial
+    assert len({c.data.tags["ray_trial_id"] for c in children}) == 36  # no duplicates
     assert all(c.info.status in ("FINISHED", "KILLED") for c in children)
-    assert len({c.data.tags["cell"] for c in children}) == 36
+    assert len({c.data.tags["cell"] for c in children}) == 18
     child = children[0]
     assert {"sweep", "cell", "profile", "data_kind", "git_commit", "ray_trial_id", "node"} <= child.data.tags.keys()
     assert child.data.tags["data_kind"] == "synthetic" and child.data.params["model"] == "tiny-clip"
@@ -55,22 +57,20 @@ def test_smoke_deep_sweep_end_to_end(ray_session, data_root, tmp_path):
     assert main(["report", "deep", "--tracking-uri", uri, "--out", str(out)]) == 0
     report = (out / "deep" / "report.md").read_text()
     assert "SYNTHETIC DATA" in report.splitlines()[0]
-    rows = [l for l in report.splitlines() if re.match(r"\| cifar10+ \| \d+( \(seed \d+\))? \| \d \|", l)]
-    assert len(rows) == 18                        # dataset x layer x prompts; front/back columns
+    rows = [l for l in report.splitlines() if re.match(r"\| cifar10 \| \d+( \(seed \d+\))? \| \d \|", l)]
+    assert len(rows) == 9                         # layer x prompts; front/back columns
     assert all(l.count("—") == 0 for l in rows)   # every cell of the grid has a reproduced number
-    assert len(list((out / "deep").glob("deep_heatmap_*.png"))) == 4
+    assert len(list((out / "deep").glob("deep_heatmap_*.png"))) == 2
 
 
-def test_smoke_visual_sweep_and_report_with_padding_prompt(ray_session, data_root, tmp_path):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    assert main(["sweep", "visual", "--samples", "1", "--epochs", "2", "--tracking-uri", uri,
-                 "--storage-path", str(tmp_path / "ray"), "--data-dir", str(data_root),
-                 "--gpus-per-trial", "0", "--search", "random"]) == 0
+def test_visual_report_with_padding_prompt(study_store, tmp_path):
+    uri, _ = study_store
     out = tmp_path / "out"
     assert main(["report", "visual", "--tracking-uri", uri, "--out", str(out)]) == 0
     report = (out / "visual" / "report.md").read_text()
     assert "Table 2" in report and "| cifar10 |" in report and "| cifar100 |" in report
-    assert (out / "visual" / "visual_padding_cifar10.png").stat().st_size > 1000
+    for dataset in ("cifar10", "cifar100"):
+        assert (out / "visual" / f"visual_padding_{dataset}.png").stat().st_size > 1000
 
 
 def _quality_trainable(config):
@@ -81,22 +81,32 @@ def _quality_trainable(config):
 QUALITIES = [0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.1, 0.05]     # cell A: >0.5, cell B: the rest
 
 
-def _iterations(scheduler, tmp_path):
+def _iterations(scheduler, tmp_path, callbacks=()):
     tuner = tune.Tuner(
         _quality_trainable,
         param_space={"q": tune.grid_search(QUALITIES),
                      "_cell": tune.sample_from(lambda spec: "A" if spec.config.q > 0.5 else "B")},
         tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
+        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0, callbacks=list(callbacks)))
     return {r.config["q"]: r.metrics["training_iteration"] for r in tuner.fit()}
 
 
 def test_asha_stops_trials_only_inside_their_cell(ray_session, tmp_path):
+    from orchestrator.tracking import MLflowTrials
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("asha")
+    parent = client.create_run(exp).info.run_id
     per_cell = PerCellASHA("val_acc", "max", max_t=4, grace_period=1, reduction_factor=2)
-    iters = _iterations(per_cell, tmp_path)
+    iters = _iterations(per_cell, tmp_path, [MLflowTrials(uri, exp, parent, {}, per_cell.stopped)])
     assert iters[0.9] == 4 and iters[0.3] == 4           # every cell keeps its best trial
     assert iters[0.8] < 4 and iters[0.2] < 4             # and weaker learning rates stop early
     assert set(per_cell.cells) == {"A", "B"}
+    # in MLflow: a trial ASHA stopped is KILLED with its reason, one that ran its epochs FINISHED
+    runs = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent}'")
+    ended = {float(r.data.params["q"]): (r.info.status, r.data.tags.get("stop_reason")) for r in runs}
+    assert ended == {q: ("FINISHED", None) if iters[q] == 4 else
+                     ("KILLED", f"stopped early by ASHA within cell {'A' if q > 0.5 else 'B'}") for q in QUALITIES}
     # One ASHA over the whole grid would have stopped cell B's best trial: the row would be lost.
     plain = AsyncHyperBandScheduler(metric="val_acc", mode="max", max_t=4, grace_period=1, reduction_factor=2)
     assert _iterations(plain, tmp_path)[0.3] < 4
@@ -122,18 +132,28 @@ def test_cell_searcher_keeps_one_optuna_tpe_study_per_cell():
 
 
 def _timed_trainable(config):
+    """Each trial says it started, then waits until all four have: only trials that run at once
+    get past the barrier (a trial left waiting for a GPU share would time it out)."""
+    from pathlib import Path
     start = time.time()
-    time.sleep(8)   # long enough that a slow actor start still overlaps the others
+    barrier = Path(config["barrier"])
+    (barrier / str(config["i"])).touch()
+    while len(list(barrier.iterdir())) < 4:
+        if time.time() - start > 120:
+            raise TimeoutError("the four trials never ran at the same time")
+        time.sleep(0.05)
     with open(config["log"], "a") as f:
         f.write(json.dumps([start, time.time()]) + "\n")
 
 
 def test_four_half_gpu_trials_share_two_fake_gpus(ray_session, tmp_path):
-    log = tmp_path / "times.jsonl"
+    log, barrier = tmp_path / "times.jsonl", tmp_path / "barrier"
+    barrier.mkdir()
     tuner = tune.Tuner(tune.with_resources(_timed_trainable, {"cpu": 0.5, "gpu": 0.5}),
-                       param_space={"log": str(log), "i": tune.grid_search([0, 1, 2, 3])},
+                       param_space={"log": str(log), "barrier": str(barrier), "i": tune.grid_search([0, 1, 2, 3])},
                        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
-    tuner.fit()
+    results = tuner.fit()
+    assert not results.errors
     spans = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(spans) == 4
     assert max(s for s, _ in spans) < min(e for _, e in spans)   # all four ran at once

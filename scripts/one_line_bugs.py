@@ -1,0 +1,99 @@
+"""Apply each of the one-line bugs of issue #18 to a scratch copy of the project, run the tests that
+should catch it there, and say whether they did. Nothing in this checkout is changed.
+
+    python scripts/one_line_bugs.py            # all of them (about 4 minutes on 2 cores)
+    python scripts/one_line_bugs.py 4 6        # some of them
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (what the bug does, file, the line as it is, the line as the bug has it, tests that must fail)
+BUGS = [
+    ("reports show the worst trial of each cell", "reports/runs.py",
+     'idx = ok.groupby(cell_cols)["best_val_acc"].idxmax()', 'idx = ok.groupby(cell_cols)["best_val_acc"].idxmin()',
+     ["tests/test_core.py::test_best_per_cell_is_each_cells_best_on_validation_finite_trial"]),
+    ("a trial stopped early by ASHA ends FINISHED", "orchestrator/tracking.py",
+     "        elif trial.trial_id in self.stopped:\n            self._end(run_id, \"KILLED\", \"stopped_early\",\n"
+     "                      f\"stopped early by ASHA within cell {self.stopped[trial.trial_id]}\")\n", "",
+     ["tests/test_core.py::test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened"]),
+    ("robustness and cross evaluate the worst source run", "orchestrator/sources.py",
+     'return max(usable, key=lambda r: r.data.metrics["best_val_acc"])',
+     'return min(usable, key=lambda r: r.data.metrics["best_val_acc"])',
+     ["tests/test_core.py::test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep"]),
+    ("resize rounding that truncates", "trainables/resize.py",
+     "return x.add_(0.5).floor_().clamp_(0, 255)", "return x.floor_().clamp_(0, 255)",
+     ["tests/test_core.py::test_bilinear_resize_is_pils_exactly_and_bicubic_at_most_one_level_on_few_pixels"]),
+    ("the searcher proposes a cell's samples back to back", "orchestrator/searchers.py",
+     "return [(cell, rest[cell_key(cell)][r]) for r in range(rounds) for cell in plan.cells\n"
+     "            if r < len(rest[cell_key(cell)])]",
+     "return [(cell, rest[cell_key(cell)][r]) for cell in plan.cells for r in range(rounds)\n"
+     "            if r < len(rest[cell_key(cell)])]",
+     ["tests/test_core.py::test_the_searcher_proposes_cells_round_robin_while_trials_are_still_running"]),
+    ("a module-prefix allowlist in the CIFAR unpickler", "trainables/cifar.py",
+     "if (module, name) not in _ALLOWED_GLOBALS:", 'if not module.startswith(("numpy", "_codecs")):',
+     ["tests/test_core.py::test_the_cifar_unpickler_refuses_every_known_gadget"]),
+    ("deep prompts injected after block `layer` instead of before it", "trainables/prompts.py",
+     "for block in visual.transformer.resblocks[:self.layer]:", "for block in visual.transformer.resblocks[:self.layer + 1]:",
+     ["tests/test_core.py::test_deep_prompt_at_every_layer_is_the_reference_forward"]),
+    ("the failure path: open child runs are not ended", "orchestrator/sweep.py",
+     '        end_open_children(client, exp, parent, "the sweep was interrupted before the trial ended")\n',
+     "        pass\n",
+     ["tests/test_independent.py::test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running"]),
+    ("the failure path: a second Ctrl-C ends the parent FAILED", "orchestrator/sweep.py",
+     '            status, why = "KILLED", "Ctrl-C"\n        finally:', '            pass\n        finally:',
+     ["tests/test_durability.py::test_ctrl_c_interrupts_and_resume_finishes[2]"]),
+]
+
+
+def scratch_copy() -> Path:
+    """The tracked and untracked (not ignored) files of this checkout, in a new folder."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    dest = Path(tempfile.mkdtemp(prefix="one-line-bug-"))
+    for name in files:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def run(number: int) -> bool:
+    what, path, old, new, tests = BUGS[number - 1]
+    copy = scratch_copy()
+    try:
+        source = (copy / path).read_text()
+        assert source.count(old) == 1, f"bug {number}: the line to change is not in {path} once"
+        (copy / path).write_text(source.replace(old, new))
+        # the scratch copy's packages come first, for pytest and for the Ray workers it starts
+        env = {**os.environ, "PYTHONPATH": str(copy)}
+        start = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                              cwd=copy, env=env, capture_output=True, text=True)
+        caught = done.returncode == 1 and " failed" in done.stdout
+        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
+        print(f"{number}. {what}\n   {path}: {old.strip()[:70]!r} -> {new.strip()[:70]!r}\n"
+              f"   {' '.join(tests)}\n   {'CAUGHT' if caught else 'NOT CAUGHT'}: {last} ({time.monotonic() - start:.0f} s)",
+              flush=True)
+        return caught
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    numbers = [int(a) for a in argv] or list(range(1, len(BUGS) + 1))
+    missed = [n for n in numbers if not run(n)]
+    print(f"\n{len(numbers) - len(missed)} of {len(numbers)} bugs caught" + (f"; missed: {missed}" if missed else ""))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
