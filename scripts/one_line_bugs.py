@@ -1,7 +1,7 @@
 """Apply each of the one-line bugs of issue #18 to a scratch copy of the project, run the tests that
 should catch it there, and say whether they did. Nothing in this checkout is changed.
 
-    python scripts/one_line_bugs.py            # all of them (about 4 minutes on 2 cores)
+    python scripts/one_line_bugs.py            # all of them (about 5 minutes on 2 cores)
     python scripts/one_line_bugs.py 4 6        # some of them
 """
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# (what the bug does, file, the line as it is, the line as the bug has it, tests that must fail)
+# (what the bug does, file, the text as it is, the text as the bug has it, tests that must fail);
+# several (old, new) pairs where one bug spans two lines of one file
 BUGS = [
     ("reports show the worst trial of each cell", "reports/runs.py",
      'idx = ok.groupby(cell_cols)["best_val_acc"].idxmax()', 'idx = ok.groupby(cell_cols)["best_val_acc"].idxmin()',
@@ -42,7 +43,10 @@ BUGS = [
      "if (module, name) not in _ALLOWED_GLOBALS:", 'if not module.startswith(("numpy", "_codecs")):',
      ["tests/test_core.py::test_the_cifar_unpickler_refuses_every_known_gadget"]),
     ("deep prompts injected after block `layer` instead of before it", "trainables/prompts.py",
-     "for block in visual.transformer.resblocks[:self.layer]:", "for block in visual.transformer.resblocks[:self.layer + 1]:",
+     [("for block in visual.transformer.resblocks[:self.layer]:",
+       "for block in visual.transformer.resblocks[:self.layer + 1]:"),
+      ("for block in visual.transformer.resblocks[self.layer:]:",
+       "for block in visual.transformer.resblocks[self.layer + 1:]:")], None,
      ["tests/test_core.py::test_deep_prompt_at_every_layer_is_the_reference_forward"]),
     ("the failure path: open child runs are not ended", "orchestrator/sweep.py",
      '        end_open_children(client, exp, parent, "the sweep was interrupted before the trial ended")\n',
@@ -66,23 +70,38 @@ def scratch_copy() -> Path:
     return dest
 
 
+def _pytest(copy: Path, tests: list[str]) -> subprocess.CompletedProcess:
+    # the scratch copy's packages come first, for pytest and for the Ray workers it starts
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+                          cwd=copy, env=env, capture_output=True, text=True)
+
+
+def _last(done: subprocess.CompletedProcess) -> str:
+    return done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
+
+
 def run(number: int) -> bool:
+    """The tests pass on the scratch copy as it is (a control), then fail with the bug in it."""
     what, path, old, new, tests = BUGS[number - 1]
+    changes = old if isinstance(old, list) else [(old, new)]
     copy = scratch_copy()
     try:
+        control = _pytest(copy, tests)
+        if control.returncode != 0:
+            print(f"{number}. {what}: the tests fail without the bug ({_last(control)}); fix them first")
+            return False
         source = (copy / path).read_text()
-        assert source.count(old) == 1, f"bug {number}: the line to change is not in {path} once"
-        (copy / path).write_text(source.replace(old, new))
-        # the scratch copy's packages come first, for pytest and for the Ray workers it starts
-        env = {**os.environ, "PYTHONPATH": str(copy)}
+        for before, after in changes:
+            assert source.count(before) == 1, f"bug {number}: {before!r} is not in {path} once"
+            source = source.replace(before, after)
+        (copy / path).write_text(source)
         start = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-                              cwd=copy, env=env, capture_output=True, text=True)
+        done = _pytest(copy, tests)
         caught = done.returncode == 1 and " failed" in done.stdout
-        last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-300:]
-        print(f"{number}. {what}\n   {path}: {old.strip()[:70]!r} -> {new.strip()[:70]!r}\n"
-              f"   {' '.join(tests)}\n   {'CAUGHT' if caught else 'NOT CAUGHT'}: {last} ({time.monotonic() - start:.0f} s)",
-              flush=True)
+        shown = "; ".join(f"{b.strip()[:60]!r} -> {a.strip()[:60]!r}" for b, a in changes)
+        print(f"{number}. {what}\n   {path}: {shown}\n   {' '.join(tests)}\n"
+              f"   {'CAUGHT' if caught else 'NOT CAUGHT'}: {_last(done)} ({time.monotonic() - start:.0f} s)", flush=True)
         return caught
     finally:
         shutil.rmtree(copy, ignore_errors=True)

@@ -143,30 +143,41 @@ def test_robustness_and_cross_take_the_best_on_validation_source_among_several(p
 
 
 def test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running(ray_session, data_root, tmp_path, monkeypatch):
-    """A bug in the driver (here planted in the tracking callback, on its third result) raises out
-    of tuner.fit(): the error reaches the user, the parent ends FAILED, and every child that was
-    running ends KILLED as interrupted, so that `--resume` continues them."""
+    """A bug in the driver (planted in the tracking callback) raises out of tuner.fit(): the error
+    reaches the user, the parent ends FAILED, and every child that was running ends KILLED as
+    interrupted, so that `--resume` continues them. Then the same after a hard kill: runs that
+    the killed session left RUNNING and this session never reached are ended too."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.cli import main
     from orchestrator.tracking import MLflowTrials
-    real, seen = MLflowTrials.on_trial_result, []
+    real, when = MLflowTrials.on_trial_result, {}
 
-    def breaks_on_the_third(self, *args, **kwargs):
+    def breaks(self, *args, **kwargs):
         real(self, *args, **kwargs)
-        seen.append(1)
-        if len(seen) == 3:
+        if when["open"](len(set(self.runs.values()) - set(self.ended))):
             raise RuntimeError("planted failure in the driver")
-    monkeypatch.setattr(MLflowTrials, "on_trial_result", breaks_on_the_third)
+    monkeypatch.setattr(MLflowTrials, "on_trial_result", breaks)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    args = ["sweep", "visual", "--samples", "2", "--epochs", "3", "--tracking-uri", uri, "--storage-path",
+            str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0"]
+    when["open"] = lambda n: n >= 2         # once two trials are under way
     with pytest.raises(Exception, match="planted failure in the driver"):
-        main(["sweep", "visual", "--samples", "2", "--epochs", "3", "--tracking-uri", uri, "--storage-path",
-              str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0"])
+        main(args)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("visual").experiment_id
     (parent,) = client.search_runs([exp], "tags.role = 'sweep'")
-    children = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    children = lambda: client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert parent.info.status == "FAILED"
-    assert children and not [c for c in children if c.info.status == "RUNNING"]
-    open_ones = [c for c in children if c.data.tags.get("outcome") == "interrupted"]
-    assert open_ones and all(c.info.status == "KILLED" for c in open_ones)
+    assert not [c for c in children() if c.info.status == "RUNNING"]
+    open_ones = [c for c in children() if c.data.tags.get("outcome") == "interrupted"]
+    assert len(open_ones) >= 2 and all(c.info.status == "KILLED" for c in open_ones)
+
+    # what a SIGKILL of the driver leaves (tests/test_durability.py): the parent and its open runs RUNNING
+    for run in [parent, *open_ones]:
+        client.update_run(run.info.run_id, "RUNNING")
+    when["open"] = lambda n: True           # the resumed session fails on its first result, one trial at a time
+    with pytest.raises(Exception, match="planted failure in the driver"):
+        main([*args, "--resume", "--max-concurrent", "1"])
+    assert client.get_run(parent.info.run_id).info.status == "FAILED"
+    assert not [c.info.run_id for c in children() if c.info.status == "RUNNING"]
