@@ -10,6 +10,7 @@ import copyreg
 import pickle
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from search_spaces import cell_key
 from trainables import UserError
 from trainables.cifar import read_batch
 from trainables.models import load_clip
-from trainables.prompts import POSITIONS, DeepPrompt
+from trainables.prompts import POSITIONS, DeepPrompt, insert_prompts
 from trainables.resize import pil_resize
 
 # --- resize: PIL's arithmetic, exactly where the study uses it -------------------------------
@@ -195,6 +196,23 @@ def test_round_robin_of_a_resumed_sweep_puts_each_cells_unfinished_trials_first(
                       (keys[2], None), (keys[3], None)]
 
 
+def _store(folder) -> str:
+    """A new, empty MLflow SQLite store in `folder`: a copy of one made once per MLflow version
+    (creating the tables takes a second, and the mutation run calls these tests thousands of times)."""
+    import tempfile
+
+    import mlflow
+    from filelock import FileLock
+    from mlflow.tracking import MlflowClient
+    template = Path(tempfile.gettempdir()) / f"clip-prompt-sweeps-empty-mlflow-{mlflow.__version__}.db"
+    with FileLock(f"{template}.lock"):
+        if not template.is_file():
+            MlflowClient(f"sqlite:///{template}.tmp").search_experiments(max_results=1)
+            Path(f"{template}.tmp").rename(template)
+    shutil.copy(template, folder / "mlflow.db")
+    return f"sqlite:///{folder}/mlflow.db"
+
+
 # --- the tracking callback, driven hook by hook as Tune drives it ------------------------------
 
 
@@ -219,7 +237,7 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     from safetensors.torch import save_file
 
     from orchestrator.tracking import MLflowTrials, experiment_id
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "visual", uri)
     parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
@@ -385,7 +403,7 @@ def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(
     from orchestrator.sources import best_source_run
     from reports.runs import SUPERSEDED_TAG
     from trainables.sources import Source
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = client.create_experiment("visual")
 
@@ -458,3 +476,298 @@ def test_search_random_gives_every_cell_optunas_random_sampler_seeded_apart():
     assert len(set(first)) == len(first)                                             # cells seeded apart
     tpe = CellSearcher(plan, "tpe", seed=0).studies
     assert {s.sampler._n_startup_trials for s in tpe.values()} == {1}                # half of 2 samples
+
+
+def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(tmp_path):
+    """The finer points of the callback: names and tags of a new run, an adopted run's trial ids
+    and history, the epoch a result is logged at, the resume marker, and the words of each end."""
+    from mlflow.tracking import MlflowClient
+    from ray.tune import Checkpoint
+    from safetensors.torch import save_file
+
+    from orchestrator.tracking import MLflowTrials, experiment_id
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    exp = experiment_id(client, "deep", uri)
+    parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
+    earlier = lambda **tags: client.create_run(exp, tags={"mlflow.parentRunId": parent, **tags}).info.run_id
+    twice = earlier(ray_trial_id="b", ray_trial_ids="a b", outcome="interrupted", stop_reason="cut")
+    client.log_metric(twice, "epoch", 1, step=1)
+    bare = earlier()                                    # interrupted before its first epoch was logged
+    for run in (twice, bare):
+        client.set_terminated(run, "KILLED")
+    cb = MLflowTrials(uri, exp, parent, {}, {})
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    save_file({"prompts": torch.ones(2)}, str(folder / "best.safetensors"))
+    t = {"nocell": _Trial("nocell", {"n": 1}), "solo": _Trial("solo", {"_cell": "zero-shot c"}), "twice": _Trial("twice", {"_cell": "c", "lr": 1.0, "_run_id": twice}),
+         "bare": _Trial("bare", {"_cell": "c", "lr": 2.0, "_run_id": bare}),
+         "quiet": _Trial("quiet", {"_cell": "c", "lr": 3.0}), "restored": _Trial("restored", {"_cell": "c", "lr": 4.0}),
+         "nan": _Trial("nan", {"_cell": "c", "lr": 5.0}), "gone": _Trial("gone", {"_cell": "c", "lr": 6.0})}
+    for trial in t.values():
+        cb.on_trial_start(0, [], trial)
+    runs = {k: client.get_run(cb.runs[k]) for k in t}
+    assert runs["nocell"].data.tags["cell"] == "" and runs["solo"].info.run_name == "zero-shot c"   # no lr
+    assert runs["quiet"].data.tags["ray_trial_ids"] == "quiet"
+    assert runs["twice"].data.tags["ray_trial_ids"] == "a b twice" and runs["bare"].data.tags["ray_trial_ids"] == "bare"
+    for adopted in ("twice", "bare"):       # running again, without the words of its last end
+        assert runs[adopted].info.status == "RUNNING"
+        assert not {"outcome", "stop_reason"} & runs[adopted].data.tags.keys()
+    # results: Ray's iteration where a trainable reports no epoch; nothing logged for neither
+    cb.on_trial_result(0, [], t["nocell"], {"val_acc": 0.5, "training_iteration": 2, "iterations_since_restore": 2})
+    cb.on_trial_result(0, [], t["quiet"], {"val_acc": 0.5, "iterations_since_restore": 1})
+    cb.on_trial_result(0, [], t["bare"], {"epoch": 1, "val_acc": 0.3, "iterations_since_restore": 1})
+    cb.on_trial_result(0, [], t["twice"], {"epoch": 1, "val_acc": 0.9, "iterations_since_restore": 1,
+                                           "diverged": 1})       # epoch 1 is logged already: kept as it was
+    cb.on_trial_result(0, [], t["restored"], {"epoch": 2, "val_acc": 0.4, "iterations_since_restore": 1})
+    cb.on_trial_result(0, [], t["nan"], {"epoch": 1, "val_acc": float("nan"), "diverged": 1,
+                                         "iterations_since_restore": 1, "stop_reason": "loss is nan"})
+    cb.on_trial_result(0, [], t["gone"], {"epoch": 1, "val_acc": 0.1, "diverged": 1, "iterations_since_restore": 1})
+    history = lambda k, key="val_acc": [(m.step, m.value) for m in client.get_metric_history(cb.runs[k], key)]
+    assert history("nocell") == [(2, 0.5)] and history("nocell", "epoch") == [(2, 2.0)]
+    assert history("quiet") == []              # step 0: nothing to put it at
+    assert history("bare") == [(1, 0.3)] and history("twice") == []
+    tags = lambda k: client.get_run(cb.runs[k]).data.tags
+    assert tags("nan")["stop_reason"] == "loss is nan"          # while it still runs
+    assert {k: tags(k).get("resumed_at_epoch") for k in ("nocell", "quiet", "bare", "restored", "nan")} == {
+        "nocell": None, "quiet": None, "bare": "1", "restored": "2", "nan": None}
+    assert history("restored", "resumed_at_epoch") == [(2, 2.0)]
+    assert (tags("nocell")["node"], tags("nocell")["node_id"], tags("nocell")["hostname"]) == ("", "", "")
+    cb.on_trial_result(0, [], t["bare"], {"epoch": 2, "val_acc": 0.3, "iterations_since_restore": 2,
+                                          "node_id": "n1", "hostname": "h"})
+    assert (tags("bare")["node_id"], tags("bare")["hostname"]) == ("n1", "h")
+    # endings
+    cb.on_checkpoint(0, [], t["gone"], Checkpoint.from_directory(str(folder)))
+    cb.on_trial_recover(0, [], t["gone"])
+    cb.on_trial_recover(0, [], t["gone"])
+    t["gone"].error_file = None                                     # Ray gives the error as text instead
+    t["gone"].get_error = lambda: "RuntimeError: " + "x" * 600
+    cb.on_trial_error(0, [], t["gone"])
+    cb.on_trial_complete(0, [], t["twice"])     # its only result was not logged, and said it diverged
+    cb.on_trial_complete(0, [], t["nan"])
+    t["quiet"].error_file, t["quiet"].get_error = None, lambda: None
+    cb.on_trial_error(0, [], t["quiet"])
+    cb.on_trial_complete(0, [], t["restored"])
+    cb.on_trial_complete(0, [], t["solo"])           # it reported nothing at all
+    ended = lambda k: (client.get_run(cb.runs[k]).info.status, tags(k).get("outcome"), tags(k).get("stop_reason"))
+    assert ended("twice") == ("KILLED", "diverged", "diverged")
+    assert ended("nan") == ("KILLED", "diverged", "loss is nan")
+    assert ended("gone") == ("FAILED", "failed", "RuntimeError: " + "x" * 486)     # 500 characters
+    assert tags("gone")["failures"] == "2"
+    assert [a.path for a in client.list_artifacts(cb.runs["gone"], "learned")] == ["learned/best.safetensors"]
+    assert ended("quiet") == ("FAILED", "failed", "trial raised an error")
+    assert ended("restored") == ("FINISHED", "finished", None) and ended("solo") == ("FINISHED", "finished", None)
+
+
+def test_per_cell_asha_edges_one_shot_trials_errors_and_runs_without_a_cell():
+    from orchestrator.schedulers import PerCellASHA
+    asha = PerCellASHA("val_acc", "max", max_t=4, grace_period=1, reduction_factor=2)
+    rungs = lambda cell: {m: dict(r) for m, r in asha.cells[cell]._brackets[0]._rungs}
+    # a one-shot trainable completes with its only result and no epoch: recorded at rung 1
+    once = _t("once", "B")
+    asha.on_trial_add(None, once)
+    asha.on_trial_complete(None, once, {"val_acc": 0.7})
+    assert rungs("B")[1] == {"once": 0.7}
+    asha.on_trial_add(None, _t("twice", "B"))
+    asha.on_trial_complete(None, _t("twice", "B"), {"val_acc": 0.2, "training_iteration": 2})
+    assert rungs("B")[2] == {"twice": 0.2}
+    # a replayed run that ended before any epoch leaves its cell's rungs as they were
+    asha.replay("C", "run-empty", [], done=True)
+    asha.replay("C", "run-one", [(1, 0.4)], done=True)
+    assert rungs("C") == {4: {}, 2: {}, 1: {"run-one": 0.4}} and asha.cells["C"]._trial_info == {}
+    # an error is passed to the cell's ASHA (which keeps the trial: Ray may retry it); a removed
+    # trial leaves it, known by its run
+    erring, removed = _t("erring", "C"), _t("removed", "C", run_id="run-r")
+    for trial in (erring, removed):
+        asha.on_trial_add(None, trial)
+    asha.on_trial_error(None, erring)
+    asha.on_trial_remove(None, removed)
+    assert set(asha.cells["C"]._trial_info) == {"erring"}
+    # a trial without a cell key is in the cell "" (a plain Tune run), stopped there
+    lone, weak = _t("lone", ""), _t("weak", "")
+    del lone.config["_cell"], weak.config["_cell"]
+    for trial, value in ((lone, 0.9), (weak, 0.1)):
+        asha.on_trial_add(None, trial)
+        asha.on_trial_result(None, trial, {"epoch": 1, "val_acc": value})
+    assert asha.stopped == {"weak": ""} and "" in asha.cells
+    assert asha.debug_string() == "PerCellASHA: 3 cells, 1 trials stopped early within their cell"   # B, C, ""
+
+
+def test_cell_searcher_details_the_study_direction_range_replay_and_failures(tmp_path):
+    import json
+
+    import optuna
+
+    from orchestrator.resume import Continuation, PastTrial, SweepRecord
+    plan = make_plan("visual", "smoke", samples=6)
+    keys = [cell_key(c) for c in plan.cells]
+    s = CellSearcher(plan, "tpe", seed=5)
+    study = s.studies[keys[0]]
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE and s.mode == "max"
+    assert s.distribution.log and (s.distribution.low, s.distribution.high) == (plan.profile.lr.low, plan.profile.lr.high)
+    assert study.sampler._n_startup_trials == 3                         # half of 6 samples
+    again = CellSearcher(plan, "tpe", seed=5)
+    assert [s.suggest(f"t{i}")["lr"] for i in range(4)] == [again.suggest(f"t{i}")["lr"] for i in range(4)]
+    # failures and non-scores are told as FAIL; a score as COMPLETE
+    s.on_trial_complete("t0", {"val_acc": 0.5}, error=True)
+    s.on_trial_complete("t1", {"val_acc": float("nan")})
+    s.on_trial_complete("t2", {})
+    s.on_trial_complete("t3", {"val_acc": 0.25})
+    s.on_trial_complete("unknown", {"val_acc": 1.0})                    # not one of this searcher's
+    states = [(t.state.name, t.value) for k in keys for t in s.studies[k].trials]
+    assert states == [("FAIL", None), ("FAIL", None), ("FAIL", None), ("COMPLETE", 0.25)]
+    s.save(str(tmp_path / "state.json"))
+    assert json.loads((tmp_path / "state.json").read_text()) == {
+        "left_to_propose": plan.n_trials - 4, "trials_per_cell": {k: 1 for k in keys}}
+    with pytest.raises(NotImplementedError, match="resumed from MLflow"):
+        s.restore(str(tmp_path / "state.json"))
+    # the replay keeps the range's ends, skips what lies outside (and goes on), fails an empty history
+    low, high = plan.profile.lr.low, plan.profile.lr.high
+    past = lambda lr, hist: PastTrial(f"r{lr}", keys[0], lr, True, tuple(hist), ("t",), 0)
+    record = SweepRecord(done={keys[0]: [past(high * 2, [(1, 0.9)]), past(None, [(1, 0.9)]), past(low, [(1, 0.1)]),
+                                         past(high, [(1, 0.2)]), past(10.0, [])]},
+                         unfinished={keys[1]: [Continuation("u1", 20.0, None, 0), Continuation("u2", 20.0, None, 0)]})
+    r = CellSearcher(plan, "tpe", seed=0, record=record)
+    assert [(t.params["lr"], t.state.name) for t in r.studies[keys[0]].trials] == [
+        (low, "COMPLETE"), (high, "COMPLETE"), (10.0, "FAIL")]
+    first = [r.suggest(f"t{i}") for i in range(len(keys) + 1)]
+    assert [(c["lr"], c["_run_id"]) for c in (first[1], first[-1])] == [(20.0, "u1"), (20.0, "u2")]   # both asked
+
+
+def test_cell_searcher_without_a_learning_rate_proposes_each_cell_as_its_trial():
+    from orchestrator.resume import Continuation, SweepRecord
+    plan = make_plan("robustness", "smoke")
+    extra = {cell_key(c): {"source_run": f"src-{i}"} for i, c in enumerate(plan.cells)}
+    plan = type(plan)(**{**plan.__dict__, "extra": extra})
+    keys = [cell_key(c) for c in plan.cells]
+    record = SweepRecord(unfinished={keys[1]: [Continuation("u1", None, "/ck", 1)]})
+    s = CellSearcher(plan, "tpe", record=record)
+    assert s.distribution is None
+    configs = [s.suggest(f"t{i}") for i in range(len(keys))]
+    assert s.suggest("more") == "FINISHED"
+    for key, config in zip(keys, configs):
+        cell = plan.cells[keys.index(key)]
+        assert config == {**plan.config(cell, None), **({"_run_id": "u1", "_resume_from": "/ck"} if key == keys[1] else {})}
+        assert config["source_run"] == extra[key]["source_run"] and "lr" not in config
+
+
+def test_the_source_run_may_be_stopped_early_and_need_not_log_divergence(tmp_path):
+    """A KILLED trial (stopped early by ASHA) is a candidate, and so is one that never logged a
+    `diverged` metric (a trainable that cannot diverge); the error names the store."""
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.sources import best_source_run
+    from trainables.sources import Source
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    exp = client.create_experiment("finetune")
+    parent = client.create_run(exp, tags={"role": "sweep", "profile": "smoke"}).info.run_id
+    runs = {}
+    for name, val, status in (("killed", 0.9, "KILLED"), ("plain", 0.8, "FINISHED")):
+        runs[name] = client.create_run(exp, tags={"mlflow.parentRunId": parent}).info.run_id
+        client.log_param(runs[name], "variant", "fc")
+        client.log_metric(runs[name], "best_val_acc", val)
+        client.set_terminated(runs[name], status)
+    plan = make_plan("robustness", "smoke")
+    assert best_source_run(client, plan, Source("finetune", {"variant": "fc"}), uri).info.run_id == runs["killed"]
+    client.log_metric(runs["killed"], "diverged", 1)
+    assert best_source_run(client, plan, Source("finetune", {"variant": "fc"}), uri).info.run_id == runs["plain"]
+    with pytest.raises(UserError, match=f"no finished trial of that cell in sweep run {parent} in {uri}"):
+        best_source_run(client, plan, Source("finetune", {"variant": "none"}), uri)
+    with pytest.raises(UserError, match=f"no 'visual' sweep of profile 'smoke' in {uri}"):
+        best_source_run(client, plan, Source("visual", {}), uri)
+
+
+def test_the_unpickler_admits_only_the_empty_start_of_a_plain_array(tmp_path):
+    """numpy's _reconstruct is allowed, for the empty array a real pickle starts with: any other
+    shape (which would allocate what the file asks for) or type is refused; so is a file
+    over the size limit, by one byte, and a batch that is not a dict."""
+    reconstruct = np._core.multiarray._reconstruct
+    for name, payload in (("huge", _Call(reconstruct, np.ndarray, (10**6,), b"b")),
+                          ("list shape", _Call(reconstruct, np.ndarray, [0], b"b")),
+                          ("not an array", _Call(reconstruct, np.dtype, (0,), b"b"))):
+        (tmp_path / name).write_bytes(pickle.dumps({b"data": payload}, protocol=2))
+        with pytest.raises(UserError, match=r"is not how a CIFAR batch starts one\); delete it and run "
+                                            r"`python -m orchestrator fetch` to download it again"):
+            read_batch(tmp_path / name)
+    (tmp_path / "list").write_bytes(pickle.dumps([1, 2], protocol=2))
+    with pytest.raises(UserError, match=r"list is not a valid CIFAR batch \(a list, not a dict\); delete it"):
+        read_batch(tmp_path / "list")
+    ok = pickle.dumps({b"labels": [1]}, protocol=2)
+    (tmp_path / "ok").write_bytes(ok)
+    assert read_batch(tmp_path / "ok", max_bytes=len(ok)) == {b"labels": [1]}
+    with pytest.raises(UserError, match=f"{len(ok):,} bytes, more than the real file's {len(ok) - 1:,}"):
+        read_batch(tmp_path / "ok", max_bytes=len(ok) - 1)
+
+
+def test_insert_prompts_keeps_the_tokens_dtype_and_names_the_positions():
+    tokens = torch.zeros(2, 3, 4, dtype=torch.bfloat16)
+    for position in POSITIONS:
+        assert insert_prompts(tokens, torch.ones(2, 4), position).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown position 'middle'; known: front, back, after_cls"):
+        insert_prompts(tokens, torch.ones(2, 4), "middle")
+
+
+def test_deep_prompt_without_a_projection_returns_the_pooled_token(tiny_clip):
+    import copy
+    visual = copy.deepcopy(tiny_clip.visual)
+    visual.proj = None
+    deep = DeepPrompt(visual, 1, 2, "back")
+    with torch.no_grad():
+        assert deep(torch.randn(2, 3, 32, 32)).shape == (2, visual.transformer.width)
+    with pytest.raises(ValueError, match="unknown position 'middle'; known: front, back, after_cls"):
+        DeepPrompt(visual, 1, 2, "middle")
+    with pytest.raises(ValueError, match="injection layer 4 is outside 0..3"):
+        DeepPrompt(visual, 4, 2, "back")
+
+
+def test_best_per_cell_keeps_the_trials_columns():
+    import pandas as pd
+
+    from reports.runs import best_per_cell
+    frame = pd.DataFrame([dict(a=1, best_val_acc=0.5, test_acc=0.4), dict(a=1, best_val_acc=0.6, test_acc=0.3)])
+    best = best_per_cell(frame, ["a"])
+    assert list(best.columns) == list(frame.columns) and list(best.index) == [0]
+
+
+def test_resize_defaults_to_bicubic_takes_any_aspect_and_never_changes_its_input():
+    images = torch.from_numpy(np.random.default_rng(7).integers(0, 256, (2, 3, 24, 40), dtype=np.uint8))
+    assert np.array_equal(pil_resize(images, 64, "bilinear").numpy(), _pil(images, 64, Image.BILINEAR))
+    as_float = images.float()
+    before = as_float.clone()
+    out = pil_resize(as_float, 64)
+    assert torch.equal(as_float, before)                         # the caller's tensor, untouched
+    assert torch.equal(out, pil_resize(images, 64, "bicubic"))   # bicubic by default
+    assert torch.equal(pil_resize(images[..., :24, :24].contiguous(), 24), images[..., :24, :24].float())
+
+
+def test_the_unpickler_reads_python2_strings_as_bytes_as_the_cifar_archives_hold_them(tmp_path):
+    # {'data': 1} as Python 2 wrote it (SHORT_BINSTRING), as in the real archives' batches
+    (tmp_path / "py2").write_bytes(b"\x80\x02}q\x00U\x04dataq\x01K\x01s.")
+    assert read_batch(tmp_path / "py2") == {b"data": 1}
+
+
+def test_cell_searcher_defaults_and_the_cells_fixed_settings_with_a_learning_rate():
+    plan = make_plan("visual", "smoke", samples=5)
+    keys = [cell_key(c) for c in plan.cells]
+    plain, explicit = CellSearcher(plan), CellSearcher(plan, "tpe", 0)
+    assert [plain.suggest(f"t{i}")["lr"] for i in range(3)] == [explicit.suggest(f"t{i}")["lr"] for i in range(3)]
+    assert {type(s.sampler).__name__ for s in plain.studies.values()} == {"TPESampler"}
+    assert plain.studies[keys[0]].sampler._n_startup_trials == 2         # half of 5, rounded down
+    plan = type(plan)(**{**plan.__dict__, "extra": {keys[0]: {"warmup_steps": 3}}})
+    config = CellSearcher(plan).suggest("t0")
+    assert config == plan.config(plan.cells[0], config["lr"]) and config["warmup_steps"] == 3
+    with pytest.raises(NotImplementedError, match=r"^a sweep is resumed from MLflow \(orchestrator/resume.py\), "
+                                                  r"not from Ray's state$"):
+        CellSearcher(plan).restore("anything")
+
+
+def test_deep_prompt_holds_n_prompts_tokens_of_the_encoders_width(tiny_clip):
+    assert DeepPrompt(tiny_clip.visual, 0, 3, "front").prompts.shape == (3, tiny_clip.visual.transformer.width)
+
+
+def test_best_source_run_without_a_store_names_the_sweep_to_run(tmp_path):
+    from orchestrator.sources import best_source_run
+    from trainables.sources import Source
+    with pytest.raises(UserError, match="no 'visual' sweep of profile 'smoke' in sqlite:///nowhere"):
+        best_source_run(None, make_plan("robustness", "smoke"), Source("visual", {}), "sqlite:///nowhere")
