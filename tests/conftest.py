@@ -41,8 +41,11 @@ def tiny_prompt_config(data_root) -> dict:
 # Every sweep of the study at its smoke size (fewest trials that still fill each report's
 # tables), in one MLflow store, in the order a user runs them: robustness and cross find their
 # inputs among the visual and finetune runs made here.
-STUDY = (("compare", []), ("zeroshot", []), ("finetune", ["--samples", "1"]), ("linear", ["--samples", "1"]),
-         ("visual", ["--samples", "1"]), ("deep", ["--samples", "1", "--set", "dataset=cifar10"]),
+# One epoch each: what the tests read is which run is best and what its report shows, not how far
+# a tiny model learns.
+ONE = ["--samples", "1", "--epochs", "1"]
+STUDY = (("compare", []), ("zeroshot", []), ("finetune", ONE), ("linear", ONE),
+         ("visual", ONE), ("deep", [*ONE, "--set", "dataset=cifar10"]),
          ("robustness", []), ("cross", []))
 
 

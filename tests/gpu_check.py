@@ -7,7 +7,8 @@
    (random weights); fc-only ResNet-18 logits from cached features against the full network;
 2. every trainable runs one tiny epoch on CUDA and reports finite metrics (tests/tiny.py, as in
    the registry test); `compare` measures more CUDA memory with gradients than without; one
-   visual-prompt trial runs with `compile=True`.
+   visual-prompt trial runs with `compile=True`;
+3. the device resize gives the CPU's pixels on the GPU.
 Prints one line per check and exits non-zero if one fails.
 """
 from __future__ import annotations
@@ -35,6 +36,7 @@ from trainables.models import class_text_features, load_clip, load_resnet18  # n
 from trainables.pipeline import DeviceData, Preprocess, preprocess  # noqa: E402
 from trainables.prompting import PromptedClip  # noqa: E402
 from trainables.prompts import DeepPrompt  # noqa: E402
+from trainables.resize import pil_resize  # noqa: E402
 
 BF16_TOLERANCE = 2e-2       # relative L2 error of bf16 operands (METHOD: 1e-3 .. 1e-2)
 failures: list[str] = []
@@ -105,6 +107,17 @@ def trainables_run(root: Path, device: torch.device) -> None:
           f"{time.perf_counter() - start:.1f} s incl. compilation")
 
 
+def resize_on_device(device: torch.device) -> None:
+    """The device resize gives the CPU's pixels (which tests/test_core.py holds to PIL's): the
+    coefficient matrices must reach the GPU, and float32 matmuls there must not round apart."""
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    for interpolation in ("bicubic", "bilinear"):
+        here = pil_resize(images.to(device), 224, interpolation).cpu()
+        off = (here - pil_resize(images, 224, interpolation)).abs()
+        check(f"resize {interpolation} on {device.type}", off.max().item() <= 1 and (off > 0).float().mean().item() < 6e-4,
+              f"max {off.max().item():.0f} level(s), {100 * (off > 0).float().mean().item():.4f} % of pixels differ from the CPU")
+
+
 def main() -> int:
     device = torch.device("cpu" if "--device" in sys.argv and sys.argv[-1] == "cpu" else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -114,6 +127,7 @@ def main() -> int:
     print(f"{name}, torch {torch.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         cifar = load_cifar("cifar10", Path(tmp), "synthetic")
+        resize_on_device(device)
         prefix_cache(device, cifar)
         feature_cache(device, cifar)
         trainables_run(Path(tmp), device)

@@ -738,7 +738,11 @@ def test_resize_defaults_to_bicubic_takes_any_aspect_and_never_changes_its_input
     out = pil_resize(as_float, 64)
     assert torch.equal(as_float, before)                         # the caller's tensor, untouched
     assert torch.equal(out, pil_resize(images, 64, "bicubic"))   # bicubic by default
-    assert torch.equal(pil_resize(images[..., :24, :24].contiguous(), 24), images[..., :24, :24].float())
+    square = images[..., :24, :24].float()
+    same = pil_resize(square, 24)                                # nothing to resize: still a copy
+    assert torch.equal(same, square)
+    same.add_(1)
+    assert torch.equal(square, images[..., :24, :24].float())
 
 
 def test_the_unpickler_reads_python2_strings_as_bytes_as_the_cifar_archives_hold_them(tmp_path):
