@@ -11,7 +11,6 @@ import pytest
 from orchestrator.plan import make_plan
 from search_spaces import cell_key
 
-
 # --- reports and source choice: the best-on-validation trial, among runs whose values we set ---
 
 # Per sweep a range of test scores no other sweep's runs use, under 10 %: no seed number, and no
