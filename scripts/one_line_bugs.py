@@ -1,7 +1,7 @@
 """Apply each of the one-line bugs of issue #18 to a scratch copy of the project, run the tests that
 should catch it there, and say whether they did. Nothing in this checkout is changed.
 
-    python scripts/one_line_bugs.py            # all of them (about 5 minutes on 2 cores)
+    python scripts/one_line_bugs.py            # all of them (about 4 minutes on 2 cores)
     python scripts/one_line_bugs.py 4 6        # some of them
 """
 from __future__ import annotations
