@@ -158,8 +158,8 @@ def test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running(ray_sessi
             raise RuntimeError("planted failure in the driver")
     monkeypatch.setattr(MLflowTrials, "on_trial_result", breaks)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    args = ["sweep", "visual", "--samples", "2", "--epochs", "3", "--tracking-uri", uri, "--storage-path",
-            str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0"]
+    args = ["sweep", "visual", "--samples", "2", "--epochs", "3", "--search", "random", "--tracking-uri", uri,
+            "--storage-path", str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0"]
     when["open"] = lambda n: n >= 2         # once two trials are under way
     with pytest.raises(Exception, match="planted failure in the driver"):
         main(args)
@@ -167,7 +167,7 @@ def test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running(ray_sessi
     exp = client.get_experiment_by_name("visual").experiment_id
     (parent,) = client.search_runs([exp], "tags.role = 'sweep'")
     children = lambda: client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
-    assert parent.info.status == "FAILED"
+    assert parent.info.status == "FAILED" and parent.data.tags["search"] == "random"
     assert not [c for c in children() if c.info.status == "RUNNING"]
     open_ones = [c for c in children() if c.data.tags.get("outcome") == "interrupted"]
     assert len(open_ones) >= 2 and all(c.info.status == "KILLED" for c in open_ones)
