@@ -35,7 +35,8 @@ PIECES = {
 CAUGHT = {"killed", "timeout"}
 
 # Mutants that no test can kill because they do not change what the program does; each was read
-# and its reason checked (`mutmut show NAME`). They are counted apart, not as caught.
+# and its reason checked (`mutmut show NAME`). They are counted apart, not as caught. A name is
+# mutmut's number within its function: when a function listed here changes, read its entries again.
 _CONTROLLER = "the controller argument is passed through to Ray's ASHA, which never reads it"
 _QUERY = "MLflow orders runs by start time, newest first, by default, and is case-blind in order_by; [0] is taken"
 _NONE_NE_1 = "a missing `diverged` read as None is `!= 1` exactly as 0 is"

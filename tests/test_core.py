@@ -6,6 +6,7 @@ test (idxmin for idxmax, a floor for a round, a prompt after block L instead of 
 module-prefix allowlist) makes one of them fail."""
 from __future__ import annotations
 
+import contextlib
 import copyreg
 import pickle
 import shutil
@@ -99,6 +100,16 @@ class _Call:
         return self.fn, self.args
 
 
+@contextlib.contextmanager
+def _system_as_extension():
+    """os.system registered as copyreg extension code 0xF0, for as long as the block runs."""
+    copyreg.add_extension("posix", "system", 0xF0)
+    try:
+        yield
+    finally:
+        copyreg.remove_extension("posix", "system", 0xF0)
+
+
 def _gadgets(marker) -> dict[str, bytes]:
     import builtins
     import importlib
@@ -125,11 +136,8 @@ def _gadgets(marker) -> dict[str, bytes]:
         "copyreg._reconstructor": batch(_Call(copyreg._reconstructor, subprocess.Popen, object, None)),
     }
     # a global reached through copyreg's extension registry (EXT1) instead of by name
-    copyreg.add_extension("posix", "system", 0xF0)
-    try:
+    with _system_as_extension():
         gadgets["copyreg extension"] = batch(_Call(os.system, f"touch {marker}"))
-    finally:
-        copyreg.remove_extension("posix", "system", 0xF0)
     assert b"\x82\xf0" in gadgets["copyreg extension"]       # EXT1 0xF0: no module name in the file
     return gadgets
 
@@ -139,14 +147,10 @@ def test_the_cifar_unpickler_refuses_every_known_gadget(tmp_path):
     for name, payload in _gadgets(marker).items():
         path = tmp_path / "data_batch_1"
         path.write_bytes(payload)
-        if name == "copyreg extension":
-            copyreg.add_extension("posix", "system", 0xF0)      # as it would be in the reading process
-        try:
+        # the extension registered in the reading process too, as an attacker would need it
+        with _system_as_extension() if name == "copyreg extension" else contextlib.nullcontext():
             with pytest.raises(UserError, match="not a valid CIFAR batch") as err:
                 read_batch(path)
-        finally:
-            if name == "copyreg extension":
-                copyreg.remove_extension("posix", "system", 0xF0)
         assert "not part of a CIFAR batch" in str(err.value) or "not how a CIFAR batch starts" in str(err.value), name
         assert not marker.exists(), f"{name} ran code"
 
@@ -170,7 +174,7 @@ def test_the_searcher_proposes_cells_round_robin_while_trials_are_still_running(
     keys = [cell_key(c) for c in plan.cells]
     searcher = CellSearcher(plan, "tpe", seed=0)
     running = [searcher.suggest(f"t{i}") for i in range(len(keys) + 2)]     # nothing reported yet
-    for i, config in enumerate(running[:2]):
+    for i in range(2):
         searcher.on_trial_complete(f"t{i}", {"val_acc": 0.5})
     proposed = running + [searcher.suggest(f"t{i}") for i in range(len(running), plan.n_trials)]
     assert searcher.suggest("one more") == "FINISHED"

@@ -80,9 +80,9 @@ def planted_store(study_store, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("planted")
     shutil.copy(folder / "mlflow.db", tmp / "mlflow.db")
     shutil.copytree(folder / "mlartifacts", tmp / "mlartifacts")    # a copy's artifacts stay its own
+    _rehome_artifacts(tmp / "mlflow.db", folder, tmp)
     uri = f"sqlite:///{tmp}/mlflow.db"
     client = MlflowClient(uri)
-    _rehome_artifacts(tmp / "mlflow.db", folder, tmp)
     parents = {sweep: _plant(client, sweep, tmp) for sweep in PLANTED}
     return uri, client, parents, tmp
 
@@ -180,3 +180,7 @@ def test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running(ray_sessi
         main([*args, "--resume", "--max-concurrent", "1"])
     assert client.get_run(parent.info.run_id).info.status == "FAILED"
     assert not [c.info.run_id for c in children() if c.info.status == "RUNNING"]
+    # nothing deleted, and still at most one run per planned trial (a resume continues, never duplicates)
+    from mlflow.entities import ViewType
+    assert client.search_runs([exp], run_view_type=ViewType.DELETED_ONLY) == []
+    assert len(children()) <= make_plan("visual", "smoke", samples=2).n_trials
