@@ -23,16 +23,21 @@ from typing import Callable
 import torch
 from torch import nn
 
-from trainables import UserError
+from common.errors import UserError
 from trainables.cifar import Split, archive_root, is_present, load_cifar
+from trainables.clip import (
+    PromptedClip,
+    class_text_features,
+    load_clip,
+    model_depth,
+    model_image_size,
+)
 from trainables.features import FeatureData
-from trainables.finetune import ResNetClassifier, resnet_features
 from trainables.loop import LoopSettings, make_optimizer, train_epoch
-from trainables.models import class_text_features, load_clip, load_resnet18
 from trainables.paths import data_dir
 from trainables.pipeline import Augment, DeviceData, Preprocess
-from trainables.prompting import PromptedClip, model_depth, model_image_size
 from trainables.prompts import DeepPrompt, PaddingPrompt
+from trainables.resnet import ResNetClassifier, load_resnet18, resnet_features
 
 SECTIONS = ("pipeline", "deep", "finetune", "visual", "overhead")
 

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainables import UserError
+from common.errors import UserError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -101,10 +101,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
-    from search_spaces import list_sweeps
-    from trainables import list_trainables
+    from search_spaces.registry import list_experiments, list_trainables
     print("sweeps:")
-    for s in list_sweeps():
+    for s in list_experiments():
         print(f"  {s.name:<12} [{', '.join(sorted(s.profiles))}] {s.summary}")
     print("trainables:")
     for t in list_trainables():
@@ -134,7 +133,8 @@ def cmd_fetch(args) -> int:
         ensure_archive(name, root)
         print(f"{name}: {'present' if is_present(root, name) else 'missing'} in {root}")
     if args.weights:
-        from trainables.models import fetch_clip_weights, load_resnet18
+        from trainables.clip import fetch_clip_weights
+        from trainables.resnet import load_resnet18
         print(f"CLIP ViT-B-32 openai: {fetch_clip_weights()}")
         load_resnet18("IMAGENET1K_V1")
         print("ResNet-18 IMAGENET1K_V1: cached")
@@ -143,10 +143,9 @@ def cmd_fetch(args) -> int:
 
 def _data_dir_set(args) -> list[str]:
     """--data-dir as a config key, for the sweeps whose trials read CIFAR (compare reads none)."""
-    from search_spaces import get_sweep
-    from trainables import get_trainable
+    from search_spaces.registry import get_experiment
     from trainables.config import field_types
-    if not args.data_dir or "data_dir" not in field_types(get_trainable(get_sweep(args.sweep).trainable).config_cls):
+    if not args.data_dir or "data_dir" not in field_types(get_experiment(args.sweep).trainable.config_cls):
         return []
     return [f"data_dir={Path(args.data_dir).resolve()}"]
 
@@ -165,10 +164,9 @@ def _resume_command(args) -> str:
 def cmd_sweep(args) -> int:
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
-    from reports import REPORTS
     plan = make_plan(args.sweep, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
     per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
-    print(f"sweep {plan.sweep.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
+    print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
@@ -186,27 +184,34 @@ def cmd_sweep(args) -> int:
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")
     print(f"open the runs:  mlflow ui --backend-store-uri {out.tracking_uri}")
-    if plan.sweep.name in REPORTS:
-        print(f"build a report: python -m orchestrator report {plan.sweep.name}")
+    if plan.experiment.report is not None:
+        print(f"build a report: python -m orchestrator report {plan.experiment.name}")
     return 0 if out.errors == 0 else 1
 
 
 def cmd_report(args) -> int:
-    from orchestrator.tracking import check_existing_store, check_tracking, resolve_tracking_uri
-    from reports import build_report, check_report_name
-    check_report_name(args.sweep)
+    from reports.build import build_report, check_report_name
+    from search_spaces.registry import list_experiments
+    from store.uri import (
+        check_existing_store,
+        check_tracking,
+        resolve_tracking_uri,
+        store_exists,
+    )
+    experiments = list_experiments()
+    check_report_name(args.sweep, experiments)
     if args.sweep == "all" and args.run_id:
         raise UserError("report all takes each sweep's latest run; --run-id picks one sweep's run: "
                         "use it with `report SWEEP`")
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if not store_exists(uri):
         first = "the study's sweeps (`python -m orchestrator list`)" if args.sweep == "all" else \
             f"`python -m orchestrator sweep {args.sweep}`"
         raise UserError(f"no MLflow store at {uri}; run {first} first, or pass the store they used "
                         f"with --tracking-uri")
     check_existing_store(uri)
-    path = build_report(args.sweep, uri, Path(args.out), args.run_id)
+    path = build_report(args.sweep, experiments, uri, Path(args.out), args.run_id)
     print(f"report written: {path}")
     if path.with_suffix(".html").is_file():
         print(f"one self-contained page: {path.with_suffix('.html')}")
@@ -221,7 +226,7 @@ def cmd_classify(args) -> int:
 
     from reports.figures import probability_grid
     from trainables import freeform
-    from trainables.models import load_clip
+    from trainables.clip import load_clip
     task = freeform.task_from(args.preset, args.template, args.labels)
     if args.images:
         paths = freeform.image_files(Path(args.images))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import socket
 
-from trainables import UserError
+from common.errors import UserError
 
 STORAGE_ENV = "ORCHESTRATOR_STORAGE_PATH"
 
@@ -34,7 +34,8 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
                         f"to run locally") from None
 
 
-def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+def connect(address: str | None) -> None:
+    """Join the cluster at `address`, else start a local Ray (unless this process holds one)."""
     import ray
     if address:
         _check_reachable(address)       # also when this process already holds a Ray
@@ -43,8 +44,7 @@ def connect(address: str | None, num_cpus: int | None = None, num_gpus: int | No
     if address:
         ray.init(address=address, logging_level="WARNING")
     else:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, logging_level="WARNING",
-                 include_dashboard=False)
+        ray.init(logging_level="WARNING", include_dashboard=False)
 
 
 def multi_node() -> tuple[bool, int]:

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from orchestrator.cluster import resolve_address
-from orchestrator.tracking import resolve_tracking_uri, tracking_answers
+from store.uri import resolve_tracking_uri, tracking_answers
 from trainables.cifar import ARCHIVES, is_present
-from trainables.models import cached_clip_weights, clip_cache_dir, resnet_weights_path
+from trainables.clip import cached_clip_weights, clip_cache_dir
 from trainables.paths import data_dir, downloads_allowed
+from trainables.resnet import resnet_weights_path
 
 
 def doctor_lines(data_dir_flag: str | None = None, address: str | None = None,

@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_spaces import LogUniform, Profile, SweepSpace
-from trainables.registry import TrainableSpec
+from search_spaces.experiment import Experiment, LogUniform, Profile
+from trainables.entry import Trainable
 
 EPOCHS = 3
 
@@ -40,8 +40,8 @@ def project_seconds(folder: Path, trials: int) -> float:
     folder.mkdir(parents=True)
     profile = Profile(base={"epochs": EPOCHS}, grid={"cell": list(range(max(1, trials // 2)))},
                       lr=LogUniform(1e-3, 1.0), samples=2)
-    spec = TrainableSpec("trivial", trivial, TrivialConfig, "a trivial trial", ("val_acc",))
-    plan = SweepPlan(SweepSpace("bench", "trivial", "", {"bench": profile}), "bench", profile, spec,
+    spec = Trainable("trivial", TrivialConfig, trivial, "a trivial trial", ("val_acc",))
+    plan = SweepPlan(Experiment("bench", spec, "", {"bench": profile}), "bench", profile,
                      dict(profile.base), profile.cells())
     opts = SweepOptions(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}", storage_path=str(folder / "ray"),
                         verbose=0)

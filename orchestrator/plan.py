@@ -1,41 +1,46 @@
 """From a sweep name, a profile and command-line overrides to a checked plan, before Ray starts:
-every cell's config goes through the trainable's typed config, so a bad key, type, layer or
-prompt count stops the sweep before any trial."""
+every cell's config goes through the trainable's typed config once, so a bad key, type, layer or
+prompt count stops the sweep before any trial, and the driver reads the typed configs after."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
-from search_spaces import Profile, SweepSpace, cell_key, get_profile, get_sweep
-from trainables import UserError, get_trainable
+from common.errors import UserError
+from common.names import CELL_KEY, cell_key
+from search_spaces.experiment import Experiment, Profile
+from search_spaces.registry import get_experiment, get_profile
 from trainables.config import coerce, from_dict
-from trainables.registry import TrainableSpec
+from trainables.entry import Trainable
 
 
 @dataclass(frozen=True)
 class SweepPlan:
-    sweep: SweepSpace
+    experiment: Experiment
     profile_name: str
     profile: Profile
-    trainable: TrainableSpec
     base: dict                  # the profile's fixed config with --set/--epochs applied
     cells: list[dict]           # one flat dict per grid cell
-    extra: dict = field(default_factory=dict)   # cell key -> keys the driver fills (source_run)
+    typed: dict = field(default_factory=dict)   # cell key -> the cell's typed config (learning rate at its default)
+    filled: dict = field(default_factory=dict)  # cell key -> keys the driver fills (source_run)
     args: dict = field(default_factory=dict)    # make_plan's own inputs: a resume rebuilds the plan from them
+
+    @property
+    def trainable(self) -> Trainable:
+        return self.experiment.trainable
 
     @property
     def n_trials(self) -> int:
         return len(self.cells) * self.profile.samples
 
     def config(self, cell: dict, lr: float | None) -> dict:
-        return trial_config(self.base, cell, lr, self.extra)
+        return trial_config(self.base, cell, lr, self.filled)
 
 
-def trial_config(base: dict, cell: dict, lr: float | None, extra: dict | None = None) -> dict:
+def trial_config(base: dict, cell: dict, lr: float | None, filled: dict | None = None) -> dict:
     """A trial's config: fixed settings, its cell, what the driver filled in for the cell, its
     learning rate (if it has one), and the cell's key."""
     key = cell_key(cell)
-    return {**base, **cell, **(extra or {}).get(key, {}), **({} if lr is None else {"lr": lr}), "_cell": key}
+    return {**base, **cell, **(filled or {}).get(key, {}), **({} if lr is None else {"lr": lr}), CELL_KEY: key}
 
 
 def parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -50,11 +55,10 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
 
 def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
               samples: int | None = None, epochs: int | None = None) -> SweepPlan:
-    sweep = get_sweep(sweep_name)
-    profile = get_profile(sweep, profile_name)
-    trainable = get_trainable(sweep.trainable)
-    overrides = {k: coerce(trainable.config_cls, k, v, "--set")
-                 for k, v in parse_sets(sets or []).items()}
+    experiment = get_experiment(sweep_name)
+    profile = get_profile(experiment, profile_name)
+    config_cls = experiment.trainable.config_cls
+    overrides = {k: coerce(config_cls, k, v, "--set") for k, v in parse_sets(sets or []).items()}
     if "lr" in overrides and profile.lr is not None:
         raise UserError(f"--set lr: the learning rate is tuned within each cell "
                         f"({profile.lr.low:g} to {profile.lr.high:g}); use --samples to try more")
@@ -66,14 +70,13 @@ def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
         if samples < 1:
             raise UserError(f"--samples must be at least 1, got {samples}")
         profile = replace(profile, samples=samples)
-    cells = [{k: v for k, v in cell.items() if k not in overrides} for cell in profile.cells()]
-    plan = SweepPlan(sweep, profile_name, profile, trainable, {**profile.base, **overrides},
-                     _unique(cells), args=dict(sets=list(sets or []), samples=samples, epochs=epochs))
-    for cell in plan.cells:     # every cell must make a valid config, checked now
-        lr = None if profile.lr is None else math.sqrt(profile.lr.low * profile.lr.high)
-        from_dict(trainable.config_cls, plan.config(cell, lr),
-                  where=f"sweep '{sweep_name}' cell {cell_key(cell)}")
-    return plan
+    cells = _unique([{k: v for k, v in cell.items() if k not in overrides} for cell in profile.cells()])
+    base = {**profile.base, **overrides}
+    # every cell must make a valid config, checked now (the learning rate, tuned later, has no check)
+    typed = {cell_key(cell): from_dict(config_cls, trial_config(base, cell, None),
+                                       where=f"sweep '{sweep_name}' cell {cell_key(cell)}") for cell in cells}
+    return SweepPlan(experiment, profile_name, profile, base, cells, typed,
+                     args=dict(sets=list(sets or []), samples=samples, epochs=epochs))
 
 
 def _unique(cells: list[dict]) -> list[dict]:

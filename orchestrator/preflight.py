@@ -7,21 +7,18 @@ from orchestrator.plan import SweepPlan
 from trainables.cifar import ARCHIVES, check_archive, ensure_archive
 from trainables.paths import data_dir
 
-# what a trial of these trainables reads beyond its source's own dataset
-_ALSO_READS = {"cross": ("cifar10", "cifar100")}
-
 
 def _needs(plan: SweepPlan, sources: dict) -> list[dict]:
     """Each trial's config; a trial that evaluates a source model also needs what the source
-    needed (its dataset, its weights), on this sweep's data kind."""
+    needed (its dataset, its weights), and any trial what its record says it reads, on this
+    sweep's data kind."""
     configs = [plan.config(cell, None) for cell in plan.cells]
     out = list(configs)
     for config in configs:
-        learned = sources.get(config.get("source_run"))
-        if learned is not None:
-            out.append({**learned.params, "data": config.get("data", "real")})
-        out += [{"dataset": name, "data": config.get("data", "real")}
-                for name in _ALSO_READS.get(plan.trainable.name, ())]
+        source = sources.get(config.get("source_run"))
+        if source is not None:
+            out.append({**source.params, "data": config.get("data", "real")})
+        out += [{"dataset": name, "data": config.get("data", "real")} for name in plan.experiment.reads]
     return out
 
 
@@ -33,8 +30,8 @@ def check_inputs(plan: SweepPlan, sources: dict | None = None) -> None:
         ensure_archive(name, root, kind)
         check_archive(name, root, kind)
     if any(c.get("pretrained") == "openai" for c in configs):
-        from trainables.models import fetch_clip_weights
+        from trainables.clip import fetch_clip_weights
         fetch_clip_weights()
     if any(c.get("weights") == "IMAGENET1K_V1" for c in configs):
-        from trainables.models import load_resnet18
+        from trainables.resnet import load_resnet18
         load_resnet18("IMAGENET1K_V1")

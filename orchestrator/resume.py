@@ -25,10 +25,9 @@ from pathlib import Path
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
+from common.names import cell_key
 from orchestrator.plan import SweepPlan
-from orchestrator.tracking import children
-from reports.runs import SUPERSEDED_TAG
-from search_spaces import cell_key
+from store.runs import CELL_TAG, SUPERSEDED_TAG, children
 from trainables.checkpoints import checkpoint_epoch
 
 # How a child run ended (tag `outcome`). Only these three mean "this trial is over".
@@ -97,7 +96,7 @@ def read_trials(client: MlflowClient, experiment: str, parent: str, metric: str)
             continue
         history = sorted({m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}.items())
         ids = run.data.tags.get("ray_trial_ids") or run.data.tags.get("ray_trial_id", "")
-        out.append(PastTrial(run.info.run_id, run.data.tags.get("cell", ""), _lr(run), is_done(run),
+        out.append(PastTrial(run.info.run_id, run.data.tags.get(CELL_TAG, ""), _lr(run), is_done(run),
                              tuple(history), tuple(i for i in ids.split() if i), run.info.start_time or 0))
     return sorted(out, key=lambda t: t.start_time)
 

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-CELL_KEY = "_cell"      # set in every trial's config by the plan
-RUN_KEY = "_run_id"     # set by the searcher for a trial that continues an existing child run
+from common.names import CELL_KEY, RUN_KEY
+
 TIME = "epoch"
 
 

@@ -18,13 +18,9 @@ import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
+from common.names import RESUME_KEY, RUN_KEY, cell_key
 from orchestrator.plan import SweepPlan, trial_config
 from orchestrator.resume import Continuation, SweepRecord
-from orchestrator.schedulers import RUN_KEY
-from search_spaces import cell_key
-from trainables.ray_io import RESUME_KEY
-
-SEARCH_MODES = ("tpe", "random")
 
 
 def _sampler(mode: str, seed: int, samples: int) -> optuna.samplers.BaseSampler:
@@ -50,9 +46,9 @@ def round_robin(plan: SweepPlan, record: SweepRecord | None = None) -> list[tupl
 
 class CellSearcher(Searcher):
     def __init__(self, plan: SweepPlan, mode: str = "tpe", seed: int = 0, record: SweepRecord | None = None):
-        super().__init__(metric=plan.sweep.metric, mode="max")
+        super().__init__(metric=plan.experiment.metric, mode="max")
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.base, self.extra, self.search_mode = dict(plan.base), dict(plan.extra), mode
+        self.base, self.filled, self.search_mode = dict(plan.base), dict(plan.filled), mode
         profile = plan.profile
         self.distribution = (FloatDistribution(profile.lr.low, profile.lr.high, log=True)
                              if profile.lr is not None else None)
@@ -91,10 +87,10 @@ class CellSearcher(Searcher):
         resume = {} if going is None else {RUN_KEY: going.run_id, **({RESUME_KEY: going.checkpoint}
                                                                       if going.checkpoint else {})}
         if self.distribution is None:       # nothing to tune: the cell itself is the trial
-            return {**trial_config(self.base, cell, None, self.extra), **resume}
+            return {**trial_config(self.base, cell, None, self.filled), **resume}
         trial = self.studies[key].ask({"lr": self.distribution})
         self.live[trial_id] = (key, trial)
-        return {**trial_config(self.base, cell, trial.params["lr"], self.extra), **resume}
+        return {**trial_config(self.base, cell, trial.params["lr"], self.filled), **resume}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.live:

@@ -10,35 +10,49 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cluster import check_storage, connect, resolve_address, resolve_storage
-from orchestrator.journal import Journal
-from orchestrator.lease import Lease, busy, holder
+from common.errors import UserError
+from orchestrator.cluster import (
+    check_storage,
+    connect,
+    resolve_address,
+    resolve_storage,
+)
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
-from orchestrator.resume import DONE, SweepRecord, build_record, mark_superseded, read_trials, session_name
+from orchestrator.resume import (
+    DONE,
+    SweepRecord,
+    build_record,
+    mark_superseded,
+    read_trials,
+    session_name,
+)
 from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
-from orchestrator.sources import attach_sources
-from orchestrator.tracking import (
-    MLflowTrials,
-    check_tracking,
+from orchestrator.source_runs import attach_sources
+from orchestrator.tracking import MLflowTrials, git_commit
+from store.journal import Journal
+from store.lease import Lease, busy, holder
+from store.runs import (
+    PROFILE_TAG,
+    ROLE_TAG,
+    SWEEP_ROLE,
+    SWEEP_TAG,
+    TRIAL_ROLE,
     end_open_children,
     experiment_id,
-    git_commit,
-    prepare_store,
-    resolve_tracking_uri,
+    latest_parent,
 )
-from trainables import UserError
+from store.uri import check_tracking, prepare_store, resolve_tracking_uri, store_exists
 
 SOURCES_TAG = "source_runs"
 ARGS_TAG = "sweep_args"
-_CHILD_TAGS = ("sweep", "profile", "data_kind", "git_commit")
+_CHILD_TAGS = (SWEEP_TAG, PROFILE_TAG, "data_kind", "git_commit")
 
 
 @dataclass(frozen=True)
@@ -73,11 +87,11 @@ def _gpus_per_trial(requested: float | None) -> float:
 
 
 def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOptions) -> tuple[str, str, dict]:
-    exp = experiment_id(client, plan.sweep.name, uri)
-    tags = {"sweep": plan.sweep.name, "profile": plan.profile_name,
+    exp = experiment_id(client, plan.experiment.name, uri)
+    tags = {SWEEP_TAG: plan.experiment.name, PROFILE_TAG: plan.profile_name,
             "data_kind": str(plan.base.get("data", "real")), "git_commit": git_commit()}
-    run = client.create_run(exp, run_name=f"{plan.sweep.name}-{plan.profile_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                            tags={**tags, "role": "sweep", "search": opts.search})
+    run = client.create_run(exp, run_name=f"{plan.experiment.name}-{plan.profile_name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                            tags={**tags, ROLE_TAG: SWEEP_ROLE, "search": opts.search})
     params = {"cells": len(plan.cells), "samples_per_cell": plan.profile.samples,
               **({"lr_low": plan.profile.lr.low, "lr_high": plan.profile.lr.high} if plan.profile.lr else {}),
               "search": opts.search,
@@ -87,9 +101,9 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
         client.log_param(run.info.run_id, key, value)
     # what the plan was made from, so that a resume rebuilds the same plan
     client.set_tag(run.info.run_id, ARGS_TAG, json.dumps({**plan.args, "search": opts.search, "seed": opts.seed}))
-    if plan.extra:      # which source run each cell evaluates (robustness, cross): kept for --resume
-        client.set_tag(run.info.run_id, SOURCES_TAG, json.dumps({k: v["source_run"] for k, v in plan.extra.items()}))
-    return exp, run.info.run_id, {**tags, "role": "trial"}
+    if plan.filled:      # which source run each cell evaluates (robustness, cross): kept for --resume
+        client.set_tag(run.info.run_id, SOURCES_TAG, json.dumps({k: v["source_run"] for k, v in plan.filled.items()}))
+    return exp, run.info.run_id, {**tags, ROLE_TAG: TRIAL_ROLE}
 
 
 @contextlib.contextmanager
@@ -132,7 +146,7 @@ def _exclusive(plan: SweepPlan, opts: SweepOptions) -> SweepOptions:
     """A timing sweep runs one trial at a time, on a whole GPU where there is one, else on every
     core of the largest node: trials sharing a device would time each other. A GPU count or a
     concurrency the user set stands."""
-    if not plan.sweep.exclusive:
+    if not plan.experiment.exclusive:
         return opts
     import ray
     gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else (
@@ -159,19 +173,15 @@ class SweepInterrupted(Exception):
 def _interrupted(plan: SweepPlan, uri: str):
     """(experiment id, parent run) of the latest sweep of this name and profile that did not
     finish: a killed driver leaves its parent RUNNING, an interrupted or failed one KILLED or FAILED."""
-    new_store = uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file()
-    client = None if new_store else MlflowClient(uri)       # a client would create the file
-    exp = None if client is None else client.get_experiment_by_name(plan.sweep.name)
-    runs = [] if exp is None else client.search_runs(
-        [exp.experiment_id], f"tags.role = 'sweep' and tags.profile = '{plan.profile_name}'",
-        order_by=["attributes.start_time DESC"], max_results=1)
-    if not runs or runs[0].info.status == "FINISHED":
-        raise UserError(f"no interrupted '{plan.sweep.name}' sweep ({plan.profile_name}) to resume in {uri}; "
+    client = MlflowClient(uri) if store_exists(uri) else None       # a client would create the file
+    run = latest_parent(client, plan.experiment.name, plan.profile_name)
+    if run is None or run.info.status == "FINISHED":
+        raise UserError(f"no interrupted '{plan.experiment.name}' sweep ({plan.profile_name}) to resume in {uri}; "
                         f"run it without --resume")
-    live = holder(runs[0].data.tags)
+    live = holder(run.data.tags)
     if live is not None:        # checked before anything is written; Lease.acquire checks again
-        raise busy(plan.sweep.name, runs[0].info.run_id, live)
-    return exp.experiment_id, runs[0]
+        raise busy(plan.experiment.name, run.info.run_id, live)
+    return run.info.experiment_id, run
 
 
 def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, SweepOptions]:
@@ -184,7 +194,7 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, S
     # path from the store: trials write archives there, and a tag can be written by anyone
     sets = [s for s in args.get("sets") or [] if not str(s).startswith("data_dir=")]
     sets += [f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else []
-    plan = make_plan(plan.sweep.name, plan.profile_name, sets, args.get("samples"), args.get("epochs"))
+    plan = make_plan(plan.experiment.name, plan.profile_name, sets, args.get("samples"), args.get("epochs"))
     return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)))
 
 
@@ -223,11 +233,11 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         if Journal(client, parent).flush():     # what an earlier session could not write, first
             raise UserError(f"MLflow at {uri} still refuses the writes an earlier session of this sweep kept in "
                             f"{Journal(client, parent).path}; check the store, then --resume again")
-        child_tags = {**{k: previous.data.tags[k] for k in _CHILD_TAGS if k in previous.data.tags}, "role": "trial"}
+        child_tags = {**{k: previous.data.tags[k] for k in _CHILD_TAGS if k in previous.data.tags}, ROLE_TAG: TRIAL_ROLE}
     else:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
-    base = f"{plan.sweep.name}-{plan.profile_name}-{parent[:8]}"
-    with Lease(uri, parent, plan.sweep.name):
+    base = f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}"
+    with Lease(uri, parent, plan.experiment.name):
         record = None if previous is None else _reopen(client, plan, exp, parent, storage, base)
         name = session_name(base, resumed=record is not None)
         client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
@@ -255,14 +265,14 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
             _close(client, callback.store, exp, parent, status, why)
     if status == "KILLED":
         raise SweepInterrupted(done, plan.n_trials)
-    return SweepOutcome(parent, uri, plan.sweep.name, plan.n_trials, failed)
+    return SweepOutcome(parent, uri, plan.experiment.name, plan.n_trials, failed)
 
 
 def _reopen(client: MlflowClient, plan: SweepPlan, exp: str, parent: str, storage: str | None,
             base: str) -> SweepRecord:
     """The interrupted sweep's record, rebuilt from MLflow (Ray's saved state is not read: see
     resume.py), and its parent running again."""
-    record = build_record(plan, read_trials(client, exp, parent, plan.sweep.metric), storage, base)
+    record = build_record(plan, read_trials(client, exp, parent, plan.experiment.metric), storage, base)
     mark_superseded(client, record, f"resume at {time.strftime('%Y-%m-%d %H:%M:%S')}: beyond its "
                                     f"cell's {plan.profile.samples} planned trials")
     client.update_run(parent, status="RUNNING")
@@ -294,7 +304,7 @@ def _close(client: MlflowClient, store: Journal, exp: str, parent: str, status: 
 def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None, trainable,
            exp: str, parent: str, child_tags: dict, record: SweepRecord | None, name: str):
     from ray import tune
-    scheduler = PerCellASHA(plan.sweep.metric, "max", int(plan.base.get("epochs", 1)),
+    scheduler = PerCellASHA(plan.experiment.metric, "max", int(plan.base.get("epochs", 1)),
                             plan.profile.grace_period, plan.profile.reduction_factor)
     if record is not None:      # the rungs as the interrupted session left them
         for cell, trials in record.done.items():

@@ -1,4 +1,4 @@
-"""MLflow wiring: the tracking store, a parent run per sweep, a child run per trial.
+"""MLflow wiring for a running sweep: a child run per trial, logged from the driver.
 
 Ray's MLflow integration has no parent run and `setup_mlflow` never ends its run, so the project
 logs from the driver with a Tune callback: children are tagged `mlflow.parentRunId`, get the
@@ -8,90 +8,28 @@ FAILED. Logging from the driver also means one writer for a SQLite store.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
-from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from orchestrator.journal import Journal
-from orchestrator.schedulers import CELL_KEY, RUN_KEY
-from trainables import UserError
-from trainables.checkpoints import BEST, LEARNED
+from common.names import (
+    ARTIFACT_DIR,
+    BEST_FILE,
+    CELL_KEY,
+    LATEST_FILE,
+    RUN_KEY,
+    is_private,
+)
+from store.journal import Journal
+from store.runs import CELL_TAG, PARENT_TAG
 
-TRACKING_ENV = "MLFLOW_TRACKING_URI"
 # Ray's own bookkeeping in every result: not metrics of the experiment.
 _RAY_KEYS = {"timestamp", "time_this_iter_s", "pid", "training_iteration", "time_since_restore",
              "iterations_since_restore", "done", "checkpoint_dir_name", "should_checkpoint"}
-
-
-def resolve_tracking_uri(flag: str | None = None) -> str:
-    """--tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db: the file `mlflow ui` opens
-    when started in the same directory without flags (absolute: trials run in other folders)."""
-    return flag or os.environ.get(TRACKING_ENV) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def check_tracking(uri: str, timeout: float = 10.0) -> None:
-    """Fail fast, before any trial, when the store cannot answer."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if not db.parent.is_dir() or not os.access(db.parent, os.W_OK):
-            raise UserError(f"MLflow store {uri}: folder {db.parent} does not exist or is not writable; "
-                            f"create it or pass --tracking-uri")
-        return
-    if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-        except Exception as err:  # noqa: BLE001 - any failure means the same to the user
-            raise UserError(f"MLflow tracking server {uri} does not answer ({err}); start it "
-                            f"(`mlflow server`) or pass another --tracking-uri / ${TRACKING_ENV}") from None
-        return
-    raise UserError(f"tracking URI {uri!r} is not supported; use sqlite:///ABSOLUTE/PATH.db or "
-                    f"http://HOST:PORT")
-
-
-def check_existing_store(uri: str) -> None:
-    """For readers (report, status): the store must exist and be an MLflow store. A reader never
-    creates or migrates one: pointed at another program's SQLite file, MLflow would add its
-    tables to it."""
-    if not uri.startswith("sqlite:///"):
-        return
-    path = Path(uri[len("sqlite:///"):])
-    if not path.is_file():
-        return      # the caller says which sweep to run first
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
-            tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
-    except sqlite3.DatabaseError as err:
-        raise UserError(f"{path} is not an SQLite database ({err}); pass the MLflow store with --tracking-uri") from None
-    if not {"experiments", "runs", "alembic_version"} <= tables:
-        raise UserError(f"{path} is not an MLflow store (no MLflow tables in it); pass the store your sweeps "
-                        f"used with --tracking-uri")
-
-
-def prepare_store(uri: str) -> None:
-    """Create a new SQLite store under a file lock. Two sweeps started together would both
-    create (migrate) the database, and one would fail; the first to take the lock creates it,
-    the other finds it ready. SQLite serialises their writes from then on."""
-    if uri.startswith("sqlite:///"):
-        with FileLock(uri[len("sqlite:///"):] + ".lock", timeout=120):
-            MlflowClient(uri).search_experiments(max_results=1)
-
-
-def tracking_answers(uri: str) -> bool:
-    try:
-        check_tracking(uri, timeout=3.0)
-        return True
-    except UserError:
-        return False
 
 
 def git_commit() -> str:
@@ -101,23 +39,6 @@ def git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else "unknown"
     except OSError:
         return "unknown"
-
-
-def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
-    found = client.get_experiment_by_name(name)
-    if found:
-        return found.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):   # artifacts beside the database, as `mlflow ui` expects
-        location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts" / name).as_uri()
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:
-        # two new sweeps of one name racing: the other created it between our look and our create
-        found = client.get_experiment_by_name(name)
-        if found is None:
-            raise
-        return found.experiment_id
 
 
 def _now() -> int:
@@ -157,10 +78,10 @@ class MLflowTrials(Callback):
 
     def _create(self, trial) -> str:
         cell = trial.config.get(CELL_KEY, "")
-        tags = {**self.tags, "mlflow.parentRunId": self.parent, "cell": cell,
+        tags = {**self.tags, PARENT_TAG: self.parent, CELL_TAG: cell,
                 "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id}
         run_id = self.store.create_run(self.experiment, _run_name(cell, trial.config), tags)
-        params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not k.startswith("_")]
+        params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not is_private(k)]
         self.store.log_batch(run_id, params=params)
         return run_id
 
@@ -217,7 +138,7 @@ class MLflowTrials(Callback):
         """Ray calls this for a trial that returned or that the scheduler stopped, never for
         one cut short by an interruption (those stay open and end as 'interrupted')."""
         run_id = self._run(trial)
-        self._log_learned(trial, run_id)
+        self._log_parameters(trial, run_id)
         result = self.last.get(trial.trial_id, {})
         if result.get("diverged"):
             self._end(run_id, "KILLED", "diverged", result.get("stop_reason", "diverged"))
@@ -235,7 +156,7 @@ class MLflowTrials(Callback):
                                            RunTag("last_failure", _error_line(trial))])
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._log_learned(trial, self._run(trial))
+        self._log_parameters(trial, self._run(trial))
         self._end(self._run(trial), "FAILED", "failed", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
@@ -243,33 +164,20 @@ class MLflowTrials(Callback):
         for run_id in set(self.runs.values()) - set(self.ended):
             self._end(run_id, "KILLED", "interrupted", "the sweep was interrupted before the trial ended")
 
-    def _log_learned(self, trial, run_id: str) -> None:
+    def _log_parameters(self, trial, run_id: str) -> None:
         checkpoint = self.checkpoints.get(trial.trial_id)
         if checkpoint is None:
             return
         with checkpoint.as_directory() as folder:
-            for name in (BEST, LEARNED):
+            for name in (BEST_FILE, LATEST_FILE):
                 if (Path(folder) / name).is_file():
-                    self.store.log_artifact(run_id, str(Path(folder) / name), "learned")
+                    self.store.log_artifact(run_id, str(Path(folder) / name), ARTIFACT_DIR)
 
     def _end(self, run_id: str, status: str, outcome: str, reason: str | None = None) -> None:
         tags = [RunTag("outcome", outcome)] + ([RunTag("stop_reason", reason)] if reason else [])
         self.store.log_batch(run_id, tags=tags)
         self.store.set_terminated(run_id, status=status)
         self.ended[run_id] = outcome
-
-
-def children(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list:
-    where = f"tags.`mlflow.parentRunId` = '{parent}'" + (f" and attributes.status = '{status}'" if status else "")
-    return client.search_runs([experiment], where, max_results=10000)
-
-
-def end_open_children(client: MlflowClient, experiment: str, parent: str, reason: str) -> None:
-    """KILLED, outcome 'interrupted', for every child of `parent` still RUNNING: `--resume`
-    continues each of them in its own run."""
-    for run in children(client, experiment, parent, "RUNNING"):
-        client.log_batch(run.info.run_id, tags=[RunTag("outcome", "interrupted"), RunTag("stop_reason", reason)])
-        client.set_terminated(run.info.run_id, status="KILLED")
 
 
 def _error_line(trial) -> str:

@@ -1,40 +1,20 @@
 """`report all`: one document that follows the seed's sections 1.1 to 2.5, each built from its
-sweep's latest run in MLflow, and for a sweep not run yet the command that produces it."""
+sweep's latest run in MLflow, and for a sweep not run yet the command that produces it. The
+sections and their order come from the experiments' records (their report numbers)."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from mlflow.tracking import MlflowClient
 
-from reports.markdown import code, text
-from trainables import UserError
+from common.errors import UserError
+from reports.markdown import code, diff, pct, reference_pct, table, text
+from reports.section import Reported
+from reports.trials import SweepRuns, load_sweep
 
-
-@dataclass(frozen=True)
-class Section:
-    number: str
-    title: str
-    sweep: str | None           # None: not a sweep (the free-form tasks of 2.1b)
-    needs: str = ""             # what must run before that sweep can
-
-
-def sections() -> list[tuple[Section, Callable]]:
-    from reports.experiment_reports import compare_report, cross_report, robustness_report
-    from reports.prompt_reports import deep_report, visual_report
-    from reports.study_reports import finetune_report, linear_report, zeroshot_report
-    return [(Section("1.1", "Comparing models", "compare"), compare_report),
-            (Section("1.2", "Fine-tuning ResNet-18", "finetune"), finetune_report),
-            (Section("2.1a", "CLIP zero-shot baseline", "zeroshot"), zeroshot_report),
-            (Section("2.1b", "CLIP on new tasks", None), None),
-            (Section("2.2", "Visual prompts", "visual"), visual_report),
-            (Section("2.3", "Deep prompts", "deep"), deep_report),
-            (Section("2.3+", "Linear probe (beyond the seed)", "linear"), linear_report),
-            (Section("2.4", "Robustness to noise", "robustness", "`sweep visual` and `sweep finetune`"),
-             robustness_report),
-            (Section("2.5", "CIFAR-110", "cross", "`sweep visual`"), cross_report)]
+# Seed section 2.1b: figures `classify` writes (a command, not a sweep), picked up when present.
+FREEFORM = ("2.1b", "CLIP on new tasks")
 
 
 def _demote(lines: list[str]) -> list[str]:
@@ -42,17 +22,16 @@ def _demote(lines: list[str]) -> list[str]:
     return ["#" + line if line.startswith("#") else line for line in lines]
 
 
-def _missing(section: Section, why: str) -> list[str]:
-    first = f" (after {section.needs})" if section.needs else ""
-    return [f"## {section.number} {section.title}", "",
-            f"Not in this report: {text(why)} Run `python -m orchestrator sweep {section.sweep}`{first}, then "
+def _missing(exp: Reported, why: str) -> list[str]:
+    first = f" (after {exp.needs})" if exp.needs else ""
+    return [f"## {exp.report.number} {exp.report.title}", "",
+            f"Not in this report: {text(why)} Run `python -m orchestrator sweep {exp.name}`{first}, then "
             f"`python -m orchestrator report all` again.", ""]
 
 
 def _freeform(out: Path, classify_dir: Path) -> tuple[list[str], int]:
-    """Figures 5 and 6: `classify` writes them (a command, not a sweep); picked up when present.
-    Returns the lines and how many were found."""
-    md, found = ["## 2.1b CLIP on new tasks (seed Figures 5 and 6)", ""], 0
+    """Figures 5 and 6. Returns the lines and how many were found."""
+    md, found = [f"## {FREEFORM[0]} {FREEFORM[1]} (seed Figures 5 and 6)", ""], 0
     for preset, figure in (("colour", 5), ("origin", 6)):
         png = classify_dir / f"{preset}.png"
         if png.is_file():
@@ -66,28 +45,45 @@ def _freeform(out: Path, classify_dir: Path) -> tuple[list[str], int]:
     return md, found
 
 
-def build_all(client: MlflowClient, out: Path, classify_dir: Path) -> tuple[list[str], dict[str, str]]:
+def _contents_order(experiments: list[Reported]) -> list[tuple[str, str, Reported | None]]:
+    """(number, title, experiment or None for the free-form figures), in section order."""
+    entries = [(e.report.number, e.report.title, e) for e in experiments if e.report is not None]
+    return sorted([*entries, (*FREEFORM, None)], key=lambda entry: entry[0])
+
+
+def headline(loaded: list[tuple[Reported, SweepRuns]]) -> list[str]:
+    """A table of section, what, ours, seed, Δ; top-1 (%) on the test split."""
+    rows = [[exp.report.number, what, pct(ours), reference_pct(ref), diff(ours, ref)]
+            for exp, sw in loaded if exp.report.headline for what, ours, ref in exp.report.headline(sw)]
+    if not rows:
+        return []
+    synthetic = any(sw.synthetic for _, sw in loaded)
+    note = " Some runs are on synthetic data (smoke profile): not comparable with the seed." if synthetic else ""
+    return ["## At a glance", "", f"Test top-1 (%), ours beside the seed's.{note}", "",
+            table(["section", "what", "ours", "seed", "Δ"], rows), ""]
+
+
+def build_all(client: MlflowClient, out: Path, classify_dir: Path,
+              experiments: list[Reported]) -> tuple[list[str], dict[str, str]]:
     """(markdown lines, section -> what it was built from) with the figures written to `out`."""
-    from reports.headline import headline
-    from reports.prompt_reports import load_sweep
-    body, status, loaded = [], {}, {}
-    for section, build in sections():
-        if section.sweep is None:
+    body, status, loaded = [], {}, []
+    for number, _, exp in _contents_order(experiments):
+        if exp is None:
             lines, found = _freeform(out, classify_dir)
             body += lines
-            status[section.number] = f"{found} of 2 `classify` figures"
+            status[number] = f"{found} of 2 `classify` figures"
             continue
         try:
-            sw = load_sweep(client, section.sweep, out)
+            sw = load_sweep(client, exp.name, out, score=exp.score)
         except UserError as err:
             why = str(err).split(";")[0]
-            body += _missing(section, why + ".")
-            status[section.number] = "no finished trial yet" if "no finished" in why else "not run yet"
+            body += _missing(exp, why + ".")
+            status[number] = "no finished trial yet" if "no finished" in why else "not run yet"
             continue
-        loaded[section.sweep] = sw
-        body += _demote(build(sw))
-        status[section.number] = f"run {code(sw.parent.info.run_id)} ({text(sw.parent.data.tags.get('profile'))})"
-    contents = [f"- {s.number} {s.title}: {status[s.number]}" for s, _ in sections()]
+        loaded.append((exp, sw))
+        body += _demote(exp.report.build(sw))
+        status[number] = f"run {code(sw.parent.info.run_id)} ({text(sw.parent.data.tags.get('profile'))})"
+    contents = [f"- {number} {title}: {status[number]}" for number, title, _ in _contents_order(experiments)]
     head = ["# CLIP prompting and ResNet-18 transfer: the study, reproduced", "",
             "Every number is read from MLflow; the seed's own number stands beside it with the difference "
             "(Δ = ours − seed). A section whose sweep has not run says which command produces it.", "",

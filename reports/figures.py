@@ -96,16 +96,13 @@ def probability_grid(images: list, names: list[str], labels: tuple[str, ...], pr
     return _save(fig, path)
 
 
-def labelled_scatter(x, y, labels: list[str], xlabel: str, ylabel: str, title: str, path: Path,
-                     logx: bool = False) -> Path:
+def labelled_scatter(x, y, labels: list[str], xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     """One point per model, named beside it (seed Figures 1 and 2)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(x, y, color="tab:blue")
     for xi, yi, label in zip(x, y, labels):
         ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.margins(0.12)            # room for the names at the edges
-    if logx:
-        ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

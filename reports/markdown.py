@@ -34,14 +34,16 @@ def pct(x) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
-def seed_pct(x) -> str:
+def reference_pct(x) -> str:
+    """A number of the reference study, already in percent."""
     return "—" if x is None else f"{x:.2f}"
 
 
-def diff(ours, seed) -> str:
-    if ours is None or seed is None or (isinstance(ours, float) and math.isnan(ours)):
+def diff(ours, reference) -> str:
+    """Ours (a fraction) minus the reference study's (percent), in points."""
+    if ours is None or reference is None or (isinstance(ours, float) and math.isnan(ours)):
         return "—"
-    return f"{100 * ours - seed:+.2f}"
+    return f"{100 * ours - reference:+.2f}"
 
 
 def _cell(value) -> str:

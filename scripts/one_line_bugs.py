@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # (what the bug does, file, the text as it is, the text as the bug has it, tests that must fail);
 # several (old, new) pairs where one bug spans two lines of one file
 BUGS = [
-    ("reports show the worst trial of each cell", "reports/runs.py",
-     'idx = ok.groupby(cell_cols)["best_val_acc"].idxmax()', 'idx = ok.groupby(cell_cols)["best_val_acc"].idxmin()',
+    ("reports show the worst trial of each cell", "reports/trials.py",
+     'best = ok.loc[ok.groupby("cell")[LEARNED_SCORE].idxmax()]', 'best = ok.loc[ok.groupby("cell")[LEARNED_SCORE].idxmin()]',
      ["tests/test_core.py::test_best_per_cell_is_each_cells_best_on_validation_finite_trial"]),
     ("a trial stopped early by ASHA ends FINISHED", "orchestrator/tracking.py",
      "        elif trial.trial_id in self.stopped:\n            self._end(run_id, \"KILLED\", \"stopped_early\",\n"
      "                      f\"stopped early by ASHA within cell {self.stopped[trial.trial_id]}\")\n", "",
      ["tests/test_core.py::test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened"]),
-    ("robustness and cross evaluate the worst source run", "orchestrator/sources.py",
+    ("robustness and cross evaluate the worst source run", "orchestrator/source_runs.py",
      'return max(usable, key=lambda r: r.data.metrics["best_val_acc"])',
      'return min(usable, key=lambda r: r.data.metrics["best_val_acc"])',
      ["tests/test_core.py::test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep"]),

@@ -1,14 +1,17 @@
 """Model comparison (seed section 1.1): one trial per model, nothing tuned. Timing trials run one
 at a time on a whole device (`exclusive`): two timed models sharing a GPU or the CPU cores would
 slow each other down."""
-from search_spaces.spec import Profile, SweepSpace
+from reports import compare
+from reports.section import ReportSection
+from search_spaces.experiment import Experiment, Profile
+from trainables.compare import COMPARE
 
 MODELS = ["vgg11", "vgg11_bn", "resnet18", "densenet121", "mobilenet_v3_small", "vit_b_32",
           "vit_small_patch8_224"]
 
-SWEEP = SweepSpace(
+EXPERIMENT = Experiment(
     name="compare",
-    trainable="compare",
+    trainable=COMPARE,
     summary="7 ImageNet models: ms/image (batch 8) and memory (batch 64) with/without no_grad, params, top-1",
     metric="ms_per_image_no_grad",
     exclusive=True,
@@ -19,4 +22,6 @@ SWEEP = SweepSpace(
         "smoke": Profile(base=dict(image_size=32, time_batch=8, memory_batch=8, warmup=1, repeats=3),
                          grid=dict(model=MODELS), lr=None, samples=1),
     },
+    report=ReportSection("1.1", "Comparing models", compare.report),
+    tiny=dict(model="mobilenet_v3_small", image_size=32, warmup=1, repeats=2),
 )

@@ -1,11 +1,14 @@
 """Deep prompts (seed Table 3): dataset x injection layer x prompts x position, lr per cell."""
-from search_spaces.spec import LogUniform, Profile, SweepSpace
+from reports import deep
+from reports.section import ReportSection
+from search_spaces.experiment import Experiment, LogUniform, Profile
+from trainables.prompt_training import DEEP_PROMPT
 
 LR = LogUniform(4.0, 400.0)        # a decade either side of the course's SGD lr of 40
 
-SWEEP = SweepSpace(
+EXPERIMENT = Experiment(
     name="deep",
-    trainable="deep_prompt",
+    trainable=DEEP_PROMPT,
     summary="deep prompts: dataset x layer {0,6,11} x prompts {1,4,8} x front/back, lr by ASHA per cell",
     profiles={
         "full": Profile(
@@ -22,4 +25,7 @@ SWEEP = SweepSpace(
                       position=["front", "back"]),
             lr=LR, samples=2),
     },
+    report=ReportSection("2.3", "Deep prompts", deep.report, deep.headline),
+    tiny=dict(layer=1, n_prompts=2, position="after_cls"),
+    smoke_args=("--set", "dataset=cifar10"),     # the tests' store: one dataset is enough
 )

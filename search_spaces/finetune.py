@@ -1,12 +1,15 @@
 """ResNet-18 fine-tuning (seed section 1.2): what is trained x augmentation, lr per cell."""
-from search_spaces.spec import LogUniform, Profile, SweepSpace
+from reports import finetune
+from reports.section import ReportSection
+from search_spaces.experiment import Experiment, LogUniform, Profile
+from trainables.finetune import FINETUNE
 
 LR = LogUniform(1e-4, 1e-2)         # a decade either side of the course's Adam lr of 1e-3
 GRID = dict(variant=["fc", "fc_first_conv", "fc_last_conv"], augment=["none", "hflip", "crop"])
 
-SWEEP = SweepSpace(
+EXPERIMENT = Experiment(
     name="finetune",
-    trainable="finetune",
+    trainable=FINETUNE,
     summary="ResNet-18 on CIFAR-100: fc / fc+first conv / fc+last conv x no aug / flip / crop, lr by ASHA",
     profiles={
         "full": Profile(
@@ -19,4 +22,6 @@ SWEEP = SweepSpace(
                       batch_size=64, image_size=32),
             grid=GRID, lr=LR, samples=2),
     },
+    report=ReportSection("1.2", "Fine-tuning ResNet-18", finetune.report, finetune.headline),
+    tiny=dict(weights="none", image_size=32, augment="hflip"),
 )

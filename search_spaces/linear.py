@@ -1,11 +1,14 @@
 """Linear probe on frozen CLIP features (beyond the seed): dataset, lr per cell."""
-from search_spaces.spec import LogUniform, Profile, SweepSpace
+from reports import linear
+from reports.section import ReportSection
+from search_spaces.experiment import Experiment, LogUniform, Profile
+from trainables.linear_probe import LINEAR_PROBE
 
 LR = LogUniform(1e-4, 1e-1)
 
-SWEEP = SweepSpace(
+EXPERIMENT = Experiment(
     name="linear",
-    trainable="linear_probe",
+    trainable=LINEAR_PROBE,
     summary="linear probe on frozen CLIP ViT-B/32 features: CIFAR-10 and CIFAR-100, lr by ASHA",
     profiles={
         "full": Profile(
@@ -15,4 +18,5 @@ SWEEP = SweepSpace(
             base=dict(model="tiny-clip", pretrained="none", data="synthetic", epochs=3, batch_size=64),
             grid=dict(dataset=["cifar10", "cifar100"]), lr=LR, samples=2),
     },
+    report=ReportSection("2.3+", "Linear probe (beyond the seed)", linear.report, linear.headline),
 )

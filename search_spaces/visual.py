@@ -1,11 +1,14 @@
 """Visual prompts (seed Table 2): dataset x {padding 30, fixed 1x1 patch}, lr per cell."""
-from search_spaces.spec import LogUniform, Profile, SweepSpace
+from reports import visual
+from reports.section import ReportSection
+from search_spaces.experiment import Experiment, LogUniform, Profile
+from trainables.prompt_training import VISUAL_PROMPT
 
 LR = LogUniform(4.0, 400.0)
 
-SWEEP = SweepSpace(
+EXPERIMENT = Experiment(
     name="visual",
-    trainable="visual_prompt",
+    trainable=VISUAL_PROMPT,
     summary="visual prompts: dataset x {padding 30, fixed patch 1}, lr by ASHA per cell",
     profiles={
         "full": Profile(
@@ -24,4 +27,6 @@ SWEEP = SweepSpace(
                               dict(prompt="fixed_patch", prompt_size=1)]),
             lr=LR, samples=2),
     },
+    report=ReportSection("2.2", "Visual prompts", visual.report, visual.headline),
+    tiny=dict(prompt="padding", prompt_size=4),
 )

@@ -1,9 +1,12 @@
 """Zero-shot CLIP (seed Table 1): one trial per dataset, nothing tuned."""
-from search_spaces.spec import Profile, SweepSpace
+from reports import zeroshot
+from reports.section import ReportSection
+from search_spaces.experiment import Experiment, Profile
+from trainables.zeroshot import ZEROSHOT
 
-SWEEP = SweepSpace(
+EXPERIMENT = Experiment(
     name="zeroshot",
-    trainable="zeroshot",
+    trainable=ZEROSHOT,
     summary="CLIP ViT-B/32 zero-shot top-1 on CIFAR-10/100 train and test (no tuning)",
     metric="test_acc",
     profiles={
@@ -12,4 +15,5 @@ SWEEP = SweepSpace(
         "smoke": Profile(base=dict(model="tiny-clip", pretrained="none", data="synthetic", batch_size=64),
                          grid=dict(dataset=["cifar10", "cifar100"]), lr=None, samples=1),
     },
+    report=ReportSection("2.1a", "CLIP zero-shot baseline", zeroshot.report, zeroshot.headline),
 )

@@ -38,15 +38,18 @@ def tiny_prompt_config(data_root) -> dict:
                 pretrained="none", epochs=1, batch_size=32, warmup_steps=2, device="cpu")
 
 
-# Every sweep of the study at its smoke size (fewest trials that still fill each report's
-# tables), in one MLflow store, in the order a user runs them: robustness and cross find their
-# inputs among the visual and finetune runs made here.
-# One epoch each: what the tests read is which run is best and what its report shows, not how far
-# a tiny model learns.
+# Every registered sweep at its smoke size (fewest trials that still fill each report's tables), in
+# one MLflow store, each after the sweeps whose models it evaluates: robustness and cross find
+# their inputs among the visual and finetune runs made here. One learning rate and one epoch where
+# a sweep learns: what the tests read is which run is best and what its report shows, not how far
+# a tiny model learns. A record's `smoke_args` narrow it further.
 ONE = ["--samples", "1", "--epochs", "1"]
-STUDY = (("compare", []), ("zeroshot", []), ("finetune", ONE), ("linear", ONE),
-         ("visual", ONE), ("deep", [*ONE, "--set", "dataset=cifar10"]),
-         ("robustness", []), ("cross", []))
+
+
+def study_sweeps() -> list[tuple[str, list[str]]]:
+    from search_spaces.registry import in_dependency_order, list_experiments
+    return [(e.name, [*(ONE if e.profiles["smoke"].lr else []), *e.smoke_args])
+            for e in in_dependency_order(list_experiments())]
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +59,7 @@ def study_store(ray_session, data_root, tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{folder}/mlflow.db"
     common = ["--tracking-uri", uri, "--data-dir", str(data_root), "--gpus-per-trial", "0"]
-    for name, extra in STUDY:
+    for name, extra in study_sweeps():
         assert main(["sweep", name, *extra, "--storage-path", str(folder / f"ray-{name}"), *common]) == 0, name
     for preset in ("colour", "origin"):
         assert main(["classify", "--preset", preset, "--data", "synthetic", "--data-dir", str(data_root), "--n", "4",

@@ -27,16 +27,20 @@ os.environ.setdefault("ORCHESTRATOR_NO_DOWNLOAD", "1")
 
 from tiny import run_tiny  # noqa: E402
 
-from trainables import list_trainables  # noqa: E402
+from search_spaces.registry import list_experiments, list_trainables  # noqa: E402
 from trainables.cifar import Split, load_cifar  # noqa: E402
+from trainables.clip import (  # noqa: E402
+    PromptedClip,  # noqa: E402
+    class_text_features,
+    load_clip,
+)
 from trainables.features import FeatureData  # noqa: E402
 from trainables.finetune import resnet_features  # noqa: E402
 from trainables.loop import autocast  # noqa: E402
-from trainables.models import class_text_features, load_clip, load_resnet18  # noqa: E402
 from trainables.pipeline import DeviceData, Preprocess, preprocess  # noqa: E402
-from trainables.prompting import PromptedClip  # noqa: E402
 from trainables.prompts import DeepPrompt  # noqa: E402
 from trainables.resize import pil_resize  # noqa: E402
+from trainables.resnet import load_resnet18  # noqa: E402
 
 BF16_TOLERANCE = 2e-2       # relative L2 error of bf16 operands (METHOD: 1e-3 .. 1e-2)
 failures: list[str] = []
@@ -87,9 +91,10 @@ def feature_cache(device: torch.device, cifar) -> None:
 def trainables_run(root: Path, device: torch.device) -> None:
     shared = dict(dataset="cifar10", data="synthetic", data_dir=str(root), model="tiny-clip", pretrained="none",
                   epochs=1, batch_size=64, warmup_steps=2, device=device.type)
-    for spec in list_trainables():
+    for exp in list_experiments():
+        spec = exp.trainable
         start = time.perf_counter()
-        reports, _ = run_tiny(spec, shared)
+        reports, _ = run_tiny(exp, shared)
         finite = bool(reports) and all(math.isfinite(reports[-1][k]) for k in spec.metrics)
         shown = ", ".join(f"{k}={reports[-1][k]:.3g}" for k in spec.metrics[:3])
         check(f"trainable {spec.name} on {device.type}", finite, f"{time.perf_counter() - start:.1f} s, {shown}")

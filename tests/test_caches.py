@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from trainables.cifar import load_cifar
+from trainables.clip import PromptedClip, class_text_features, load_clip
 from trainables.config import from_dict
 from trainables.features import FeatureData
 from trainables.finetune import FinetuneConfig, run_finetune
-from trainables.models import class_text_features, load_clip, load_resnet18
 from trainables.pipeline import Augment, DeviceData, Preprocess, preprocess, random_crop
-from trainables.prompting import DeepPromptConfig, PromptedClip, run_prompt
+from trainables.prompt_training import DeepPromptConfig, run_deep
 from trainables.prompts import POSITIONS, DeepPrompt
+from trainables.resnet import load_resnet18
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,8 @@ def _same_numbers(a: list[dict], b: list[dict], keys: tuple[str, ...]) -> None:
 
 def test_deep_prompt_trial_is_the_same_with_and_without_the_prefix_cache(tiny_prompt_config):
     config = {**tiny_prompt_config, "epochs": 2, "layer": 2, "n_prompts": 4, "position": "back", "lr": 10.0}
-    cached = _trial(run_prompt, DeepPromptConfig, {**config, "prefix_cache": True})
-    plain = _trial(run_prompt, DeepPromptConfig, {**config, "prefix_cache": False})
+    cached = _trial(run_deep, DeepPromptConfig, {**config, "prefix_cache": True})
+    plain = _trial(run_deep, DeepPromptConfig, {**config, "prefix_cache": False})
     _same_numbers(cached, plain, ("train_loss", "train_acc", "val_acc", "test_acc"))
     assert cached[0]["cache_mb"] > 0 and "cache_mb" not in plain[0]
 

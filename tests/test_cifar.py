@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainables import UserError
+from common.errors import UserError
 from trainables.cifar import ARCHIVES, is_present, load_cifar, read_batch
 from trainables.synthetic import CIFAR10_CLASSES, write_synthetic_archive
 
@@ -43,8 +43,8 @@ def test_cifar110_joins_test_sets_with_offset_labels(data_root):
 
 
 def test_synthetic_archive_is_deterministic_and_in_archive_format(tmp_path):
-    a = write_synthetic_archive("cifar10", tmp_path / "a")
-    b = write_synthetic_archive("cifar10", tmp_path / "b")
+    a = write_synthetic_archive("cifar10", ARCHIVES["cifar10"], tmp_path / "a")
+    b = write_synthetic_archive("cifar10", ARCHIVES["cifar10"], tmp_path / "b")
     for name in ARCHIVES["cifar10"].files():
         assert (a / name).read_bytes() == (b / name).read_bytes()
     assert [n.decode() for n in read_batch(a / "batches.meta")[b"label_names"]] == list(CIFAR10_CLASSES)
@@ -59,7 +59,7 @@ def test_crafted_pickle_cannot_run_code(tmp_path):
 
     spec = ARCHIVES["cifar10"]
     folder = tmp_path / "synthetic" / spec.folder
-    write_synthetic_archive("cifar10", tmp_path / "synthetic")
+    write_synthetic_archive("cifar10", ARCHIVES["cifar10"], tmp_path / "synthetic")
     _write(folder / "data_batch_1", {b"data": Evil(), b"labels": []})
     with pytest.raises(UserError, match="data_batch_1"):
         load_cifar("cifar10", tmp_path, "synthetic")

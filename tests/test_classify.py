@@ -5,10 +5,16 @@ import pytest
 import torch
 from PIL import Image
 
+from common.errors import UserError
 from orchestrator.cli import main
-from trainables import UserError
-from trainables.freeform import PRESETS, Task, image_files, probabilities_for_files, task_from
-from trainables.models import load_clip
+from trainables.clip import load_clip
+from trainables.freeform import (
+    PRESETS,
+    Task,
+    image_files,
+    probabilities_for_files,
+    task_from,
+)
 
 
 def _folder(tmp_path, n=3):

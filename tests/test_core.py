@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
+from common.errors import UserError
+from common.names import cell_key
 from orchestrator.plan import make_plan
 from orchestrator.searchers import CellSearcher, round_robin
-from search_spaces import cell_key
-from trainables import UserError
 from trainables.cifar import read_batch
-from trainables.models import load_clip
+from trainables.clip import load_clip
 from trainables.prompts import POSITIONS, DeepPrompt, insert_prompts
 from trainables.resize import pil_resize
 
@@ -240,7 +240,8 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     from ray.tune import Checkpoint
     from safetensors.torch import save_file
 
-    from orchestrator.tracking import MLflowTrials, experiment_id
+    from orchestrator.tracking import MLflowTrials
+    from store.runs import experiment_id
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "visual", uri)
@@ -381,8 +382,9 @@ def test_per_cell_asha_takes_its_grace_period_within_max_t():
 def test_best_per_cell_is_each_cells_best_on_validation_finite_trial():
     import pandas as pd
 
-    from reports.runs import best_per_cell, best_test
-    rows = [  # cell (a, b): best val 0.8 -> test 0.50; the diverged 0.99 and the NaN are out
+    from reports.trials import best_per_cell, best_test
+    rows = [  # cell (a, b): best val 0.8 -> test 0.50; the diverged 0.99 and the NaN are out (the
+              # cell each trial logged is added below, as MLflow's `cell` tag gives it)
         dict(a=1, b="x", best_val_acc=0.8, test_acc=0.50, diverged=0, run_id="r1"),
         dict(a=1, b="x", best_val_acc=0.6, test_acc=0.90, diverged=0, run_id="r2"),
         dict(a=1, b="x", best_val_acc=0.7, test_acc=0.10, diverged=0, run_id="r3"),
@@ -392,21 +394,37 @@ def test_best_per_cell_is_each_cells_best_on_validation_finite_trial():
         dict(a=1, b="y", best_val_acc=0.4, test_acc=0.15, diverged=0, run_id="r7"),
         dict(a=2, b="x", best_val_acc=0.5, test_acc=0.30, diverged=0, run_id="r8"),
     ]
-    best = best_per_cell(pd.DataFrame(rows), ["a", "b"])
+    rows = [{**r, "cell": f"a={r['a']},b={r['b']}"} for r in rows]
+    best = best_per_cell(pd.DataFrame(rows))
     assert sorted(best["run_id"]) == ["r1", "r7", "r8"]
     assert best_test(best, a=1) == 0.50                 # (1, x) beats (1, y) on validation
     assert best_test(best, a=1, b="y") == 0.15 and best_test(best, a=2) == 0.30
     assert best_test(best, a=3) is None
     no_flag = pd.DataFrame(rows).drop(columns="diverged")   # a trainable that never diverges
-    assert sorted(best_per_cell(no_flag.iloc[[1, 2, 5]], ["a", "b"])["run_id"]) == ["r3", "r6"]
+    assert sorted(best_per_cell(no_flag.iloc[[1, 2, 5]])["run_id"]) == ["r3", "r6"]
+
+
+def test_best_per_cell_groups_by_the_logged_cell_and_orders_rows_by_the_grids_axes():
+    import pandas as pd
+
+    from reports.trials import best_per_cell
+    # layer 10 sorts before layer 2 as text; the grid's order is numeric, axis by axis
+    rows = [dict(cell=f"layer={layer},n={n}", layer=layer, n=n, best_val_acc=v, test_acc=v, run_id=f"{layer}-{n}-{v}")
+            for layer in (10, 2) for n in (4, 1) for v in (0.1, 0.2)]
+    best = best_per_cell(pd.DataFrame(rows))
+    assert [(r.layer, r.n) for r in best.itertuples()] == [(2, 1), (2, 4), (10, 1), (10, 4)]
+    assert set(best["best_val_acc"]) == {0.2}
+    # a param that is not an axis of the grid splits nothing: the logged cell decides
+    other = pd.DataFrame([{**rows[0], "seed": 1}, {**rows[1], "seed": 2}])
+    assert list(best_per_cell(other)["run_id"]) == [rows[1]["run_id"]]
 
 
 def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(tmp_path):
     from mlflow.tracking import MlflowClient
+    from orchestrator.source_runs import best_source_run
 
-    from orchestrator.sources import best_source_run
-    from reports.runs import SUPERSEDED_TAG
-    from trainables.sources import Source
+    from store.runs import SUPERSEDED_TAG
+    from trainables.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = client.create_experiment("visual")
@@ -489,7 +507,8 @@ def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(
     from ray.tune import Checkpoint
     from safetensors.torch import save_file
 
-    from orchestrator.tracking import MLflowTrials, experiment_id
+    from orchestrator.tracking import MLflowTrials
+    from store.runs import experiment_id
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)
@@ -641,8 +660,8 @@ def test_cell_searcher_details_the_study_direction_range_replay_and_failures(tmp
 def test_cell_searcher_without_a_learning_rate_proposes_each_cell_as_its_trial():
     from orchestrator.resume import Continuation, SweepRecord
     plan = make_plan("robustness", "smoke")
-    extra = {cell_key(c): {"source_run": f"src-{i}"} for i, c in enumerate(plan.cells)}
-    plan = type(plan)(**{**plan.__dict__, "extra": extra})
+    filled = {cell_key(c): {"source_run": f"src-{i}"} for i, c in enumerate(plan.cells)}
+    plan = type(plan)(**{**plan.__dict__, "filled": filled})
     keys = [cell_key(c) for c in plan.cells]
     record = SweepRecord(unfinished={keys[1]: [Continuation("u1", None, "/ck", 1)]})
     s = CellSearcher(plan, "tpe", record=record)
@@ -652,16 +671,16 @@ def test_cell_searcher_without_a_learning_rate_proposes_each_cell_as_its_trial()
     for key, config in zip(keys, configs):
         cell = plan.cells[keys.index(key)]
         assert config == {**plan.config(cell, None), **({"_run_id": "u1", "_resume_from": "/ck"} if key == keys[1] else {})}
-        assert config["source_run"] == extra[key]["source_run"] and "lr" not in config
+        assert config["source_run"] == filled[key]["source_run"] and "lr" not in config
 
 
 def test_the_source_run_may_be_stopped_early_and_need_not_log_divergence(tmp_path):
     """A KILLED trial (stopped early by ASHA) is a candidate, and so is one that never logged a
     `diverged` metric (a trainable that cannot diverge); the error names the store."""
     from mlflow.tracking import MlflowClient
+    from orchestrator.source_runs import best_source_run
 
-    from orchestrator.sources import best_source_run
-    from trainables.sources import Source
+    from trainables.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = client.create_experiment("finetune")
@@ -728,9 +747,10 @@ def test_deep_prompt_without_a_projection_returns_the_pooled_token(tiny_clip):
 def test_best_per_cell_keeps_the_trials_columns():
     import pandas as pd
 
-    from reports.runs import best_per_cell
-    frame = pd.DataFrame([dict(a=1, best_val_acc=0.5, test_acc=0.4), dict(a=1, best_val_acc=0.6, test_acc=0.3)])
-    best = best_per_cell(frame, ["a"])
+    from reports.trials import best_per_cell
+    frame = pd.DataFrame([dict(cell="a=1", a=1, best_val_acc=0.5, test_acc=0.4),
+                          dict(cell="a=1", a=1, best_val_acc=0.6, test_acc=0.3)])
+    best = best_per_cell(frame)
     assert list(best.columns) == list(frame.columns) and list(best.index) == [0]
 
 
@@ -762,7 +782,7 @@ def test_cell_searcher_defaults_and_the_cells_fixed_settings_with_a_learning_rat
     assert [plain.suggest(f"t{i}")["lr"] for i in range(3)] == [explicit.suggest(f"t{i}")["lr"] for i in range(3)]
     assert {type(s.sampler).__name__ for s in plain.studies.values()} == {"TPESampler"}
     assert plain.studies[keys[0]].sampler._n_startup_trials == 2         # half of 5, rounded down
-    plan = type(plan)(**{**plan.__dict__, "extra": {keys[0]: {"warmup_steps": 3}}})
+    plan = type(plan)(**{**plan.__dict__, "filled": {keys[0]: {"warmup_steps": 3}}})
     config = CellSearcher(plan).suggest("t0")
     assert config == plan.config(plan.cells[0], config["lr"]) and config["warmup_steps"] == 3
     with pytest.raises(NotImplementedError, match=r"^a sweep is resumed from MLflow \(orchestrator/resume.py\), "
@@ -775,7 +795,8 @@ def test_deep_prompt_holds_n_prompts_tokens_of_the_encoders_width(tiny_clip):
 
 
 def test_best_source_run_without_a_store_names_the_sweep_to_run(tmp_path):
-    from orchestrator.sources import best_source_run
-    from trainables.sources import Source
+    from orchestrator.source_runs import best_source_run
+
+    from trainables.source_models import Source
     with pytest.raises(UserError, match="no 'visual' sweep of profile 'smoke' in sqlite:///nowhere"):
         best_source_run(None, make_plan("robustness", "smoke"), Source("visual", {}), "sqlite:///nowhere")

@@ -244,7 +244,7 @@ def test_one_driver_per_sweep(data_root, tmp_path, ray_session, capsys, monkeypa
 def test_a_lease_from_another_host_is_honoured_until_it_is_stale(monkeypatch):
     import json
 
-    from orchestrator.lease import LEASE_TAG, holder
+    from store.lease import LEASE_TAG, holder
     monkeypatch.setenv("ORCHESTRATOR_LEASE_TIMEOUT_S", "30")
     lease = {"host": "node-7", "pid": 4242, "time": 1000.0, "token": "t"}
     tags = {LEASE_TAG: json.dumps(lease)}
@@ -266,7 +266,7 @@ def test_resume_without_an_interrupted_sweep_says_so(tmp_path, capsys):
 def test_a_trial_continued_at_its_last_epoch_reports_it_once_and_ends(tiny_prompt_config, tmp_path):
     """Ctrl-C can land after a trial's last checkpoint was saved but before Ray knew it had ended:
     continued from that checkpoint, it must still report (Tune requires the metric), once."""
-    from trainables.prompting import VisualPromptConfig, run_prompt
+    from trainables.prompt_training import VisualPromptConfig, run_visual
     cfg = VisualPromptConfig(**{**tiny_prompt_config, "epochs": 2}, prompt="padding", prompt_size=4, lr=10.0)
     reports, kept = [], tmp_path / "last"
 
@@ -275,10 +275,10 @@ def test_a_trial_continued_at_its_last_epoch_reports_it_once_and_ends(tiny_promp
         shutil.rmtree(kept, ignore_errors=True)
         shutil.copytree(folder, kept)
 
-    run_prompt(cfg, report)
+    run_visual(cfg, report)
     assert [r["epoch"] for r in reports] == [1, 2]
     again = []
-    run_prompt(cfg, lambda metrics, folder: again.append((metrics, sorted(p.name for p in Path(folder).iterdir()))),
+    run_visual(cfg, lambda metrics, folder: again.append((metrics, sorted(p.name for p in Path(folder).iterdir()))),
                resume_dir=kept)
     (metrics, files), = again
     assert metrics == reports[-1] and "best.safetensors" in files

@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from common.errors import UserError
 from orchestrator.cli import _task_slug
 from orchestrator.plan import make_plan
 from reports.html import _cells, inline
 from reports.markdown import table, text
-from search_spaces import list_sweeps
-from trainables import UserError, get_trainable
+from search_spaces.registry import list_experiments
 from trainables.cifar import ARCHIVES, _checked_split, read_batch
 from trainables.freeform import PRESETS, task_from
 from trainables.templates import fill
@@ -29,7 +29,7 @@ from trainables.templates import fill
 # e.g. `FUZZ_EXPLORE=1 python -m pytest tests/test_fuzz.py`, and whatever it finds becomes an @example.
 FUZZ = settings(max_examples=200, deadline=None, derandomize=not os.environ.get("FUZZ_EXPLORE"),
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
-SWEEPS = [s.name for s in list_sweeps()]
+SWEEPS = [s.name for s in list_experiments()]
 # text as people and programs type it: punctuation, markup, braces, newlines, any unicode
 WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 
@@ -41,7 +41,7 @@ def _one_line(err: UserError) -> None:
 @FUZZ
 @given(sweep=st.sampled_from(SWEEPS), data=st.data(), value=WORDS)
 def test_any_set_is_a_plan_or_one_line(sweep, data, value):
-    config = get_trainable(next(s for s in list_sweeps() if s.name == sweep).trainable).config_cls
+    config = next(s for s in list_experiments() if s.name == sweep).trainable.config_cls
     key = data.draw(st.sampled_from([f.name for f in dataclasses.fields(config)] + ["nope", "", "=x"]))
     try:
         plan = make_plan(sweep, "smoke", [f"{key}={value}"])

@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
+from common.names import cell_key
 from orchestrator.plan import make_plan
-from search_spaces import cell_key
 
 # --- reports and source choice: the best-on-validation trial, among runs whose values we set ---
 
@@ -119,7 +119,8 @@ def test_every_reported_number_is_the_best_on_validation_trials_test_score(plant
 
 
 def test_robustness_and_cross_take_the_best_on_validation_source_among_several(planted_store, data_root):
-    from orchestrator.sources import attach_sources
+    from orchestrator.source_runs import attach_sources
+
     from trainables.config import from_dict
     uri, client, parents, _ = planted_store
     for sweep in ("robustness", "cross"):
@@ -133,7 +134,7 @@ def test_robustness_and_cross_take_the_best_on_validation_source_among_several(p
                 frame = frame[frame[key] == str(value)]
             ok = frame[frame["diverged"] != 1]
             assert len(ok) >= 4
-            chosen = plan.extra[cell_key(cell)]["source_run"]
+            chosen = plan.filled[cell_key(cell)]["source_run"]
             assert chosen == ok.loc[ok["val"].idxmax(), "run_id"], (sweep, cell)
             assert learned[chosen].metrics["best_val_acc"] == ok["val"].max()
 

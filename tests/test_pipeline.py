@@ -4,7 +4,14 @@ import torch
 from PIL import Image
 
 from trainables.cifar import Split
-from trainables.pipeline import STATS, Augment, DeviceData, Preprocess, preprocess, train_val_split
+from trainables.pipeline import (
+    STATS,
+    Augment,
+    DeviceData,
+    Preprocess,
+    preprocess,
+    train_val_split,
+)
 
 
 def _images(n=8, seed=0):

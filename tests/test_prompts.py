@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from trainables import get_trainable
+from search_spaces.registry import list_trainables
+from trainables.clip import load_clip
 from trainables.config import from_dict
 from trainables.loop import lr_at
-from trainables.models import load_clip
-from trainables.prompting import DeepPromptConfig, build_classifier, prepare
+from trainables.prompt_training import DeepPromptConfig, deep_classifier, prepare
 from trainables.prompts import DeepPrompt, PaddingPrompt, PatchPrompt, insert_prompts
 
 
@@ -60,12 +60,12 @@ def test_readout_token_of_each_position(tiny, position, readout_is_prompt):
 def test_frozen_model_gets_no_gradients_or_optimizer_state(tiny_prompt_config):
     cfg = from_dict(DeepPromptConfig, {**tiny_prompt_config, "layer": 1, "n_prompts": 4})
     clip, splits, text = prepare(cfg)
-    learned, model = build_classifier(cfg, clip, text)
+    prompt, model = deep_classifier(cfg, clip, text)
     x, y = next(splits.train.batches(8))
     torch.nn.functional.cross_entropy(model(x), y).backward()
-    assert learned.prompts.grad is not None and learned.prompts.grad.abs().sum() > 0
+    assert prompt.prompts.grad is not None and prompt.prompts.grad.abs().sum() > 0
     assert all(p.grad is None for p in clip.model.parameters())
-    assert [k for k in learned.state_dict()] == ["prompts"]    # the encoder is not part of it
+    assert [k for k in prompt.state_dict()] == ["prompts"]    # the encoder is not part of it
 
 
 def test_lr_schedule_warms_up_then_decays_by_cosine():
@@ -77,7 +77,7 @@ def test_lr_schedule_warms_up_then_decays_by_cosine():
 
 def _run(name, config):
     reports = []
-    get_trainable(name).fn(config, report=lambda metrics, ckpt: reports.append(metrics))
+    next(t for t in list_trainables() if t.name == name).fn(config, report=lambda metrics, ckpt: reports.append(metrics))
     return reports
 
 

@@ -16,8 +16,8 @@ from mlflow.tracking import MlflowClient
 from orchestrator.cli import main
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.sweep import SweepOptions, run_sweep
-from search_spaces import LogUniform, Profile, SweepSpace
-from trainables.registry import TrainableSpec
+from search_spaces.experiment import Experiment, LogUniform, Profile
+from trainables.entry import Trainable
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +52,8 @@ def flaky(config: dict) -> None:
 def _flaky_plan(marker_dir: Path) -> SweepPlan:
     profile = Profile(base={"epochs": EPOCHS, "marker_dir": str(marker_dir)}, grid={"cell": [0, 1]},
                       lr=LogUniform(0.1, 1.0), samples=2, grace_period=EPOCHS)
-    spec = TrainableSpec("flaky", flaky, FlakyConfig, "fails once per trial", ("val_acc",))
-    return SweepPlan(SweepSpace("flaky", "flaky", "", {"test": profile}), "test", profile, spec,
+    spec = Trainable("flaky", FlakyConfig, flaky, "fails once per trial", ("val_acc",))
+    return SweepPlan(Experiment("flaky", spec, "", {"test": profile}), "test", profile,
                      dict(profile.base), profile.cells())
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from orchestrator.journal import Journal
+from store.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,12 +7,12 @@ import re
 import pytest
 import torchvision
 from mlflow.tracking import MlflowClient
+from orchestrator.source_runs import attach_sources
 
+from common.errors import UserError
+from common.names import cell_key
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
-from orchestrator.sources import attach_sources
-from search_spaces import cell_key
-from trainables import UserError
 from trainables.cifar import load_cifar
 
 
@@ -65,7 +65,7 @@ def test_a_resumed_sweep_takes_the_sources_its_parent_recorded(study_store, data
     plan = make_plan("robustness", "smoke", [f"data_dir={data_root}"])
     recorded = json.loads(_parent(uri, "robustness", BOTH_MODELS).data.tags["source_runs"])
     attached, sources = attach_sources(plan, uri, recorded)
-    assert {k: v["source_run"] for k, v in attached.extra.items()} == recorded
+    assert {k: v["source_run"] for k, v in attached.filled.items()} == recorded
     assert set(sources) == set(recorded.values())
     swapped = {cell_key(c): recorded["model=resnet_fc"] for c in plan.cells}     # a finetune run for the CLIP cell
     with pytest.raises(UserError, match="no trial of the 'visual' sweep cell"):

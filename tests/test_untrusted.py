@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from common.errors import UserError
 from orchestrator.cli import main
 from reports.html import _cells, to_html
-from trainables import UserError
 from trainables.cifar import ARCHIVES, load_cifar
 
 HOSTNAME = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").is_file() else socket.gethostname()
@@ -289,7 +289,8 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_two_drivers_creating_one_experiment_both_get_it(tmp_path):
-    from orchestrator.tracking import experiment_id, prepare_store
+    from store.runs import experiment_id
+    from store.uri import prepare_store
     uri = f"sqlite:///{tmp_path}/m.db"
     prepare_store(uri)
     ids, errors = [], []

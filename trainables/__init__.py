@@ -1,6 +1,3 @@
-"""Experiments of the study as Ray Tune function trainables, plus the data, models and prompts
-they share. Nothing here imports the orchestrator: every trainable runs without Ray's driver."""
-from trainables.errors import UserError
-from trainables.registry import get_trainable, list_trainables, register_trainable
-
-__all__ = ["UserError", "get_trainable", "list_trainables", "register_trainable"]
+"""Every experiment of the study as a Ray Tune function trainable (a typed config and a run), and
+the model and data layers they share. Nothing here imports the orchestrator, the reports or the
+sweep registry, and only trainables/ray_io.py touches Ray: a run works without Ray's driver."""

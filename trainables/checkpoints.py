@@ -8,8 +8,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-LEARNED = "learned.safetensors"     # the parameters at the latest epoch
-BEST = "best.safetensors"           # the parameters of the best-on-validation epoch
+from common.names import BEST_FILE, LATEST_FILE
+
 OPTIMIZER = "optimizer.pt"
 STATE = "state.json"
 
@@ -23,9 +23,9 @@ def load_module(module: nn.Module, path: Path) -> None:
     module.load_state_dict({k: v.to(device) for k, v in load_file(str(path)).items()})
 
 
-def save_loop(folder: Path, learned: nn.Module, best: dict, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    save_module(learned, folder / LEARNED)
-    save_file({k: v.contiguous() for k, v in best.items()}, str(folder / BEST))
+def save_loop(folder: Path, trained: nn.Module, best: dict, optimizer: torch.optim.Optimizer, state: dict) -> None:
+    save_module(trained, folder / LATEST_FILE)
+    save_file({k: v.contiguous() for k, v in best.items()}, str(folder / BEST_FILE))
     torch.save(optimizer.state_dict(), folder / OPTIMIZER)
     (folder / STATE).write_text(json.dumps(state))
 
@@ -35,7 +35,7 @@ def checkpoint_epoch(folder: Path) -> int | None:
     unreadable (a kill while it was written or synced): such a checkpoint is never resumed from."""
     try:
         state = json.loads((folder / STATE).read_text())
-        for name in (LEARNED, BEST):
+        for name in (LATEST_FILE, BEST_FILE):
             load_file(str(folder / name))
         torch.load(folder / OPTIMIZER, weights_only=True)
         epoch = state["epoch"]
@@ -44,8 +44,8 @@ def checkpoint_epoch(folder: Path) -> int | None:
     return epoch if isinstance(epoch, int) and epoch >= 1 else None
 
 
-def load_loop(folder: Path, learned: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
-    """Restores `learned` and `optimizer` in place; returns (best parameters, loop state)."""
-    load_module(learned, folder / LEARNED)
+def load_loop(folder: Path, trained: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Restores `trained` and `optimizer` in place; returns (best parameters, loop state)."""
+    load_module(trained, folder / LATEST_FILE)
     optimizer.load_state_dict(torch.load(folder / OPTIMIZER, weights_only=True))
-    return load_file(str(folder / BEST)), json.loads((folder / STATE).read_text())
+    return load_file(str(folder / BEST_FILE)), json.loads((folder / STATE).read_text())

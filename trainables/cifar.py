@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from trainables.errors import UserError
+from common.errors import UserError
+from common.names import DATA_KINDS, DATASETS
 from trainables.paths import DATA_DIR_ENV, NO_DOWNLOAD_ENV, downloads_allowed
 
 
@@ -57,8 +58,7 @@ ARCHIVES = {
         "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python",
         ("train",), ("test",), "meta", b"fine_label_names", b"fine_labels", 100, {"train": 50_000, "test": 10_000}),
 }
-DATASETS = ("cifar10", "cifar100", "cifar110")
-DATA_KINDS = ("real", "synthetic")
+LOADABLE = (*DATASETS, "cifar110")      # CIFAR-110 is both test sets under one label space
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,8 @@ def check_archive(name: str, root: Path, kind: str = "real") -> None:
 
 def load_cifar(name: str, root: Path, kind: str = "real") -> Cifar:
     """CIFAR-10, CIFAR-100 or CIFAR-110, fetching (real) or writing (synthetic) it when absent."""
-    if name not in DATASETS:
-        raise UserError(f"unknown dataset '{name}'; known: {', '.join(DATASETS)}")
+    if name not in LOADABLE:
+        raise UserError(f"unknown dataset '{name}'; known: {', '.join(LOADABLE)}")
     if kind not in DATA_KINDS:
         raise UserError(f"unknown data kind '{kind}'; known: {', '.join(DATA_KINDS)}")
     if name == "cifar110":
@@ -232,7 +232,7 @@ def ensure_archive(name: str, root: Path, kind: str = "real") -> None:
             return      # another trial on this node fetched it while we waited
         if kind == "synthetic":
             from trainables.synthetic import write_synthetic_archive
-            write_synthetic_archive(name, archive_root(root, kind))
+            write_synthetic_archive(name, ARCHIVES[name], archive_root(root, kind))
         else:
             _fetch_real(ARCHIVES[name], root)
 

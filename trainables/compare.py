@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.base import pick_device, tune_entry
+from common.errors import UserError
 from trainables.config import check_at_least_one, check_choices
-from trainables.errors import UserError
+from trainables.device import pick_device
+from trainables.entry import trainable
 from trainables.loop import Reporter
-from trainables.registry import register_trainable
 
 TORCHVISION = ("vgg11", "vgg11_bn", "resnet18", "densenet121", "mobilenet_v3_small", "vit_b_32")
 TIMM = ("vit_small_patch8_224",)
@@ -138,8 +138,7 @@ def run_compare(cfg: CompareConfig, report: Reporter, resume_dir=None) -> dict:
     return metrics
 
 
-compare = register_trainable(
-    "compare", CompareConfig,
+COMPARE = trainable(
+    "compare", CompareConfig, run_compare,
     "an ImageNet model's ms/image and memory with and without no_grad, parameters, top-1",
-    ("ms_per_image_no_grad", "ms_per_image_grad", "params", "imagenet_top1"),
-)(tune_entry(CompareConfig, run_compare))
+    ("ms_per_image_no_grad", "ms_per_image_grad", "params", "imagenet_top1"))

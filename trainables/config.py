@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from trainables.errors import UserError
+from common.errors import UserError
+from common.names import is_private
 
 
 def field_types(cls) -> dict[str, type]:
@@ -45,7 +46,7 @@ def coerce(cls, key: str, value, where: str = "config"):
 
 def from_dict(cls, config: dict, where: str = "config"):
     """An instance of `cls` from `config`, ignoring Ray's private keys; then its own checks."""
-    values = {k: coerce(cls, k, v, where) for k, v in config.items() if not k.startswith("_")}
+    values = {k: coerce(cls, k, v, where) for k, v in config.items() if not is_private(k)}
     instance = cls(**values)
     check = getattr(instance, "check", None)
     if check:

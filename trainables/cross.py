@@ -10,16 +10,16 @@ from typing import Optional
 
 import torch
 
-from trainables.base import DATASETS, pick_device, tune_entry
-from trainables.cifar import DATA_KINDS, load_cifar
+from common.names import DATA_KINDS, DATASETS
+from trainables.cifar import load_cifar
+from trainables.clip import PromptedClip, class_text_features
 from trainables.config import check_at_least_one, check_choices
+from trainables.device import pick_device
+from trainables.entry import trainable
 from trainables.loop import Reporter, evaluate, predictions
-from trainables.models import class_text_features
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData
-from trainables.prompting import PromptedClip
-from trainables.registry import register_trainable
-from trainables.sources import Source, padding_prompt_clip, pick
+from trainables.source_models import Source, padding_prompt_clip, pick
 
 
 @dataclass
@@ -51,9 +51,9 @@ def split_scores(pred: torch.Tensor, labels: torch.Tensor, n10: int) -> dict[str
 
 
 def run_cross(cfg: CrossConfig, report: Reporter, resume_dir=None, sources=None) -> dict:
-    learned = pick(sources, cfg.source_run)
+    source = pick(sources, cfg.source_run)
     device = pick_device(cfg.device)
-    pcfg, clip, prompt = padding_prompt_clip(learned, cfg.data, cfg.data_dir, device)
+    pcfg, clip, prompt = padding_prompt_clip(source, cfg.data, cfg.data_dir, device)
     root = data_dir(cfg.data_dir)
     c110, own = load_cifar("cifar110", root, cfg.data), load_cifar(pcfg.dataset, root, cfg.data)
     wide = PromptedClip(clip, class_text_features(clip, c110.classes, pcfg.template), visual_prompt=prompt)
@@ -62,13 +62,12 @@ def run_cross(cfg: CrossConfig, report: Reporter, resume_dir=None, sources=None)
     metrics = split_scores(predictions(wide, test, cfg.batch_size), test.labels, n10)
     narrow = PromptedClip(clip, class_text_features(clip, own.classes, pcfg.template), visual_prompt=prompt)
     metrics["own_acc"] = evaluate(narrow, DeviceData(own.test, device, clip.preprocess), cfg.batch_size)
-    metrics["source_test_acc"] = float(learned.metrics.get("test_acc", math.nan))
+    metrics["source_test_acc"] = float(source.metrics.get("test_acc", math.nan))
     report(metrics, None)
     return metrics
 
 
-cross = register_trainable(
-    "cross", CrossConfig,
+CROSS = trainable(
+    "cross", CrossConfig, run_cross,
     "CIFAR-110: CLIP with the padding prompt learnt on CIFAR-10 or CIFAR-100, 110-way",
-    ("combined_acc", "cifar10_acc", "cifar100_acc", "own_acc", "source_test_acc"), source=source_of,
-)(tune_entry(CrossConfig, run_cross))
+    ("combined_acc", "cifar10_acc", "cifar100_acc", "own_acc", "source_test_acc"))

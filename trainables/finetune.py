@@ -17,16 +17,22 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from trainables.base import DataConfig, load_splits, pick_device, tune_entry
+from common.errors import UserError
 from trainables.config import check_choices
-from trainables.errors import UserError
+from trainables.data_config import DataConfig, load_splits
+from trainables.device import pick_device
+from trainables.entry import trainable
 from trainables.features import cache_splits
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
-from trainables.models import RESNET_WEIGHTS, load_resnet18
 from trainables.pipeline import STATS, Augment, Preprocess
-from trainables.registry import register_trainable
+from trainables.resnet import (
+    RESNET_WEIGHTS,
+    VARIANTS,
+    ResNetClassifier,
+    build_resnet,
+    resnet_features,
+)
 
-VARIANTS = ("fc", "fc_first_conv", "fc_last_conv")
 AUGMENTS = {"none": Augment(), "hflip": Augment(hflip=True), "crop": Augment(crop_padding=4)}
 
 
@@ -63,73 +69,25 @@ class FinetuneConfig(DataConfig):
                             warmup_steps=0, optimizer="adam")
 
 
-def resnet_features(net: nn.Module, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """Everything of torchvision's ResNet but its fc: (B, 3, H, W) -> (B, 512)."""
-    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
-    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
-    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
-    return torch.flatten(net.avgpool(x), 1)
-
-
-class ResNetClassifier(nn.Module):
-    """ResNet-18 with some layers learned; frozen BatchNorm stays in eval mode unless asked."""
-
-    def __init__(self, net: nn.Module, bn_train: bool, channels_last: bool):
-        super().__init__()
-        self.net, self.bn_train, self.channels_last = net, bn_train, channels_last
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if mode and not self.bn_train:
-            for m in self.net.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.fc(resnet_features(self.net, x, self.channels_last))
-
-
-def build_resnet(cfg: FinetuneConfig, n_classes: int, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """(the learned layers as one module, the frozen ResNet-18 with them in place)."""
-    net = load_resnet18(cfg.weights, device).requires_grad_(False).eval()
-    torch.manual_seed(cfg.seed)
-    net.fc = nn.Linear(net.fc.in_features, n_classes, device=device)
-    nn.init.normal_(net.fc.weight, 0.0, 0.01)
-    nn.init.zeros_(net.fc.bias)
-    learned = {"fc": net.fc}
-    if cfg.variant == "fc_first_conv":
-        learned["conv1"] = net.conv1
-    elif cfg.variant == "fc_last_conv":
-        learned["last_conv"] = net.layer4[-1].conv2
-    module = nn.ModuleDict(learned).requires_grad_(True)
-    if cfg.backbone_bn == "train":
-        # statistics re-estimated on CIFAR are learned state too: checkpointed with the layers
-        module["bn"] = nn.ModuleList(m for m in net.modules() if isinstance(m, nn.BatchNorm2d))
-    if cfg.channels_last:
-        net.to(memory_format=torch.channels_last)
-    return module, net
-
-
 def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict:
     device = pick_device(cfg.device)
     pre = Preprocess(cfg.image_size, "bilinear", cfg.stats)    # torchvision's ResNet recipe
     data, splits = load_splits(cfg, pre, device)
-    learned, net = build_resnet(cfg, len(data.classes), device)
-    aug, extra = AUGMENTS[cfg.augment], {"cache_seconds": 0.0, "cache_mb": 0.0}
+    trained, net = build_resnet(cfg.weights, cfg.variant, len(data.classes), device, cfg.seed,
+                                cfg.backbone_bn == "train", cfg.channels_last)
+    aug, cost = AUGMENTS[cfg.augment], {"cache_seconds": 0.0, "cache_mb": 0.0}
     model: nn.Module = ResNetClassifier(net, cfg.backbone_bn == "train", cfg.channels_last)
     if cfg.cached:
         # pooled backbone features once per image (and per flipped image when training flips)
-        splits, extra = cache_splits(splits, lambda x: resnet_features(net, x, cfg.channels_last),
+        splits, cost = cache_splits(splits, lambda x: resnet_features(net, x, cfg.channels_last),
                                      cfg.batch_size, aug.hflip)
         model = net.fc
     if cfg.compile:
         model = torch.compile(model)
-    return fit(model, learned, splits, cfg.settings(), aug, report, resume_dir, extra)
+    return fit(model, trained, splits, cfg.settings(), aug, report, resume_dir, cost)
 
 
-finetune = register_trainable(
-    "finetune", FinetuneConfig,
+FINETUNE = trainable(
+    "finetune", FinetuneConfig, run_finetune,
     "ResNet-18 (ImageNet) on CIFAR: a new fc alone, or with the first or last conv; Adam",
-    TRAINING_METRICS + ("cache_seconds", "cache_mb"),
-)(tune_entry(FinetuneConfig, run_finetune))
+    TRAINING_METRICS + ("cache_seconds", "cache_mb"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.errors import UserError
-from trainables.models import Clip, class_text_features, clip_logits
+from common.errors import UserError
+from trainables.clip import Clip, class_text_features, clip_logits
 from trainables.pipeline import preprocess
 from trainables.templates import check_template
 

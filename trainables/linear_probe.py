@@ -9,13 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.base import DataConfig, load_splits, pick_device, tune_entry
-from trainables.errors import UserError
+from common.errors import UserError
+from trainables.clip import CLIP_MODELS, load_clip
+from trainables.data_config import DataConfig, load_splits
+from trainables.device import pick_device
+from trainables.entry import trainable
 from trainables.features import cache_splits
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
-from trainables.models import CLIP_MODELS, load_clip
 from trainables.pipeline import Augment
-from trainables.registry import register_trainable
 
 
 @dataclass
@@ -40,14 +41,13 @@ def run_linear_probe(cfg: LinearProbeConfig, report: Reporter, resume_dir=None) 
     clip = load_clip(cfg.model, cfg.pretrained, device)
     data, splits = load_splits(cfg, clip.preprocess, device)
     encode = lambda x: F.normalize(clip.model.encode_image(x).float(), dim=-1)  # noqa: E731
-    splits, extra = cache_splits(splits, encode, cfg.batch_size)
+    splits, cost = cache_splits(splits, encode, cfg.batch_size)
     torch.manual_seed(cfg.seed)
     head = nn.Linear(splits.train.features.shape[1], len(data.classes), device=device)
-    return fit(head, head, splits, cfg.settings(), Augment(), report, resume_dir, extra)
+    return fit(head, head, splits, cfg.settings(), Augment(), report, resume_dir, cost)
 
 
-linear_probe = register_trainable(
-    "linear_probe", LinearProbeConfig,
+LINEAR_PROBE = trainable(
+    "linear_probe", LinearProbeConfig, run_linear_probe,
     "a linear head on frozen, L2-normalised CLIP image features; Adam",
-    TRAINING_METRICS + ("cache_seconds", "cache_mb"),
-)(tune_entry(LinearProbeConfig, run_linear_probe))
+    TRAINING_METRICS + ("cache_seconds", "cache_mb"))

@@ -108,22 +108,22 @@ class Splits:
     test: DeviceData
 
 
-def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, aug: Augment,
-        report: Reporter, resume_dir: Path | None = None, extra: dict | None = None) -> dict:
-    """Train `learned` (a part of `model`) and report each epoch, with `extra` (constant
-    metrics such as a cache's cost) in every report; returns the last metrics."""
-    optimizer = make_optimizer([p for p in learned.parameters() if p.requires_grad], s)
+def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, aug: Augment,
+        report: Reporter, resume_dir: Path | None = None, constant_metrics: dict | None = None) -> dict:
+    """Train `trained` (the learned part of `model`) and report each epoch, with
+    `constant_metrics` (such as a cache's cost) in every report; returns the last metrics."""
+    optimizer = make_optimizer([p for p in trained.parameters() if p.requires_grad], s)
     steps_per_epoch = math.ceil(len(splits.train) / s.batch_size)
     total = steps_per_epoch * s.epochs
-    best = {k: v.detach().float().cpu().clone() for k, v in learned.state_dict().items()}
+    best = {k: v.detach().float().cpu().clone() for k, v in trained.state_dict().items()}
     state = {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "test_acc": float("nan")}
     if resume_dir is not None:
-        best, state = load_loop(resume_dir, learned, optimizer)
+        best, state = load_loop(resume_dir, trained, optimizer)
         if state["epoch"] >= s.epochs:
             # interrupted after its last epoch was saved but before it was known to have ended:
             # it reports that epoch once more (a repeat the driver does not log twice), and ends
             with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
-                save_loop(Path(folder), learned, best, optimizer, state)
+                save_loop(Path(folder), trained, best, optimizer, state)
                 last = state.get("metrics") or {       # a checkpoint from before "metrics" was kept
                     "epoch": state["epoch"], "val_acc": state["best_val_acc"], "best_val_acc": state["best_val_acc"],
                     "best_epoch": state["best_epoch"], "test_acc": state["test_acc"]}
@@ -146,7 +146,7 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
             return metrics
         val_acc = evaluate(model, splits.val, s.batch_size)
         if val_acc > state["best_val_acc"]:
-            best = {k: v.detach().float().cpu().clone() for k, v in learned.state_dict().items()}
+            best = {k: v.detach().float().cpu().clone() for k, v in trained.state_dict().items()}
             state.update(best_val_acc=val_acc, best_epoch=epoch,
                          test_acc=evaluate(model, splits.test, s.batch_size))
         state["epoch"] = epoch
@@ -154,9 +154,9 @@ def fit(model: nn.Module, learned: nn.Module, splits: Splits, s: LoopSettings, a
                    "best_val_acc": state["best_val_acc"], "best_epoch": state["best_epoch"],
                    "test_acc": state["test_acc"],
                    "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
-                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0, **(extra or {})}
+                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0, **(constant_metrics or {})}
         state["metrics"] = metrics
         with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
-            save_loop(Path(folder), learned, best, optimizer, state)
+            save_loop(Path(folder), trained, best, optimizer, state)
             report(metrics, folder)
     return metrics

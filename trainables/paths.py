@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from trainables.errors import UserError
+from common.errors import UserError
 
 APP = "clip-prompt-sweeps"
 DATA_DIR_ENV = "ORCHESTRATOR_DATA_DIR"

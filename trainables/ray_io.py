@@ -18,11 +18,6 @@ def tune_report(metrics: dict, checkpoint_dir: str | None) -> None:
     tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, checkpoint=checkpoint)
 
 
-# The config key through which the driver hands a continued trial the newest readable checkpoint
-# of its earlier session (a path or URI inside the sweep's storage, found by the driver).
-RESUME_KEY = "_resume_from"
-
-
 @contextlib.contextmanager
 def tune_resume_dir(earlier: str | None = None) -> Iterator[Path | None]:
     """The trial's last checkpoint as a local folder, or None. Ray's own (a retry within this

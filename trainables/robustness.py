@@ -12,18 +12,26 @@ from typing import Optional
 import torch
 from torch import nn
 
-from trainables.base import pick_device, tune_entry
-from trainables.cifar import DATA_KINDS, load_cifar
+from common.errors import UserError
+from common.names import DATA_KINDS
+from trainables.cifar import load_cifar
+from trainables.clip import PromptedClip, class_text_features
 from trainables.config import check_at_least_one, check_choices
-from trainables.errors import UserError
-from trainables.finetune import FinetuneConfig, ResNetClassifier, build_resnet
+from trainables.device import pick_device
+from trainables.entry import trainable
+from trainables.finetune import FinetuneConfig
 from trainables.loop import Reporter, evaluate
-from trainables.models import class_text_features
 from trainables.paths import data_dir
 from trainables.pipeline import Augment, DeviceData, Preprocess
-from trainables.prompting import PromptedClip
-from trainables.registry import register_trainable
-from trainables.sources import Learned, Source, config_of, load_learned, padding_prompt_clip, pick
+from trainables.resnet import ResNetClassifier, build_resnet
+from trainables.source_models import (
+    Source,
+    SourceRun,
+    config_of,
+    load_parameters,
+    padding_prompt_clip,
+    pick,
+)
 
 SOURCES = {
     "clip_padding": Source("visual", {"dataset": "cifar100", "prompt": "padding"}),
@@ -62,16 +70,17 @@ def source_of(cfg: RobustnessConfig) -> Source:
     return SOURCES[cfg.model]
 
 
-def source_model(cfg: RobustnessConfig, learned: Learned, device: torch.device) -> tuple[nn.Module, Preprocess, str]:
+def source_model(cfg: RobustnessConfig, source: SourceRun, device: torch.device) -> tuple[nn.Module, Preprocess, str]:
     """(classifier, its preprocessing, the dataset) rebuilt from the source run."""
     if cfg.model == "clip_padding":
-        pcfg, clip, prompt = padding_prompt_clip(learned, cfg.data, cfg.data_dir, device)
+        pcfg, clip, prompt = padding_prompt_clip(source, cfg.data, cfg.data_dir, device)
         classes = load_cifar(pcfg.dataset, data_dir(cfg.data_dir), cfg.data).classes
         text = class_text_features(clip, classes, pcfg.template)
         return PromptedClip(clip, text, visual_prompt=prompt), clip.preprocess, pcfg.dataset
-    fcfg = config_of(FinetuneConfig, learned, data=cfg.data, data_dir=cfg.data_dir, device=str(device))
-    layers, net = build_resnet(fcfg, learned.tensors["fc.weight"].shape[0], device)
-    load_learned(layers, learned)
+    fcfg = config_of(FinetuneConfig, source, data=cfg.data, data_dir=cfg.data_dir, device=str(device))
+    layers, net = build_resnet(fcfg.weights, fcfg.variant, source.tensors["fc.weight"].shape[0], device, fcfg.seed,
+                               fcfg.backbone_bn == "train", fcfg.channels_last)
+    load_parameters(layers, source)
     model = ResNetClassifier(net, fcfg.backbone_bn == "train", fcfg.channels_last).eval()
     return model, Preprocess(fcfg.image_size, "bilinear", fcfg.stats), fcfg.dataset
 
@@ -86,21 +95,20 @@ def accuracy_by_noise(model: nn.Module, test: DeviceData, levels: list[float], s
 
 
 def run_robustness(cfg: RobustnessConfig, report: Reporter, resume_dir=None, sources=None) -> dict:
-    learned = pick(sources, cfg.source_run)
+    source = pick(sources, cfg.source_run)
     device = pick_device(cfg.device)
-    model, pre, dataset = source_model(cfg, learned, device)
+    model, pre, dataset = source_model(cfg, source, device)
     data = load_cifar(dataset, data_dir(cfg.data_dir), cfg.data)
     accs = accuracy_by_noise(model, DeviceData(data.test, device, pre, cfg.noise_seed), cfg.levels(),
                              cfg.noise_seed, cfg.batch_size)
     metrics = {"clean_acc": accs[0.0], "noisy_acc": accs[cfg.noise_std],
-               "source_test_acc": float(learned.metrics.get("test_acc", math.nan)),
+               "source_test_acc": float(source.metrics.get("test_acc", math.nan)),
                **{f"acc_noise_{level:g}": acc for level, acc in accs.items()}}
     report(metrics, None)
     return metrics
 
 
-robustness = register_trainable(
-    "robustness", RobustnessConfig,
+ROBUSTNESS = trainable(
+    "robustness", RobustnessConfig, run_robustness,
     "CIFAR-100 test clean and with Gaussian noise: the best padding prompt and fc-only ResNet-18",
-    ("clean_acc", "noisy_acc", "source_test_acc"), source=source_of,
-)(tune_entry(RobustnessConfig, run_robustness))
+    ("clean_acc", "noisy_acc", "source_test_acc"))

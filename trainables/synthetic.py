@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 
-from trainables.cifar import ARCHIVES
-
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
 CIFAR100_CLASSES = tuple("""apple aquarium_fish baby bear beaver bed bee beetle bicycle bottle bowl boy
@@ -69,9 +67,9 @@ def _write(path: Path, obj: dict) -> None:
         _Py2Pickler(f, protocol=2).dump(obj)
 
 
-def write_synthetic_archive(name: str, root: Path) -> Path:
-    """Write the extracted archive folder of `name` under root; returns that folder."""
-    spec = ARCHIVES[name]
+def write_synthetic_archive(name: str, spec, root: Path) -> Path:
+    """Write the extracted archive folder of `name` under root, laid out as its `spec` (a
+    trainables.cifar.ArchiveSpec) says; returns that folder."""
     classes, n_train, n_test, seed = _LAYOUT[name]
     folder = root / spec.folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ str.format, so that a template from the command line or from MLflow can neither 
 `{kind}` nor reach into Python objects through `{0.__class__}`."""
 from __future__ import annotations
 
-from trainables.errors import UserError
+from common.errors import UserError
 
 
 def check_template(template: str, what: str, example: str = "This is a photo of a {}") -> None:

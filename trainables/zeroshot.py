@@ -7,19 +7,17 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-import torch
-from torch import nn
-
-from trainables.base import DATASETS, pick_device, tune_entry
-from trainables.cifar import DATA_KINDS, load_cifar
+from common.errors import UserError
+from common.names import DATA_KINDS, DATASETS
+from trainables.cifar import load_cifar
+from trainables.clip import CLIP_MODELS, TextHead, class_text_features, load_clip
 from trainables.config import check_choices
-from trainables.errors import UserError
+from trainables.device import pick_device
+from trainables.entry import trainable
 from trainables.features import FeatureData
 from trainables.loop import Reporter, evaluate
-from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData
-from trainables.registry import register_trainable
 from trainables.templates import check_template
 
 
@@ -41,17 +39,6 @@ class ZeroShotConfig:
             raise UserError(f"'batch_size' must be at least 1, got {self.batch_size}")
 
 
-class TextHead(nn.Module):
-    """Image features -> CLIP's zero-shot logits against fixed text features."""
-
-    def __init__(self, clip: Clip, text_features: torch.Tensor):
-        super().__init__()
-        self.clip, self.text_features = [clip], text_features
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return clip_logits(self.clip[0], features, self.text_features)
-
-
 def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict:
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
@@ -69,8 +56,7 @@ def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict
     return metrics
 
 
-zeroshot = register_trainable(
-    "zeroshot", ZeroShotConfig,
+ZEROSHOT = trainable(
+    "zeroshot", ZeroShotConfig, run_zeroshot,
     "CLIP zero-shot top-1 on CIFAR train and test, one template (nothing learned)",
-    ("train_acc", "test_acc", "images_per_s"),
-)(tune_entry(ZeroShotConfig, run_zeroshot))
+    ("train_acc", "test_acc", "images_per_s"))

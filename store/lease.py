@@ -20,7 +20,7 @@ import uuid
 
 from mlflow.tracking import MlflowClient
 
-from trainables import UserError
+from common.errors import UserError
 
 LEASE_TAG = "driver_lease"
 TIMEOUT_ENV = "ORCHESTRATOR_LEASE_TIMEOUT_S"

@@ -1,21 +1,18 @@
-"""What every trainable that learns on CIFAR shares: the data settings of its config, the
-device, the seeded 45k/5k split on the device, and the Ray entry point."""
+"""The data settings every trainable that learns on CIFAR shares, and its seeded train/val split
+and test split, on the device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
-from trainables.cifar import DATA_KINDS, Cifar, load_cifar
-from trainables.config import from_dict
-from trainables.errors import UserError
-from trainables.loop import Reporter, Splits
+from common.errors import UserError
+from common.names import DATA_KINDS, DATASETS
+from trainables.cifar import Cifar, load_cifar
+from trainables.loop import Splits
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData, Preprocess, train_val_split
-from trainables.ray_io import RESUME_KEY, tune_report, tune_resume_dir
-
-DATASETS = ("cifar10", "cifar100")
 
 
 @dataclass
@@ -41,32 +38,9 @@ class DataConfig:
             raise UserError(f"'val_fraction' must be between 0 and 1, got {self.val_fraction}")
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for but torch sees no CUDA GPU; use --set device=auto")
-    return torch.device(name)
-
-
 def load_splits(cfg: DataConfig, pre: Preprocess, device: torch.device) -> tuple[Cifar, Splits]:
     """The dataset, and its seeded train/val split and test split on the device."""
     data = load_cifar(cfg.dataset, data_dir(cfg.data_dir), cfg.data)
     train, val = train_val_split(data.train, cfg.val_fraction, cfg.seed)
     splits = Splits(*(DeviceData(s, device, pre, cfg.seed + i) for i, s in enumerate((train, val, data.test))))
     return data, splits
-
-
-def tune_entry(config_cls: type, run: Callable[..., dict]):
-    """A Ray Tune function trainable around `run(cfg, report, resume_dir)`; given a `report`
-    (unit tests), it runs without Ray. `sources` (run id -> trainables.sources.Learned) is what
-    the driver hands a trainable that evaluates another sweep's model (tune.with_parameters)."""
-    def trainable(config: dict, report: Reporter | None = None, sources: dict | None = None) -> None:
-        cfg = from_dict(config_cls, config)
-        extra = {} if sources is None else {"sources": sources}
-        if report is not None:
-            run(cfg, report, None, **extra)
-            return
-        with tune_resume_dir(config.get(RESUME_KEY)) as resume_dir:
-            run(cfg, tune_report, resume_dir, **extra)
-    return trainable

@@ -1,21 +1,29 @@
-"""Visual and deep prompts on a frozen CLIP image encoder, classified zero-shot-style against the
-text features of "This is a photo of a {}" (the study's template)."""
+"""Visual and deep prompts on a frozen CLIP image encoder (seed sections 2.2 and 2.3), classified
+zero-shot-style against the text features of "This is a photo of a {}" (the study's template):
+the typed configs and the runs. The model is trainables/clip.py's PromptedClip."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import open_clip
 import torch
-from torch import nn
 
-from trainables.base import DataConfig, load_splits, pick_device, tune_entry
-from trainables.errors import UserError
+from common.errors import UserError
+from trainables.clip import (
+    CLIP_MODELS,
+    Clip,
+    PromptedClip,
+    class_text_features,
+    load_clip,
+    model_depth,
+    model_image_size,
+)
+from trainables.data_config import DataConfig, load_splits
+from trainables.device import pick_device
+from trainables.entry import trainable
 from trainables.features import cache_splits
-from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, fit
-from trainables.models import CLIP_MODELS, Clip, class_text_features, clip_logits, load_clip
+from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
 from trainables.pipeline import Augment
 from trainables.prompts import POSITIONS, VISUAL_PROMPTS, DeepPrompt, make_visual_prompt
-from trainables.registry import register_trainable
 from trainables.templates import check_template
 
 
@@ -40,15 +48,6 @@ class PromptConfig(DataConfig):
     def settings(self) -> LoopSettings:
         return LoopSettings(self.epochs, self.batch_size, self.lr, self.momentum,
                             self.weight_decay, self.warmup_steps)
-
-
-def model_depth(model: str) -> int:
-    """Vision depth from open_clip's config, without building the model."""
-    return open_clip.get_model_config(model)["vision_cfg"]["layers"]
-
-
-def model_image_size(model: str) -> int:
-    return open_clip.get_model_config(model)["vision_cfg"]["image_size"]
 
 
 @dataclass
@@ -86,34 +85,7 @@ class DeepPromptConfig(PromptConfig):
             raise UserError(f"position '{self.position}' unknown; known: {', '.join(POSITIONS)}")
 
 
-class PromptedClip(nn.Module):
-    """Frozen CLIP + a learned prompt -> logits over the classes' text features.
-
-    With `from_prefix`, the input is the deep prompt's cached prefix tokens, not images."""
-
-    def __init__(self, clip: Clip, text_features: torch.Tensor,
-                 visual_prompt: nn.Module | None = None, deep_prompt: DeepPrompt | None = None,
-                 from_prefix: bool = False):
-        super().__init__()
-        self.clip = [clip]              # not a submodule: only prompts appear in state_dict
-        self.text_features = text_features
-        self.visual_prompt, self.deep_prompt, self.from_prefix = visual_prompt, deep_prompt, from_prefix
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        clip = self.clip[0]
-        if self.from_prefix:
-            # the cached tokens are in the dtype the uncached path carries them (open_clip casts
-            # its residual stream to the patch embedding's: bf16 under autocast), so both paths
-            # compute the same thing
-            features = self.deep_prompt.suffix(x)
-        else:
-            if self.visual_prompt is not None:
-                x = self.visual_prompt(x)
-            features = self.deep_prompt(x) if self.deep_prompt is not None else clip.visual(x)
-        return clip_logits(clip, features, self.text_features)
-
-
-def prepare(cfg: PromptConfig):
+def prepare(cfg: PromptConfig) -> tuple[Clip, Splits, torch.Tensor]:
     """Data on the device, the frozen CLIP and the class text features."""
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
@@ -121,36 +93,51 @@ def prepare(cfg: PromptConfig):
     return clip, splits, class_text_features(clip, data.classes, cfg.template)
 
 
-def build_classifier(cfg: PromptConfig, clip: Clip, text: torch.Tensor) -> tuple[nn.Module, PromptedClip]:
-    """(the learned prompt, the whole classifier) for a visual or deep prompt config."""
-    torch.manual_seed(cfg.seed)     # the same init for every learning rate of a cell
-    device = next(clip.model.parameters()).device
-    if isinstance(cfg, DeepPromptConfig):
-        learned = DeepPrompt(clip.visual, cfg.layer, cfg.n_prompts, cfg.position).to(device)
-        return learned, PromptedClip(clip, text, deep_prompt=learned)
-    learned = make_visual_prompt(cfg.prompt, clip.preprocess.size, cfg.prompt_size).to(device)
-    return learned, PromptedClip(clip, text, visual_prompt=learned)
-
-
-def run_prompt(cfg: PromptConfig, report: Reporter, resume_dir=None) -> dict:
-    clip, splits, text = prepare(cfg)
-    learned, model = build_classifier(cfg, clip, text)
-    extra: dict = {}
-    if isinstance(cfg, DeepPromptConfig) and cfg.prefix_cache:
-        # the tokens before the injection layer, once per image
-        splits, extra = cache_splits(splits, learned.prefix, cfg.batch_size)
-        model.from_prefix = True
+def _fit(cfg: PromptConfig, model: torch.nn.Module, prompt: torch.nn.Module, splits: Splits, report: Reporter,
+         resume_dir, constant_metrics: dict | None = None) -> dict:
     if cfg.compile:
         model = torch.compile(model)
-    return fit(model, learned, splits, cfg.settings(), Augment(), report, resume_dir, extra)
+    return fit(model, prompt, splits, cfg.settings(), Augment(), report, resume_dir, constant_metrics)
 
 
-visual_prompt = register_trainable(
-    "visual_prompt", VisualPromptConfig,
-    "CLIP + a learned visual prompt (padding, fixed or random patch) added to the image", TRAINING_METRICS,
-)(tune_entry(VisualPromptConfig, run_prompt))
-deep_prompt = register_trainable(
-    "deep_prompt", DeepPromptConfig,
+def visual_classifier(cfg: VisualPromptConfig, clip: Clip, text: torch.Tensor) -> tuple[torch.nn.Module, PromptedClip]:
+    """(the learned prompt, the whole classifier)."""
+    torch.manual_seed(cfg.seed)     # the same init for every learning rate of a cell
+    device = next(clip.model.parameters()).device
+    prompt = make_visual_prompt(cfg.prompt, clip.preprocess.size, cfg.prompt_size).to(device)
+    return prompt, PromptedClip(clip, text, visual_prompt=prompt)
+
+
+def deep_classifier(cfg: DeepPromptConfig, clip: Clip, text: torch.Tensor,
+                    from_prefix: bool = False) -> tuple[DeepPrompt, PromptedClip]:
+    """(the learned tokens, the whole classifier); `from_prefix`: it takes the cached tokens
+    before the injection layer, not images."""
+    torch.manual_seed(cfg.seed)     # the same init for every learning rate of a cell
+    device = next(clip.model.parameters()).device
+    prompt = DeepPrompt(clip.visual, cfg.layer, cfg.n_prompts, cfg.position).to(device)
+    return prompt, PromptedClip(clip, text, deep_prompt=prompt, from_prefix=from_prefix)
+
+
+def run_visual(cfg: VisualPromptConfig, report: Reporter, resume_dir=None) -> dict:
+    clip, splits, text = prepare(cfg)
+    prompt, model = visual_classifier(cfg, clip, text)
+    return _fit(cfg, model, prompt, splits, report, resume_dir)
+
+
+def run_deep(cfg: DeepPromptConfig, report: Reporter, resume_dir=None) -> dict:
+    clip, splits, text = prepare(cfg)
+    prompt, model = deep_classifier(cfg, clip, text, from_prefix=cfg.prefix_cache)
+    cost: dict = {}
+    if cfg.prefix_cache:
+        # the tokens before the injection layer, once per image
+        splits, cost = cache_splits(splits, prompt.prefix, cfg.batch_size)
+    return _fit(cfg, model, prompt, splits, report, resume_dir, cost)
+
+
+VISUAL_PROMPT = trainable(
+    "visual_prompt", VisualPromptConfig, run_visual,
+    "CLIP + a learned visual prompt (padding, fixed or random patch) added to the image", TRAINING_METRICS)
+DEEP_PROMPT = trainable(
+    "deep_prompt", DeepPromptConfig, run_deep,
     "CLIP + learned tokens injected before a transformer block (front, back, after_cls)",
-    TRAINING_METRICS + ("cache_seconds", "cache_mb"),
-)(tune_entry(DeepPromptConfig, run_prompt))
+    TRAINING_METRICS + ("cache_seconds", "cache_mb"))

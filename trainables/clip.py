@@ -1,14 +1,13 @@
-"""CLIP through open_clip and ResNet-18 through torchvision, loaded offline from their caches.
+"""CLIP through open_clip, loaded offline from its cache, and the classifiers built on it: the
+zero-shot text head and CLIP with a learned prompt. No Ray here, and nothing registered.
 
 ``tiny-clip`` (trainables/model_configs/tiny-clip.json, registered through open_clip's own config
-mechanism) and ``resnet18`` without weights are randomly initialised models of the same classes,
-so tests and the smoke profile run the same code paths as the study.
+mechanism) is a randomly initialised model of the same classes, so tests and the smoke profile
+run the same code paths as the study.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainables.errors import UserError
+from common.errors import UserError
 from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
 from trainables.pipeline import Preprocess
+from trainables.prompts import DeepPrompt
 from trainables.templates import fill
+from trainables.weights import FETCH_HINT, fixed_init, host_answers
 
 open_clip.add_model_config(Path(__file__).parent / "model_configs")
 # open_clip logs a warning for every randomly initialised model, which tiny-clip always is.
@@ -28,11 +29,9 @@ logging.getLogger().addFilter(lambda record: "No pretrained weights loaded" not 
 
 CLIP_MODELS = ("ViT-B-32", "tiny-clip")
 CLIP_PRETRAINED = ("openai", "none")
-RESNET_WEIGHTS = ("IMAGENET1K_V1", "none")
 # open_clip resolves the 'openai' tag of ViT-B-32 to this Hugging Face repository.
 _OPENAI_REPO = "timm/vit_base_patch32_clip_224.openai"
 _OPENAI_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-_FETCH_HINT = "run `python -m orchestrator fetch --weights` on a machine with network and copy the cache"
 
 
 @dataclass
@@ -48,28 +47,6 @@ class Clip:
     @property
     def depth(self) -> int:
         return len(self.model.visual.transformer.resblocks)
-
-    @property
-    def width(self) -> int:
-        return self.model.visual.transformer.width
-
-
-@contextlib.contextmanager
-def _fixed_init(seed: int = 0):
-    """A randomly initialised frozen model is the same in every trial (so the learning rates of
-    a cell are compared on one model), without touching the caller's random stream."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-def _host_answers(host: str, timeout: float = 3.0) -> bool:
-    # huggingface_hub retries for ~45 s before failing offline; a quick probe fails at once.
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def cached_clip_weights() -> str | None:
@@ -93,9 +70,9 @@ def fetch_clip_weights() -> str:
         return path
     where = f"CLIP ViT-B-32 'openai' weights are not in {clip_cache_dir()} ({_OPENAI_REPO})"
     if not downloads_allowed():
-        raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {_FETCH_HINT}")
-    if not _host_answers("huggingface.co"):
-        raise UserError(f"{where} and huggingface.co does not answer; {_FETCH_HINT}")
+        raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {FETCH_HINT}")
+    if not host_answers("huggingface.co"):
+        raise UserError(f"{where} and huggingface.co does not answer; {FETCH_HINT}")
     cfg = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
     return open_clip.download_pretrained(cfg)
 
@@ -111,7 +88,7 @@ def load_clip(name: str = "ViT-B-32", pretrained: str = "openai", device: str | 
     # (flash/memory-efficient kernels, also when gradients flow to the input, as they do for
     # prompts); nn.MultiheadAttention's fast path is inference-only. Same parameters, same keys.
     vision_cfg = {**open_clip.get_model_config(name)["vision_cfg"], "block_type": "custom"}
-    with _fixed_init():
+    with fixed_init():
         # The openai weights were trained with QuickGELU; open_clip's tag sets it, a file path does not.
         model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=True, device=device,
                                        vision_cfg=vision_cfg)
@@ -135,26 +112,48 @@ def clip_logits(clip: Clip, image_features: torch.Tensor, text_features: torch.T
     return clip.model.logit_scale.exp() * image @ text_features.T
 
 
-# --- ResNet-18 --------------------------------------------------------------------------------
-
-def resnet_weights_path() -> Path:
-    from torchvision.models import ResNet18_Weights
-    return Path(torch.hub.get_dir()) / "checkpoints" / ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+def model_depth(model: str) -> int:
+    """Vision depth from open_clip's config, without building the model."""
+    return open_clip.get_model_config(model)["vision_cfg"]["layers"]
 
 
-def load_resnet18(weights: str = "IMAGENET1K_V1", device: str | torch.device = "cpu") -> nn.Module:
-    """torchvision's ResNet-18, with its ImageNet weights or randomly initialised ('none')."""
-    from torchvision.models import ResNet18_Weights, resnet18
-    if weights not in RESNET_WEIGHTS:
-        raise UserError(f"unknown ResNet-18 weights '{weights}'; known: {', '.join(RESNET_WEIGHTS)}")
-    if weights == "none":
-        with _fixed_init():
-            return resnet18(weights=None).to(device)
-    path = resnet_weights_path()
-    if not path.is_file():
-        where = f"ResNet-18 IMAGENET1K_V1 weights are not in {path.parent}"
-        if not downloads_allowed():
-            raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {_FETCH_HINT}")
-        if not _host_answers("download.pytorch.org"):
-            raise UserError(f"{where} and download.pytorch.org does not answer; {_FETCH_HINT}")
-    return resnet18(weights=ResNet18_Weights.IMAGENET1K_V1).to(device)
+def model_image_size(model: str) -> int:
+    return open_clip.get_model_config(model)["vision_cfg"]["image_size"]
+
+
+class TextHead(nn.Module):
+    """Image features -> CLIP's zero-shot logits against fixed text features."""
+
+    def __init__(self, clip: Clip, text_features: torch.Tensor):
+        super().__init__()
+        self.clip, self.text_features = [clip], text_features
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return clip_logits(self.clip[0], features, self.text_features)
+
+
+class PromptedClip(nn.Module):
+    """Frozen CLIP + a learned prompt -> logits over the classes' text features.
+
+    With `from_prefix`, the input is the deep prompt's cached prefix tokens, not images."""
+
+    def __init__(self, clip: Clip, text_features: torch.Tensor,
+                 visual_prompt: nn.Module | None = None, deep_prompt: DeepPrompt | None = None,
+                 from_prefix: bool = False):
+        super().__init__()
+        self.clip = [clip]              # not a submodule: only prompts appear in state_dict
+        self.text_features = text_features
+        self.visual_prompt, self.deep_prompt, self.from_prefix = visual_prompt, deep_prompt, from_prefix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        clip = self.clip[0]
+        if self.from_prefix:
+            # the cached tokens are in the dtype the uncached path carries them (open_clip casts
+            # its residual stream to the patch embedding's: bf16 under autocast), so both paths
+            # compute the same thing
+            features = self.deep_prompt.suffix(x)
+        else:
+            if self.visual_prompt is not None:
+                x = self.visual_prompt(x)
+            features = self.deep_prompt(x) if self.deep_prompt is not None else clip.visual(x)
+        return clip_logits(clip, features, self.text_features)

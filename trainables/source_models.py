@@ -13,9 +13,11 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
+from common.errors import UserError
+from trainables.clip import Clip, load_clip
 from trainables.config import from_dict
-from trainables.errors import UserError
-from trainables.models import Clip, load_clip
+from trainables.prompt_training import VisualPromptConfig
+from trainables.prompts import make_visual_prompt
 
 
 @dataclass(frozen=True)
@@ -28,39 +30,38 @@ class Source:
 
 
 @dataclass
-class Learned:
+class SourceRun:
     """One source run, as the driver read it from MLflow."""
     run_id: str
     params: dict        # the trial's config, as MLflow stores params (strings)
     metrics: dict       # its last metrics (test_acc of its best-on-validation epoch among them)
-    tensors: dict       # learned/best.safetensors: the parameters of its best-on-validation epoch
+    tensors: dict       # its best.safetensors artifact: the parameters of its best-on-validation epoch
 
 
-def pick(sources: dict | None, run_id: str) -> Learned:
+def pick(sources: dict | None, run_id: str) -> SourceRun:
     if not sources or run_id not in sources:
         raise UserError(f"source run '{run_id}' was not handed to this trial; run it through "
                         f"`python -m orchestrator sweep`, which finds it in MLflow")
     return sources[run_id]
 
 
-def config_of(cls, learned: Learned, **overrides):
+def config_of(cls, source: SourceRun, **overrides):
     """The source trial's typed config, with this trial's data and device settings."""
     known = {f.name for f in fields(cls)}
-    values = {k: v for k, v in learned.params.items() if k in known}
-    return from_dict(cls, {**values, **overrides}, where=f"source run {learned.run_id}")
+    values = {k: v for k, v in source.params.items() if k in known}
+    return from_dict(cls, {**values, **overrides}, where=f"source run {source.run_id}")
 
 
-def load_learned(module: nn.Module, learned: Learned) -> nn.Module:
+def load_parameters(module: nn.Module, source: SourceRun) -> nn.Module:
+    """`module` with the source's best parameters, in eval mode."""
     device = next(module.parameters()).device
-    module.load_state_dict({k: v.to(device) for k, v in learned.tensors.items()})
+    module.load_state_dict({k: v.to(device) for k, v in source.tensors.items()})
     return module.eval()
 
 
-def padding_prompt_clip(learned: Learned, data: str, data_dir, device: torch.device):
+def padding_prompt_clip(source: SourceRun, data: str, data_dir, device: torch.device):
     """(config, frozen CLIP, the learned visual prompt) of a `visual_prompt` source run."""
-    from trainables.prompting import VisualPromptConfig
-    from trainables.prompts import make_visual_prompt
-    cfg = config_of(VisualPromptConfig, learned, data=data, data_dir=data_dir, device=str(device))
+    cfg = config_of(VisualPromptConfig, source, data=data, data_dir=data_dir, device=str(device))
     clip: Clip = load_clip(cfg.model, cfg.pretrained, device)
     prompt = make_visual_prompt(cfg.prompt, clip.preprocess.size, cfg.prompt_size).to(device)
-    return cfg, clip, load_learned(prompt, learned)
+    return cfg, clip, load_parameters(prompt, source)

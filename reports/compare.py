@@ -1,5 +1,5 @@
-"""Report sections of the experiments that learn nothing themselves: the model comparison (seed
-1.1, Figures 1 to 4), robustness to noise (seed 2.4, Table 5) and CIFAR-110 (seed 2.5)."""
+"""The report of the `compare` sweep (seed section 1.1): the models' table and Figures 1 to 4,
+with Pearson r beside the seed's."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,8 @@ import math
 import pandas as pd
 
 from reports import figures
-from reports.markdown import code, diff, pct, seed_pct, table, text
-from reports.prompt_reports import Sweep
-from reports.seed import seed_results
+from reports.markdown import table, text
+from reports.trials import SweepRuns
 
 SEED_PEARSON_R = 0.85       # the seed's text (1.1.a): top-1 against inference speed
 NAMES = {"vgg11": "VGG11", "vgg11_bn": "VGG11-BN", "resnet18": "ResNet18", "densenet121": "DenseNet121",
@@ -24,7 +23,7 @@ def _col(frame: pd.DataFrame, key: str) -> pd.Series:
     return frame[key] if key in frame else pd.Series([math.nan] * len(frame), index=frame.index)
 
 
-def compare_report(sw: Sweep) -> list[str]:
+def report(sw: SweepRuns) -> list[str]:
     t = sw.trials[sw.trials["status"] == "FINISHED"].sort_values("ms_per_image_no_grad").reset_index(drop=True)
     names = [NAMES.get(m, m) for m in t["model"]]
     device = sorted(set(_col(t, "tag_device_name").dropna().astype(str))) or ["unknown"]
@@ -47,7 +46,7 @@ def compare_report(sw: Sweep) -> list[str]:
     return md + _compare_figures(sw, t, names, measured)
 
 
-def _compare_figures(sw: Sweep, t: pd.DataFrame, names: list[str], measured: bool) -> list[str]:
+def _compare_figures(sw: SweepRuns, t: pd.DataFrame, names: list[str], measured: bool) -> list[str]:
     r_top1 = t["imagenet_top1"].corr(t["ms_per_image_no_grad"])
     r_params = t["params"].corr(t["ms_per_image_no_grad"])
     f1 = figures.labelled_scatter(t["ms_per_image_no_grad"], t["imagenet_top1"], names, "ms per image (no_grad)",
@@ -75,53 +74,3 @@ def _compare_figures(sw: Sweep, t: pd.DataFrame, names: list[str], measured: boo
                    "which has no allocator to read; run `python -m orchestrator sweep compare --profile full` "
                    "on a GPU machine or cluster."]
     return md + [""]
-
-
-def robustness_report(sw: Sweep) -> list[str]:
-    t = sw.trials.set_index("model")
-    seeds = seed_results()["robustness_gaussian_noise_cifar100"]
-    seed_key = {"clip_padding": "clip_padding_30", "resnet_fc": "resnet18_fc_only"}
-    std = float(t["noise_std"].iloc[0])
-    md = sw.header("Robustness to noise on CIFAR-100 (seed section 2.4)",
-                   f"Test top-1 (%) with N(0, {std:g}) added to the normalised images (one noise seed, the same "
-                   "draws for both models). The models are the best-on-validation trials of the `visual` "
-                   "(CIFAR-100, padding) and `finetune` (fc only, no augmentation) sweeps. Δ = ours − seed.")
-    rows = []
-    test_sets = (("CIFAR-100", "clean_acc", "clean"), (f"CIFAR-100 + N(0, {std:g})", "noisy_acc", "noisy"))
-    for label, key, seed_part in test_sets:
-        row = [label]
-        for model in ("clip_padding", "resnet_fc"):
-            ours = float(t.loc[model, key]) if model in t.index else None
-            seed = seeds.get(seed_key[model], {}).get(seed_part)
-            row += [pct(ours), seed_pct(seed), diff(ours, seed)]
-        rows.append(row)
-    header = ["test set", "CLIP + padding", "seed", "Δ", "ResNet-18 fc", "seed", "Δ"]
-    md += ["## Table 5: clean and noisy", "", table(header, rows), ""]
-    sources = [[m, code(r['source_run']), pct(r["source_test_acc"]), pct(r["clean_acc"])] for m, r in t.iterrows()]
-    md += ["Each source's own test score (from its run) and the clean score here agree: the same model, "
-           "loaded from its MLflow artifact.", "",
-           table(["model", "source run", "its test top-1", "clean top-1 here"], sources), ""]
-    curves = {m: [(float(k[len("acc_noise_"):]), float(v)) for k, v in r.items()
-                  if k.startswith("acc_noise_") and pd.notna(v)] for m, r in t.iterrows()}
-    path = figures.noise_curves(curves, "CIFAR-100 test top-1 vs Gaussian noise", sw.out / "robustness_curve.png")
-    return md + ["## Accuracy against noise", "", f"![noise curve]({path.name})", ""]
-
-
-def cross_report(sw: Sweep) -> list[str]:
-    t = sw.trials.sort_values("prompt_from").set_index("prompt_from")
-    md = sw.header("Visual prompts on CIFAR-110 (seed section 2.5)",
-                   "Top-1 (%) of one 110-way classifier (CIFAR-10 classes first, CIFAR-100 labels + 10) over both "
-                   "test sets, with the padding prompt learnt on each dataset. The seed report stops at this "
-                   "section, so there is no seed number to set beside these.")
-    rows = [[f"{d} ({'10' if d == 'cifar10' else '100'}-way own task)", pct(r["own_acc"]), pct(r["cifar10_acc"]),
-             pct(r["cifar100_acc"]), pct(r["combined_acc"]), pct(r.get("cifar10_as_cifar100")),
-             pct(r.get("cifar100_as_cifar10"))] for d, r in t.iterrows()]
-    header = ["prompt learnt on", "own task", "110-way: CIFAR-10 part", "CIFAR-100 part", "combined",
-              "CIFAR-10 images given a CIFAR-100 class", "CIFAR-100 images given a CIFAR-10 class"]
-    md += ["## 110-way classification", "", table(header, rows), ""]
-    parts = ["own task", "CIFAR-10 part", "CIFAR-100 part", "combined"]
-    series = {f"prompt from {d}": [100 * r[k] for k in ("own_acc", "cifar10_acc", "cifar100_acc", "combined_acc")]
-              for d, r in t.iterrows()}
-    path = figures.grouped_bars(parts, series, "test top-1 (%)", "CIFAR-110 with each padding prompt",
-                                sw.out / "cross_bars.png")
-    return md + [f"![CIFAR-110]({path.name})", ""]

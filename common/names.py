@@ -1,0 +1,34 @@
+"""Names the packages agree on: the keys the driver puts in a trial's config, the vocabulary of
+datasets and data kinds, and the files a learned trial leaves."""
+from __future__ import annotations
+
+# Config keys that start with '_' are the driver's, never the trainable's: a typed config ignores
+# them and MLflow does not log them as params.
+PRIVATE_PREFIX = "_"
+CELL_KEY = "_cell"              # the trial's grid cell, as cell_key() writes it (tag `cell` in MLflow)
+RUN_KEY = "_run_id"             # the child run a continued trial logs into
+RESUME_KEY = "_resume_from"     # the newest readable checkpoint of an interrupted session
+
+# Datasets a trial trains or evaluates on, and where their images come from.
+DATASETS = ("cifar10", "cifar100")
+DATA_KINDS = ("real", "synthetic")
+
+# What a learned trial leaves: its checkpoint files, and the MLflow artifacts made of them.
+LATEST_FILE = "learned.safetensors"     # the parameters at the latest epoch
+BEST_FILE = "best.safetensors"          # the parameters of the best-on-validation epoch
+ARTIFACT_DIR = "learned"                # the artifact folder of a child run
+BEST_ARTIFACT = f"{ARTIFACT_DIR}/{BEST_FILE}"
+
+
+def is_private(key: str) -> bool:
+    return key.startswith(PRIVATE_PREFIX)
+
+
+def cell_key(cell: dict) -> str:
+    """A stable, readable name of a cell: 'dataset=cifar10,layer=0,...'."""
+    return ",".join(f"{k}={v}" for k, v in cell.items())
+
+
+def cell_axes(key: str) -> list[str]:
+    """The axis names of a cell key, in the grid's order ('' has none)."""
+    return [part.split("=", 1)[0] for part in key.split(",") if "=" in part]

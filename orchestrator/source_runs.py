@@ -1,0 +1,85 @@
+"""The driver's half of trainables/source_models.py: before Ray starts, find each cell's source
+run in MLflow, read its params, metrics and best parameters, and record its run id in the
+cell's config. A missing source is one line naming the sweep to run first."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+
+from mlflow.tracking import MlflowClient
+from safetensors.torch import load_file
+
+from common.errors import UserError
+from common.names import BEST_ARTIFACT, cell_key
+from orchestrator.plan import SweepPlan
+from store.runs import SUPERSEDED_TAG, SWEEP_TAG, children, latest_parent
+from store.uri import store_exists
+from trainables.source_models import Source, SourceRun
+
+
+def _missing(plan: SweepPlan, source: Source, uri: str, why: str) -> UserError:
+    return UserError(f"sweep '{plan.experiment.name}' needs the {source.describe()} ({why} in {uri}); run "
+                     f"`python -m orchestrator sweep {source.sweep} --profile {plan.profile_name}` first "
+                     f"(same --tracking-uri), or --set source_run=RUN_ID")
+
+
+def _matches(run, where: dict) -> bool:
+    return all(run.data.params.get(k) == str(v) for k, v in where.items())
+
+
+def best_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source, uri: str):
+    """The best-on-validation trial of the source's cell in the latest sweep of the same profile."""
+    parent = latest_parent(client, source.sweep, plan.profile_name)
+    if parent is None:
+        raise _missing(plan, source, uri, f"no '{source.sweep}' sweep of profile '{plan.profile_name}'")
+    usable = [r for r in children(client, parent.info.experiment_id, parent.info.run_id)
+              if SUPERSEDED_TAG not in r.data.tags and _matches(r, source.where) and r.data.metrics.get("diverged", 0) != 1
+              and "best_val_acc" in r.data.metrics and r.info.status in ("FINISHED", "KILLED")]
+    if not usable:
+        raise _missing(plan, source, uri, f"no finished trial of that cell in sweep run {parent.info.run_id}")
+    return max(usable, key=lambda r: r.data.metrics["best_val_acc"])
+
+
+def pinned_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source, run_id: str, uri: str):
+    """A run the user named with --set source_run: it must be a trial of the source's cell."""
+    try:
+        run = client.get_run(run_id) if client else None
+    except Exception:  # noqa: BLE001 - MLflow raises several kinds for an unknown id
+        run = None
+    if run is None or run.data.tags.get(SWEEP_TAG) != source.sweep or not _matches(run, source.where):
+        raise UserError(f"--set source_run={run_id}: no trial of the {source.describe()} has that id in {uri}; "
+                        f"pick one in the MLflow UI (experiment '{source.sweep}')")
+    return run
+
+
+def read_source_run(client: MlflowClient, run) -> SourceRun:
+    """A source run's params, metrics and best parameters, as the trial will get them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run.info.run_id, BEST_ARTIFACT, tmp)
+        except Exception:  # noqa: BLE001 - missing artifact: one line below
+            raise UserError(f"run {run.info.run_id} has no {BEST_ARTIFACT} artifact; it ended before "
+                            f"its first epoch, so pick another (--set source_run=RUN_ID)") from None
+        tensors = load_file(path)
+    return SourceRun(run.info.run_id, dict(run.data.params), dict(run.data.metrics), tensors)
+
+
+def attach_sources(plan: SweepPlan, uri: str, recorded: dict | None = None) -> tuple[SweepPlan, dict[str, SourceRun]]:
+    """(the plan with each cell's `source_run` filled, run id -> SourceRun); unchanged for an
+    experiment without a source. `recorded` (cell key -> run id) is what a resumed sweep started
+    with; otherwise --set source_run, else the best run in MLflow."""
+    source_of = plan.experiment.source
+    if source_of is None:
+        return plan, {}
+    client = MlflowClient(uri) if store_exists(uri) else None    # a client would create the file
+    filled, sources = dict(plan.filled), {}
+    for cell in plan.cells:
+        key = cell_key(cell)
+        source = source_of(plan.typed[key])
+        pinned = (recorded or {}).get(key) or plan.base.get("source_run")
+        run = (pinned_source_run(client, plan, source, pinned, uri) if pinned
+               else best_source_run(client, plan, source, uri))
+        if run.info.run_id not in sources:
+            sources[run.info.run_id] = read_source_run(client, run)
+        filled[key] = {**filled.get(key, {}), "source_run": run.info.run_id}
+    return replace(plan, filled=filled), sources

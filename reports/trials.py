@@ -1,0 +1,132 @@
+"""A sweep read back from MLflow for its report: its parent run, one row per trial (child run),
+and the best-on-validation trial of each grid cell, grouped by the cell each trial logged."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from mlflow.tracking import MlflowClient
+
+from common.errors import UserError
+from common.names import cell_axes
+from reports.markdown import code, text
+from store.runs import CELL_TAG, PROFILE_TAG, current_children, find_parent
+
+LEARNED_SCORE = "best_val_acc"      # what every trial of a sweep that learns logs once it has an epoch
+
+
+@dataclass
+class SweepRuns:
+    client: MlflowClient
+    parent: object
+    trials: pd.DataFrame
+    out: Path
+    superseded: int = 0         # runs a resume set aside (kept in MLflow, not in the tables)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.parent.data.tags.get("data_kind") == "synthetic"
+
+    def header(self, title: str, note: str | None = None) -> list[str]:
+        kind = (" — SYNTHETIC DATA (smoke profile; not comparable with the seed)" if self.synthetic else
+                " — SMOKE PROFILE (not comparable with the seed)" if self.parent.data.tags.get(PROFILE_TAG) == "smoke"
+                else "")
+        tags = self.parent.data.tags
+        status = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
+        return [f"# {title}{kind}", "",
+                f"MLflow parent run {code(self.parent.info.run_id)} (profile {code(tags.get(PROFILE_TAG))}, "
+                f"search {code(tags.get('search'))}, commit {code(tags.get('git_commit', '')[:10])}): "
+                f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
+                + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
+                *self.progress(),
+                note or "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning "
+                "rate of each cell (chosen on validation accuracy). Δ = ours − seed.", ""]
+
+    def progress(self) -> list[str]:
+        """For a sweep still running (or interrupted): how far it is, and which cells have a
+        trial still running (their numbers are the best so far)."""
+        if self.parent.info.status == "FINISHED":
+            return []
+        params = self.parent.data.params
+        try:
+            planned = int(params["cells"]) * int(params["samples_per_cell"])
+        except (KeyError, ValueError):
+            planned = len(self.trials)
+        running = self.trials[self.trials["status"] == "RUNNING"] if len(self.trials) else self.trials
+        done = len(self.trials) - len(running)
+        state = "still running" if self.parent.info.status == "RUNNING" else "interrupted (`sweep --resume` continues it)"
+        cells = sorted(set(running["cell"])) if len(running) else []
+        return [f"**This sweep is {state}: {done} of {planned} trials done.**" +
+                (" Cells with a trial still running (their numbers are the best so far): " +
+                 "; ".join(text(c) for c in cells) + "." if cells else ""), ""]
+
+
+def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = None,
+               score: str = LEARNED_SCORE) -> SweepRuns:
+    """The sweep's latest parent run (or `run_id`) and its trials; `score` is what every
+    finished trial of it has (its metric, or the best so far where it learns)."""
+    parent = find_parent(client, name, run_id)
+    runs, superseded = current_children(client, parent)
+    trials = trial_frame(runs)
+    if trials.empty or score not in trials:
+        raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
+                        f"wait for it or run `python -m orchestrator sweep {name}` again")
+    return SweepRuns(client, parent, trials, out, superseded)
+
+
+def _typed(value: str):
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
+
+
+def trial_frame(runs: list) -> pd.DataFrame:
+    """One row per child run: params (typed), last metrics, tags (as tag_NAME), status, stop
+    reason, cell, run id."""
+    rows = [{**{k: _typed(v) for k, v in r.data.params.items()}, **r.data.metrics,
+             **{f"tag_{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
+             "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
+             "cell": r.data.tags.get(CELL_TAG, ""), "run_id": r.info.run_id} for r in runs]
+    return pd.DataFrame(rows)
+
+
+def _axes(trials: pd.DataFrame) -> list[str]:
+    """The grid's axis names as the trials' cells name them, in the grid's order."""
+    axes: list[str] = []
+    for cell in dict.fromkeys(trials["cell"]):
+        axes += [a for a in cell_axes(str(cell)) if a not in axes and a in trials]
+    return axes
+
+
+def best_per_cell(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per logged cell, the trial with the best validation accuracy among those that did not
+    diverge, in the grid's order. Its test_acc is the test score of its best-on-validation epoch."""
+    ok = trials[(trials.get("diverged", 0) != 1) & trials[LEARNED_SCORE].notna()]
+    best = ok.loc[ok.groupby("cell")[LEARNED_SCORE].idxmax()]
+    return best.sort_values(_axes(best) or ["cell"], kind="stable").reset_index(drop=True)
+
+
+def best_test(best: pd.DataFrame, **where) -> float | None:
+    """Test score of the best-on-validation cell among the rows of `best` that match `where`."""
+    for key, value in where.items():
+        best = best[best[key] == value]
+    return None if best.empty else float(best.sort_values(LEARNED_SCORE).iloc[-1]["test_acc"])
+
+
+def other_best(sw: SweepRuns, name: str) -> dict | None:
+    """dataset -> test score of the best-on-validation cell of another sweep in the same store;
+    None when that sweep has not run."""
+    try:
+        other = load_sweep(sw.client, name, sw.out)
+    except UserError:
+        return None
+    best = best_per_cell(other.trials)
+    return {d: best_test(best, dataset=d) for d in best["dataset"].unique()}
+
+
+def metric_history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, key)]

@@ -1,0 +1,68 @@
+"""The report of the `visual` sweep (seed section 2.2): Table 2, the learned padding prompts and
+learning curves, each number beside the seed's."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file
+
+from common.names import BEST_ARTIFACT, DATASETS
+from reports import figures
+from reports.curves import best_curves
+from reports.markdown import diff, pct, reference_pct, table, text
+from reports.reference import reference_visual, reference_zeroshot
+from reports.trials import SweepRuns, best_per_cell, best_test
+
+PROMPTS = ("fixed_patch", "padding")
+
+
+def report(sw: SweepRuns) -> list[str]:
+    best = best_per_cell(sw.trials)
+    md = sw.header("Visual prompts (seed section 2.2)")
+    rows = []
+    for dataset in sorted(best["dataset"].unique()):
+        row = [dataset]
+        for prompt in PROMPTS:
+            ours, seed = best_test(best, dataset=dataset, prompt=prompt), reference_visual(dataset, prompt)
+            row += [pct(ours), reference_pct(seed), diff(ours, seed)]
+        rows.append(row + [reference_pct(reference_zeroshot(dataset))])
+    header = ["dataset", "fixed patch", "seed", "Δ", "padding", "seed", "Δ", "seed zero-shot baseline"]
+    md += ["## Table 2: prompt types", "", table(header, rows), ""]
+    md += ["## Learned padding prompts", ""]
+    for _, row in best[best["prompt"] == "padding"].iterrows():
+        path = _padding_figure(sw, row)
+        md.append(f"![padding prompt {text(row['dataset'])}]({path.name})" if path else
+                  f"The padding prompt of {text(row['dataset'])} is not logged yet: its trial is still running.")
+    md += ["", "## Learning curves of the best trials", ""]
+    return md + best_curves(sw, best, "visual")
+
+
+def headline(sw: SweepRuns) -> list[tuple]:
+    """Its rows of "At a glance": (what, ours, the seed's)."""
+    best = best_per_cell(sw.trials)
+    return [(f"{p.replace('_', ' ')} prompt, {d}", best_test(best, dataset=d, prompt=p), reference_visual(d, p))
+            for p in ("padding", "fixed_patch") for d in DATASETS]
+
+
+def padding_image(tensors: dict) -> np.ndarray:
+    """(3, S, S) image of a PaddingPrompt's parameters (top, bottom, left, right)."""
+    top, bottom, left, right = (tensors[k][0] for k in ("top", "bottom", "left", "right"))
+    middle = np.zeros((3, left.shape[1], top.shape[2] - 2 * left.shape[2]), dtype=top.dtype)
+    return np.concatenate([top, np.concatenate([left, middle, right], axis=2), bottom], axis=1)
+
+
+def _padding_figure(sw: SweepRuns, row) -> Path | None:
+    """The learned prompt as an image; None while its trial runs (artifacts come at its end)."""
+    from mlflow.exceptions import MlflowException
+    if row["status"] == "RUNNING":
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = sw.client.download_artifacts(row["run_id"], BEST_ARTIFACT, tmp)
+            image = padding_image(load_file(local))
+        except (MlflowException, OSError, KeyError, ValueError):
+            return None
+    title = f"{row['dataset']}: padding {row['prompt_size']} (test {100 * row['test_acc']:.1f}%)"
+    return figures.prompt_image(image, title, sw.out / figures.figure_name("visual_padding", row["dataset"]))

@@ -1,0 +1,163 @@
+"""The house: imports point one way with no circles, the model layer knows nothing of Ray, and a
+new experiment is one module, picked up by every command and by the registry-parametrised tests."""
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("common", "store", "trainables", "search_spaces", "reports", "orchestrator")
+# what each package may import of the project: imports point one way
+ALLOWED = {"common": set(), "store": {"common"}, "trainables": {"common"}, "reports": {"common", "store"},
+           "search_spaces": {"common", "trainables", "reports"},
+           "orchestrator": {"common", "store", "trainables", "search_spaces", "reports"}}
+# the model and data layers: no Ray, no registration, nothing of a trial's entry point
+MODEL_LAYER = ("trainables.clip", "trainables.resnet", "trainables.prompts", "trainables.weights",
+               "trainables.pipeline", "trainables.resize", "trainables.cifar", "trainables.synthetic",
+               "trainables.features", "trainables.loop", "trainables.checkpoints", "trainables.data_config")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imported(name: str, path: Path) -> set[str]:
+    """Every module an import statement of the file names (at any depth: a function's imports
+    count too), with the packages above it, whose __init__ runs first."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    return {".".join(n.split(".")[:i]) for n in names for i in range(1, len(n.split(".")) + 1)}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: {m for m in _imported(name, path) if m in modules and m != name} for name, path in modules.items()}
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_circle_finder_finds_a_circle_through_an_init():
+    # a.b imports a.c; a/__init__ imports a.b: the package's own __init__ closes the circle
+    graph = {"a": {"a.b"}, "a.b": {"a", "a.c"}, "a.c": {"a"}, "d": {"a.c"}}
+    assert _circles(graph) == [["a", "a.b", "a.c"]]
+
+
+def test_no_import_circles_among_the_projects_modules():
+    graph = _graph()
+    assert len(graph) > 60 and graph["trainables.prompt_training"]       # the walk found the house
+    assert _circles(graph) == []
+
+
+def test_imports_point_one_way():
+    wrong = [f"{name} imports {target}" for name, targets in _graph().items() for target in targets
+             if target.split(".")[0] not in ALLOWED[name.split(".")[0]] | {name.split(".")[0]}]
+    assert wrong == []
+
+
+def test_the_model_layer_knows_nothing_of_ray_and_registers_nothing():
+    modules = _modules()
+    for name in MODEL_LAYER:
+        imported = _imported(name, modules[name])
+        assert not {"ray", "trainables.entry", "trainables.ray_io", "search_spaces"} & imported, name
+    ray_users = sorted(n for n in modules if n.startswith("trainables") and "ray" in _imported(n, modules[n]))
+    assert ray_users == ["trainables.ray_io"]
+
+
+# --- a new experiment is one module ---------------------------------------------------------
+
+
+def _run(args: list[str], env: dict, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, f"{args}: {out.stdout[-2000:]}\n{out.stderr[-3000:]}"
+    return out
+
+
+@pytest.fixture
+def toy_package(tmp_path) -> dict:
+    """tests/toy/toy.py as the only module of a package of the user's, named in
+    $ORCHESTRATOR_EXPERIMENTS and importable by the driver and Ray's workers (PYTHONPATH)."""
+    package = tmp_path / "site" / "my_experiments"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    shutil.copy(ROOT / "tests" / "toy" / "toy.py", package / "toy.py")
+    env = {**os.environ, "ORCHESTRATOR_EXPERIMENTS": "my_experiments",
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+           "ORCHESTRATOR_STORAGE_PATH": str(tmp_path / "ray"), "RAY_ADDRESS": ""}
+    return env
+
+
+def test_a_toy_experiment_is_one_module_picked_up_everywhere(toy_package, tmp_path):
+    env = toy_package
+    listed = _run(["-m", "orchestrator", "list"], env, tmp_path).stdout
+    assert "  toy " in listed and "a toy sweep from the test suite" in listed and "toy_trainable" in listed
+    assert "  deep " in listed                                # the study's own are still there
+
+    swept = _run(["-m", "orchestrator", "sweep", "toy", "--gpus-per-trial", "0"], env, tmp_path)
+    assert "sweep toy (smoke): 2 cells x 2 learning rates = 4 trials" in swept.stdout
+    assert "build a report: python -m orchestrator report toy" in swept.stdout
+
+    _run(["-m", "orchestrator", "report", "toy"], env, tmp_path)
+    own = (tmp_path / "reports_out" / "toy" / "report.md").read_text()
+    assert "# Toy experiment — SMOKE PROFILE" in own and "| width 1 |" in own and "| width 2 |" in own
+
+    _run(["-m", "orchestrator", "report", "all"], env, tmp_path)
+    document = (tmp_path / "reports_out" / "all" / "report.md").read_text()
+    contents = [line for line in document.splitlines() if line.startswith("- ")]
+    assert contents[-1].startswith("- 9 Toy experiment: run `")           # last: sections sort by number
+    assert "| 9 | best toy cell |" in document                           # its headline row
+    assert "## Toy table" in document and "## 2.3 Deep prompts" in document   # beside the study's (not run)
+
+    tested = _run(["-m", "pytest", "tests/test_registry.py", "-k", "toy", "-v", "-p", "no:cacheprovider"],
+                  env, ROOT).stdout
+    for test in ("test_trainable_runs_one_tiny_step[toy]", "test_every_profile_plans_every_cell[toy-smoke]",
+                 "test_the_record_is_sound[toy]"):
+        assert f"{test} PASSED" in tested
+    assert "3 passed" in tested

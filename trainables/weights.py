@@ -1,0 +1,28 @@
+"""What loading pretrained weights shares: a fixed initialisation for random models, and a quick
+probe of a download host before a library retries it for a minute."""
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import torch
+
+FETCH_HINT = "run `python -m orchestrator fetch --weights` on a machine with network and copy the cache"
+
+
+@contextlib.contextmanager
+def fixed_init(seed: int = 0):
+    """A randomly initialised frozen model is the same in every trial (so the learning rates of
+    a cell are compared on one model), without touching the caller's random stream."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def host_answers(host: str, timeout: float = 3.0) -> bool:
+    # huggingface_hub retries for ~45 s before failing offline; a quick probe fails at once.
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
