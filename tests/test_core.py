@@ -421,8 +421,8 @@ def test_best_per_cell_groups_by_the_logged_cell_and_orders_rows_by_the_grids_ax
 
 def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(tmp_path):
     from mlflow.tracking import MlflowClient
-    from orchestrator.source_runs import best_source_run
 
+    from orchestrator.source_runs import best_source_run
     from store.runs import SUPERSEDED_TAG
     from trainables.source_models import Source
     uri = _store(tmp_path)
@@ -678,8 +678,8 @@ def test_the_source_run_may_be_stopped_early_and_need_not_log_divergence(tmp_pat
     """A KILLED trial (stopped early by ASHA) is a candidate, and so is one that never logged a
     `diverged` metric (a trainable that cannot diverge); the error names the store."""
     from mlflow.tracking import MlflowClient
-    from orchestrator.source_runs import best_source_run
 
+    from orchestrator.source_runs import best_source_run
     from trainables.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)
@@ -796,7 +796,6 @@ def test_deep_prompt_holds_n_prompts_tokens_of_the_encoders_width(tiny_clip):
 
 def test_best_source_run_without_a_store_names_the_sweep_to_run(tmp_path):
     from orchestrator.source_runs import best_source_run
-
     from trainables.source_models import Source
     with pytest.raises(UserError, match="no 'visual' sweep of profile 'smoke' in sqlite:///nowhere"):
         best_source_run(None, make_plan("robustness", "smoke"), Source("visual", {}), "sqlite:///nowhere")

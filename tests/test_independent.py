@@ -120,15 +120,12 @@ def test_every_reported_number_is_the_best_on_validation_trials_test_score(plant
 
 def test_robustness_and_cross_take_the_best_on_validation_source_among_several(planted_store, data_root):
     from orchestrator.source_runs import attach_sources
-
-    from trainables.config import from_dict
     uri, client, parents, _ = planted_store
     for sweep in ("robustness", "cross"):
         plan = make_plan(sweep, "smoke", [f"data_dir={data_root}"])
         plan, learned = attach_sources(plan, uri)
-        spec = plan.trainable
         for cell in plan.cells:
-            source = spec.source(from_dict(spec.config_cls, plan.config(cell, None)))
+            source = plan.experiment.source(plan.typed[cell_key(cell)])
             frame = _runs_frame(client, source.sweep, parents[source.sweep])
             for key, value in source.where.items():
                 frame = frame[frame[key] == str(value)]

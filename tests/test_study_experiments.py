@@ -7,12 +7,12 @@ import re
 import pytest
 import torchvision
 from mlflow.tracking import MlflowClient
-from orchestrator.source_runs import attach_sources
 
 from common.errors import UserError
 from common.names import cell_key
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
+from orchestrator.source_runs import attach_sources
 from trainables.cifar import load_cifar
 
 

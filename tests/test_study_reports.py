@@ -6,6 +6,7 @@ import re
 import pytest
 
 from orchestrator.cli import main
+from search_spaces.registry import list_experiments
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +47,20 @@ def test_linear_report_sits_beside_the_prompts(store):
     assert all(re.fullmatch(r"\d+\.\d\d", r[3]) for r in rows)            # the visual sweep of the same store
     assert re.fullmatch(r"\d+\.\d\d", rows[0][4]) and rows[1][4] == "—"    # deep ran on cifar10 only here
     assert rows[0][5:] == ["92.74", "96.59", "88.94"]                        # seed padding, best deep, zero-shot
+
+
+REPORTED = [e for e in list_experiments() if e.report is not None]
+
+
+@pytest.mark.parametrize("exp", REPORTED, ids=lambda e: e.name)
+def test_every_records_report_builds_from_the_store_and_stands_in_report_all(store, exp):
+    report = _report(store, exp.name)
+    title = report.splitlines()[0]      # a smoke run says so (compare reads no data: its profile)
+    assert title.startswith("# ") and (" — SYNTHETIC DATA" in title or " — SMOKE PROFILE" in title)
+    uri, folder = store
+    if not (folder / "out" / "all" / "report.md").is_file():
+        assert main(["report", "all", "--tracking-uri", uri, "--out", str(folder / "out")]) == 0
+    document = (folder / "out" / "all" / "report.md").read_text()
+    assert f"- {exp.report.number} {exp.report.title}: run `" in document       # built from its run
+    if exp.report.headline:
+        assert f"| {exp.report.number} | " in document                        # its "At a glance" rows
