@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a sweep on Ray Tune, logged to MLflow",
                        description="Run SWEEP: one trial per cell and learning rate, ASHA within each cell.")
     p.add_argument("sweep", help="sweep name (see `list`)")
-    p.add_argument("--profile", default="smoke", help="smoke (tiny model, synthetic data) or full (the study)")
+    p.add_argument("--profile", help="smoke (tiny model, synthetic data) or full (the study); default: "
+                                      "$ORCHESTRATOR_PROFILE, else smoke")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trainable config key, checked against its typed config")
     p.add_argument("--samples", type=int, help="learning rates per cell")
@@ -162,12 +163,19 @@ def _resume_command(args) -> str:
 
 
 def cmd_sweep(args) -> int:
-    from orchestrator.plan import make_plan
+    from orchestrator.plan import PROFILE_ENV, choose_profile, make_plan
     from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
+    from search_spaces.registry import get_experiment
+    args.profile, why = choose_profile(args.profile, os.environ)
+    known = get_experiment(args.sweep).profiles
+    if args.profile not in known and why == f"from ${PROFILE_ENV}":
+        raise UserError(f"${PROFILE_ENV}={args.profile!r} is not a profile of sweep '{args.sweep}'; "
+                        f"known: {', '.join(sorted(known))} (or pass --profile)")
     plan = make_plan(args.sweep, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
     per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
+    print(f"profile {plan.profile_name}: {why}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
                         resume=args.resume)

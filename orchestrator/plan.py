@@ -43,6 +43,20 @@ def trial_config(base: dict, cell: dict, lr: float | None, filled: dict | None =
     return {**base, **cell, **(filled or {}).get(key, {}), **({} if lr is None else {"lr": lr}), CELL_KEY: key}
 
 
+PROFILE_ENV = "ORCHESTRATOR_PROFILE"
+DEFAULT_PROFILE = "smoke"
+
+
+def choose_profile(flag: str | None, environ: dict) -> tuple[str, str]:
+    """(the profile, where it came from): --profile, else $ORCHESTRATOR_PROFILE (cluster.yaml sets
+    `full` on the head, so the study runs there by default), else the laptop's smoke profile."""
+    if flag:
+        return flag, "from --profile"
+    if environ.get(PROFILE_ENV, "").strip():
+        return environ[PROFILE_ENV].strip(), f"from ${PROFILE_ENV}"
+    return DEFAULT_PROFILE, f"the default; --profile full (or ${PROFILE_ENV}=full) runs the study"
+
+
 def parse_sets(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:

@@ -10,6 +10,8 @@ import pytest
 # Tests never download: a missing file must surface as the offline error, quickly.
 os.environ["ORCHESTRATOR_NO_DOWNLOAD"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# A profile chosen in the developer's shell must not change what the tests run.
+os.environ.pop("ORCHESTRATOR_PROFILE", None)
 # Writes an MLflow store refused wait in a journal: the tests' go to a folder of their own.
 os.environ.setdefault("ORCHESTRATOR_JOURNAL_DIR", tempfile.mkdtemp(prefix="journal-"))
 

@@ -1,7 +1,11 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from orchestrator.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -58,3 +62,34 @@ def test_report_of_a_sweep_not_in_the_store_leaves_no_output(tmp_path, capsys):
     assert main(["report", "deep", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 2
     assert "run `python -m orchestrator sweep deep` first" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_profile_comes_from_the_flag_else_the_environment_else_smoke():
+    from orchestrator.plan import choose_profile
+    assert choose_profile("full", {"ORCHESTRATOR_PROFILE": "smoke"}) == ("full", "from --profile")
+    assert choose_profile(None, {"ORCHESTRATOR_PROFILE": " full "}) == ("full", "from $ORCHESTRATOR_PROFILE")
+    name, why = choose_profile(None, {"ORCHESTRATOR_PROFILE": ""})
+    assert name == "smoke" and why.startswith("the default")
+
+
+def test_sweep_honours_orchestrator_profile_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ORCHESTRATOR_PROFILE", "full")
+    # the full profile reads real CIFAR, which this machine lacks: the run stops at the preflight,
+    # after the header says which profile was chosen and why
+    code = main(["sweep", "zeroshot", "--data-dir", str(tmp_path / "data"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+    out, err = capsys.readouterr()
+    assert code == 2 and "sweep zeroshot (full): 2 cells x 1 trial" in out
+    assert "profile full: from $ORCHESTRATOR_PROFILE" in out and "cifar10" in err
+    monkeypatch.setenv("ORCHESTRATOR_PROFILE", "huge")
+    assert main(["sweep", "zeroshot"]) == 2
+    err = capsys.readouterr().err
+    assert "$ORCHESTRATOR_PROFILE='huge' is not a profile of sweep 'zeroshot'; known: full, smoke" in err
+    assert err.count("\n") == 1 and not any(tmp_path.glob("*.db"))      # one line; nothing written
+
+
+def test_cluster_yaml_runs_the_study_on_the_head():
+    import yaml
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    assert any("export ORCHESTRATOR_PROFILE=full" in c for c in config["head_setup_commands"])
+    assert not any("ORCHESTRATOR_PROFILE" in c for c in config["setup_commands"])   # workers take no profile
