@@ -1,12 +1,11 @@
-"""`python -m orchestrator`: list, doctor, fetch, sweep, report. Entry points only declare
-arguments; the work lives in the modules they call."""
+"""`python -m orchestrator`: list, doctor, fetch, sweep, report, status, classify, bench. Entry
+points only declare arguments; the work lives in the modules they call."""
 from __future__ import annotations
 
 import argparse
 import csv
 import logging
 import os
-import shlex
 import signal
 import sys
 import tempfile
@@ -69,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("sweep")
     p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
     p.add_argument("--run-id", help="parent run id (default: the latest sweep run)")
+    _add_common(p)
+
+    p = sub.add_parser("status", help="where each sweep stands, from MLflow alone",
+                       description="For each sweep in the MLflow store (or SWEEP): trials done, cells complete, "
+                                   "the best so far per dataset, its driver, and the command that resumes it.")
+    p.add_argument("sweep", nargs="?", help="only this sweep (default: every sweep in the store)")
     _add_common(p)
 
     p = sub.add_parser("classify", help="a new CLIP classifier from a template and labels, on images",
@@ -153,13 +158,9 @@ def _data_dir_set(args) -> list[str]:
 
 def _resume_command(args) -> str:
     """The command that continues this sweep: the same store, storage, cluster and profile."""
-    words = ["python -m orchestrator sweep", args.sweep, "--resume"]
-    if args.profile != "smoke":
-        words += ["--profile", args.profile]
-    for flag in ("tracking_uri", "storage_path", "address"):
-        if getattr(args, flag):
-            words += [f"--{flag.replace('_', '-')}", shlex.quote(getattr(args, flag))]
-    return " ".join(words)
+    from orchestrator.status import resume_command
+    return resume_command(args.sweep, args.profile, tracking_uri=args.tracking_uri,
+                          storage_path=args.storage_path, address=args.address)
 
 
 def cmd_sweep(args) -> int:
@@ -223,6 +224,25 @@ def cmd_report(args) -> int:
     print(f"report written: {path}")
     if path.with_suffix(".html").is_file():
         print(f"one self-contained page: {path.with_suffix('.html')}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.status import status_lines
+    from store.uri import (
+        check_existing_store,
+        check_tracking,
+        resolve_tracking_uri,
+        store_exists,
+    )
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking(uri)
+    if not store_exists(uri):
+        raise UserError(f"no MLflow store at {uri}; pass the store your sweeps use with --tracking-uri")
+    check_existing_store(uri)
+    print("\n".join(status_lines(MlflowClient(uri), args.sweep, tracking_uri=args.tracking_uri)))
     return 0
 
 
@@ -301,7 +321,7 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep": cmd_sweep,
-            "report": cmd_report, "classify": cmd_classify, "bench": cmd_bench}
+            "report": cmd_report, "status": cmd_status, "classify": cmd_classify, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,11 +8,16 @@ mutmut mutates the files listed under [tool.mutmut] in pyproject.toml and runs, 
 the fast tests that reach the mutated function. This script groups the results by the core
 piece each function belongs to (a file also holds functions that only the slower tests reach,
 counted apart) and lists every surviving mutant; `mutmut show NAME` prints its change.
+
+Each run starts from a fresh mutants/ folder (mutmut's own, made by the last run): mutmut keeps
+results and test mappings across runs, and after code moves they go stale (a module renamed,
+a function rewritten), so a cached score can describe code that no longer exists.
 """
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -136,6 +141,7 @@ def report() -> int:
 
 def main(argv: list[str]) -> int:
     if "--report" not in argv:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         children = str(max(1, (os.cpu_count() or 2)))
         done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", children], cwd=ROOT)
         if done.returncode not in (0, 1):
