@@ -68,6 +68,7 @@ class Row:
     unit: str
     target: float | None = None     # the ratio the issue asks for, where it asks for one
     notes: dict = field(default_factory=dict)
+    throughput: dict = field(default_factory=dict)  # figure key -> images/s, what `sweep --dry-run` reads
 
     @property
     def ratio(self) -> float:
@@ -195,7 +196,9 @@ def bench_deep(ctx: Context) -> list[Row]:
         amortised = 20 * t_plain / (t_cache + 20 * t_cached)
         rows.append(Row("deep", f"deep prompt training, layer {layer} ({name})", n / t_cached, n / t_plain,
                         "images/s", 4.0 if name == "last" else None,
-                        {"cache_build_s": round(t_cache, 2), "speedup_over_20_epochs_incl_cache": round(amortised, 2)}))
+                        {"cache_build_s": round(t_cache, 2), "speedup_over_20_epochs_incl_cache": round(amortised, 2)},
+                        {f"deep_prompt/{name}": n / t_cached, f"deep_prompt/{name}/uncached": n / t_plain,
+                         f"deep_prompt/{name}/cache_build": n / t_cache}))
     return rows
 
 
@@ -214,7 +217,8 @@ def bench_finetune(ctx: Context) -> list[Row]:
     n = ctx.size.images
     return [Row("finetune", f"fc-only fine-tune epoch, ResNet-18 at {ctx.size.resnet_px} px, with flips",
                 n / t_cached, n / t_plain, "images/s", 50.0,
-                {"cache_build_s": round(t_cache, 2), "cache_covers": "both flips of every image"})]
+                {"cache_build_s": round(t_cache, 2), "cache_covers": "both flips of every image"},
+                {"finetune/cached": n / t_cached, "finetune/uncached": n / t_plain, "finetune/cache_build": n / t_cache})]
 
 
 def bench_visual(ctx: Context) -> list[Row]:
@@ -243,7 +247,7 @@ def bench_visual(ctx: Context) -> list[Row]:
     if ctx.device.type == "cuda" and ctx.size.clip == "ViT-B-32":
         notes["aim_on_h100"] = "10000 images/s"
     rows = [Row("visual", f"visual prompt (padding) training, {ctx.size.clip} at {size} px", n / t_project,
-                n / t_base, "images/s", None, notes)]
+                n / t_base, "images/s", None, notes, {"visual_prompt": n / t_project})]
     if ctx.compile:     # the warm-up batch of epoch_seconds pays the compilation
         start = time.perf_counter()
         t_compiled = epoch_seconds(torch.compile(model), prompt.parameters(), data, ctx.size.batch, lr=40.0)
@@ -311,6 +315,8 @@ def run_bench(device_name: str = "cpu", sections: tuple[str, ...] = SECTIONS, sm
             rows += BENCHES[name](ctx)
             progress(f"  {name}: {time.perf_counter() - start:.0f} s")
         return {"machine": machine(ctx.device), "size": asdict(ctx.size), "smoke": smoke,
+                "date": time.strftime("%Y-%m-%d"), "model": ctx.size.clip,
+                "throughput": {k: v for r in rows for k, v in r.throughput.items()},
                 "data": "cifar100" if ctx.real else "synthetic",
                 "rows": [{**asdict(r), "ratio": r.ratio} for r in rows]}
 

@@ -59,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int)
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dry-run", action="store_true",
+                   help="print what the sweep would cost (trials, epochs under ASHA, images, device-hours) and stop: "
+                        "no data, weights, Ray or MLflow needed, nothing written")
+    p.add_argument("--deadline", type=float, metavar="HOURS", help="with --dry-run: how many GPUs finish within HOURS")
+    p.add_argument("--figures", metavar="JSON", help="with --dry-run: throughput from this `bench --json` file "
+                                                      "(default: the figures shipped in orchestrator/throughput.json)")
     p.add_argument("--resume", action="store_true",
                    help="continue the latest interrupted sweep of this name and profile (same MLflow parent run)")
     _add_common(p)
@@ -173,6 +179,13 @@ def cmd_sweep(args) -> int:
         raise UserError(f"${PROFILE_ENV}={args.profile!r} is not a profile of sweep '{args.sweep}'; "
                         f"known: {', '.join(sorted(known))} (or pass --profile)")
     plan = make_plan(args.sweep, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
+    if args.dry_run:
+        from orchestrator.cost import bench_figures, cost_lines, shipped_figures
+        if args.deadline is not None and args.deadline <= 0:
+            raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
+        figures = bench_figures(args.figures) if args.figures else shipped_figures()
+        print("\n".join([*cost_lines(plan, figures, args.deadline), f"profile {plan.profile_name}: {why}"]))
+        return 0
     per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
