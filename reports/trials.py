@@ -107,7 +107,7 @@ def best_per_cell(trials: pd.DataFrame) -> pd.DataFrame:
     diverge, in the grid's order. Its test_acc is the test score of its best-on-validation epoch."""
     ok = trials[(trials.get("diverged", 0) != 1) & trials[LEARNED_SCORE].notna()]
     best = ok.loc[ok.groupby("cell")[LEARNED_SCORE].idxmax()]
-    return best.sort_values(_axes(best) or ["cell"], kind="stable").reset_index(drop=True)
+    return best.sort_values(_axes(best) or ["cell"]).reset_index(drop=True)     # one row per cell: no ties
 
 
 def best_test(best: pd.DataFrame, **where) -> float | None:

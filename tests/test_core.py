@@ -417,6 +417,9 @@ def test_best_per_cell_groups_by_the_logged_cell_and_orders_rows_by_the_grids_ax
     # a param that is not an axis of the grid splits nothing: the logged cell decides
     other = pd.DataFrame([{**rows[0], "seed": 1}, {**rows[1], "seed": 2}])
     assert list(best_per_cell(other)["run_id"]) == [rows[1]["run_id"]]
+    # cells whose names carry no axis the frame has (a store's own naming): ordered by name
+    named = pd.DataFrame([dict(cell=c, best_val_acc=0.5, test_acc=0.5, run_id=c) for c in ("b", "a", "c")])
+    assert list(best_per_cell(named)["run_id"]) == ["a", "b", "c"]
 
 
 def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(tmp_path):

@@ -1,0 +1,119 @@
+"""A sweep's progress at a glance, from the driver (a Tune callback): one live line on a terminal
+(rich), or a plain line every N seconds in a log file; a line per cell as it completes, with its
+best accuracy and learning rate; a closing count. Ray's own trial tables come back with
+`sweep --verbose`."""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from collections import Counter
+
+from ray.tune import Callback
+
+from common.names import CELL_KEY
+from reports.markdown import pct
+
+EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where stdout is no terminal
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class SweepProgress(Callback):
+    def __init__(self, planned: int, samples: int, cells: list[str], metric: str, stopped: dict,
+                 done_before: Counter | None = None, out=None, live: bool | None = None, every_s: float | None = None):
+        self.out = out or sys.stdout
+        self.planned, self.samples, self.cells, self.metric = planned, samples, cells, metric
+        self.stopped = stopped                  # trial id -> cell: PerCellASHA fills it
+        self.done_in_cell = Counter(done_before or {})
+        self.counts = Counter(done=sum(self.done_in_cell.values()))
+        self.running: set[str] = set()
+        self.best: dict[str, tuple[float, float | None, float | None]] = {}   # cell -> (val, test, lr)
+        self.start = time.time()
+        self.live = self.out.isatty() if live is None else live
+        self.every_s = float(os.environ.get(EVERY_ENV, "30")) if every_s is None else every_s
+        self._last_line = 0.0
+        self._bar = None
+
+    # --- what a line says ---------------------------------------------------------------------
+
+    def complete_cells(self) -> int:
+        return sum(self.done_in_cell[c] >= self.samples for c in self.cells)
+
+    def line(self) -> str:
+        done, elapsed = self.counts["done"], time.time() - self.start
+        new = done - self.counts["done_before"]
+        eta = _clock(elapsed / new * (self.planned - done)) if new > 0 and done < self.planned else "—"
+        pending = max(0, self.planned - done - len(self.running))
+        return (f"{done}/{self.planned} done, {len(self.running)} running, {pending} pending, "
+                f"{self.counts['stopped']} stopped by ASHA, {self.counts['failed']} failed; cells complete "
+                f"{self.complete_cells()}/{len(self.cells)}; elapsed {_clock(elapsed)}, ETA {eta}")
+
+    def _print(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(text, highlight=False, markup=False)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.counts["done"], description=self.line())
+        elif force or time.time() - self._last_line >= self.every_s:
+            self._last_line = time.time()
+            self._print(self.line())
+
+    # --- Tune's hooks -------------------------------------------------------------------------
+
+    def setup(self, **info):
+        self.counts["done_before"] = self.counts["done"]
+        if self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn
+            self._bar = Progress(BarColumn(bar_width=24), TextColumn("{task.description}"),
+                                 console=Console(file=self.out), transient=True)
+            self._task = self._bar.add_task(self.line(), total=self.planned, completed=self.counts["done"])
+            self._bar.start()
+        self._refresh(force=True)
+
+    def on_step(self, iteration, trials, **info):
+        self._refresh()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        value = result.get(self.metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return
+        cell = trial.config.get(CELL_KEY, "")
+        if cell not in self.best or value > self.best[cell][0]:
+            self.best[cell] = (float(value), result.get("test_acc"), trial.config.get("lr"))
+
+    def _ended(self, trial, how: str) -> None:
+        self.running.discard(trial.trial_id)
+        self.counts["done"] += 1
+        self.counts[how] += 1
+        cell = trial.config.get(CELL_KEY, "")
+        self.done_in_cell[cell] += 1
+        if self.done_in_cell[cell] == self.samples:
+            val, test, lr = self.best.get(cell, (None, None, None))
+            best = "no result" if val is None else f"best {self.metric} {pct(val)} %" + (
+                f" (test {pct(test)} %)" if test is not None else "") + (f" at lr {lr:.3g}" if lr else "")
+            self._print(f"cell {cell}: complete, {best}")
+        self._refresh()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial, "stopped" if trial.trial_id in self.stopped else "finished")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial, "failed")
+
+    def on_experiment_end(self, trials, **info):
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        self._print(self.line())
