@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--deadline", type=float, metavar="HOURS", help="with --dry-run: how many GPUs finish within HOURS")
     p.add_argument("--figures", metavar="JSON", help="with --dry-run: throughput from this `bench --json` file "
                                                       "(default: the figures shipped in orchestrator/throughput.json)")
+    p.add_argument("--verbose", action="store_true", help="also Ray's own trial tables (default: one progress line "
+                                                           "and a line per completed cell)")
     p.add_argument("--resume", action="store_true",
                    help="continue the latest interrupted sweep of this name and profile (same MLflow parent run)")
     _add_common(p)
@@ -190,9 +192,11 @@ def cmd_sweep(args) -> int:
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
     print(f"profile {plan.profile_name}: {why}")
+    from store.uri import resolve_tracking_uri
+    print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
-                        resume=args.resume)
+                        resume=args.resume, verbose=1 if args.verbose else 0)
     # SLURM's time limit and `kill` send SIGTERM: stop as gracefully as on Ctrl-C (Tune's handler)
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
@@ -339,6 +343,7 @@ COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep":
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    import mlflow  # noqa: F401 - it sets its loggers' levels when imported: quieten them after that
     logging.getLogger("mlflow").setLevel(logging.WARNING)   # "Creating initial MLflow database tables"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")    # one bar per figure otherwise
     try:

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from mlflow.entities import RunStatus
@@ -16,6 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
+from common.names import cell_key
 from orchestrator.cluster import (
     check_storage,
     connect,
@@ -24,6 +26,7 @@ from orchestrator.cluster import (
 )
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
+from orchestrator.progress import SweepProgress
 from orchestrator.resume import (
     DONE,
     SweepRecord,
@@ -66,7 +69,8 @@ class SweepOptions:
     search: str = "tpe"
     seed: int = 0
     max_failures: int = 2
-    verbose: int = 1                     # Ray's progress table (0: quiet)
+    verbose: int = 0                     # Ray's own trial tables (1, `--verbose`); 0: the project's progress only
+    progress: bool = True                # the progress line and a line per completed cell (progress.py)
     resume: bool = False                 # continue the latest interrupted sweep (rebuilt from MLflow)
 
 
@@ -201,6 +205,13 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, S
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     # Keeping 2 checkpoints per trial forces a state snapshot each epoch; Ray warns every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if opts.verbose == 0:
+        # Tune's newer console output prints its configuration box and result paths even at
+        # verbose=0; the classic reporter prints nothing there, and progress.py says the rest
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        # Tune warns of every callback over 0.5 s; logging a trial to SQLite on a busy laptop
+        # takes that long now and then, and the user can do nothing about it
+        os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "2")
     # MLflow's HTTP client retries a dead server for minutes per call; the journal retries
     # instead and keeps what fails, so the driver's Tune loop is never held that long.
     for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
@@ -317,6 +328,12 @@ def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, 
     callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
     if not searcher.queue:
         return callback, None
+    callbacks = [callback]
+    if opts.progress:
+        done = Counter({cell: len(trials) for cell, trials in (record.done if record else {}).items()})
+        callbacks.append(SweepProgress(plan.n_trials, plan.profile.samples, [cell_key(c) for c in plan.cells],
+                                       plan.experiment.metric, scheduler.stopped, done, live=None if opts.verbose == 0
+                                       else False))
     return callback, tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
@@ -324,6 +341,6 @@ def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, 
                                     max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=storage,
-            callbacks=[callback], failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
     )

@@ -1,0 +1,38 @@
+"""What a sweep prints, where stdout is a log file: a header, a plain progress line every few
+seconds, a line per completed cell with its best accuracy and learning rate, a closing count,
+and none of Ray's trial tables (they come back with --verbose)."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from orchestrator.plan import make_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_a_smoke_sweep_prints_a_short_log(data_root, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    env.update(ORCHESTRATOR_PROGRESS_S="2", PYTHONUNBUFFERED="1")
+    out = subprocess.run([sys.executable, "-m", "orchestrator", "sweep", "visual", "--epochs", "2",
+                          "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage-path", str(tmp_path / "ray"),
+                          "--data-dir", str(data_root), "--gpus-per-trial", "0"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = (out.stdout + out.stderr).splitlines()
+    assert len(lines) < 80, "\n".join(lines)
+    assert lines[0] == "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials, trainable visual_prompt"
+    assert lines[1].startswith("profile smoke: the default")
+    cells = make_plan("visual", "smoke").cells
+    done = [line for line in lines if line.startswith("cell ")]
+    assert len(done) == len(cells) and all(
+        re.fullmatch(r"cell .+: complete, best val_acc \d+\.\d\d % \(test \d+\.\d\d %\) at lr \d.*", line) for line in done)
+    assert {line.split(":")[0][len("cell "):] for line in done} == {
+        ",".join(f"{k}={v}" for k, v in c.items()) for c in cells}
+    progress = [line for line in lines if re.match(r"\d+/8 done, ", line)]
+    assert progress and progress[-1].startswith("8/8 done, 0 running, 0 pending") and "cells complete 4/4" in progress[-1]
+    assert not any(w in out.stdout for w in ("Trial status", "Configuration for experiment", "╭", "| Trial name"))
+    assert "8 trials, 0 failed; MLflow parent run " in out.stdout
