@@ -36,3 +36,30 @@ def test_a_smoke_sweep_prints_a_short_log(data_root, tmp_path):
     assert progress and progress[-1].startswith("8/8 done, 0 running, 0 pending") and "cells complete 4/4" in progress[-1]
     assert not any(w in out.stdout for w in ("Trial status", "Configuration for experiment", "╭", "| Trial name"))
     assert "8 trials, 0 failed; MLflow parent run " in out.stdout
+
+
+def test_the_progress_callback_counts_by_hand_on_a_terminal_and_in_a_log():
+    import io
+    from types import SimpleNamespace
+
+    from orchestrator.progress import SweepProgress
+    for live in (False, True):
+        out = io.StringIO()
+        stopped: dict = {}
+        progress = SweepProgress(4, 2, ["a=1", "a=2"], "val_acc", stopped, out=out, live=live, every_s=3600)
+        progress.setup()
+        trials = [SimpleNamespace(trial_id=f"t{i}", config={"_cell": f"a={1 + i // 2}", "lr": 0.1 * (i + 1)})
+                  for i in range(4)]
+        for i, trial in enumerate(trials):
+            progress.on_trial_start(0, trials, trial)
+            progress.on_trial_result(0, trials, trial, {"val_acc": 0.1 * (i + 1), "test_acc": 0.05 * (i + 1)})
+        stopped["t0"] = "a=1"                                   # ASHA stopped the first
+        for trial in trials[:3]:
+            progress.on_trial_complete(0, trials, trial)
+        progress.on_trial_error(0, trials, trials[3])
+        progress.on_experiment_end(trials)
+        text = out.getvalue()
+        assert "cell a=1: complete, best val_acc 20.00 % (test 10.00 %) at lr 0.2" in text
+        assert "cell a=2: complete, best val_acc 40.00 % (test 20.00 %) at lr 0.4" in text
+        assert text.rstrip().splitlines()[-1].startswith(
+            "4/4 done, 0 running, 0 pending, 1 stopped by ASHA, 1 failed; cells complete 2/2"), live
