@@ -802,3 +802,30 @@ def test_best_source_run_without_a_store_names_the_sweep_to_run(tmp_path):
     from trainables.source_models import Source
     with pytest.raises(UserError, match="no 'visual' sweep of profile 'smoke' in sqlite:///nowhere"):
         best_source_run(None, make_plan("robustness", "smoke"), Source("visual", {}), "sqlite:///nowhere")
+
+
+def test_the_store_finds_the_latest_parent_of_any_or_one_profile_and_filters_children_by_status(tmp_path):
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from store.runs import children, latest_parent
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    assert latest_parent(client, "deep") is None and latest_parent(None, "deep") is None
+    exp = client.create_experiment("deep")
+    assert latest_parent(client, "deep") is None                         # an experiment with no sweep yet
+    parents = []
+    for profile in ("smoke", "full", "smoke", "full"):
+        parents.append(client.create_run(exp, tags={"role": "sweep", "profile": profile}).info.run_id)
+        time.sleep(0.01)                                                 # distinct start times
+    client.create_run(exp, tags={"role": "trial", "profile": "full"})     # a trial is never a parent
+    assert latest_parent(client, "deep").info.run_id == parents[3]       # any profile: the newest
+    assert latest_parent(client, "deep", "smoke").info.run_id == parents[2]
+    assert latest_parent(client, "deep", "other") is None
+    ended = client.create_run(exp, tags={"mlflow.parentRunId": parents[3]}).info.run_id
+    client.set_terminated(ended, "FINISHED")
+    running = client.create_run(exp, tags={"mlflow.parentRunId": parents[3]}).info.run_id
+    client.create_run(exp, tags={"mlflow.parentRunId": parents[2]})      # another sweep's child
+    assert {r.info.run_id for r in children(client, exp, parents[3])} == {ended, running}
+    assert [r.info.run_id for r in children(client, exp, parents[3], "RUNNING")] == [running]
