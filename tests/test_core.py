@@ -809,7 +809,7 @@ def test_the_store_finds_the_latest_parent_of_any_or_one_profile_and_filters_chi
 
     from mlflow.tracking import MlflowClient
 
-    from store.runs import children, latest_parent
+    from store.runs import children, current_children, latest_parent
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     assert latest_parent(client, "deep") is None and latest_parent(None, "deep") is None
@@ -829,3 +829,6 @@ def test_the_store_finds_the_latest_parent_of_any_or_one_profile_and_filters_chi
     client.create_run(exp, tags={"mlflow.parentRunId": parents[2]})      # another sweep's child
     assert {r.info.run_id for r in children(client, exp, parents[3])} == {ended, running}
     assert [r.info.run_id for r in children(client, exp, parents[3], "RUNNING")] == [running]
+    client.set_tag(running, "superseded_by", "a resume")        # kept in MLflow, left out of reports
+    kept, superseded = current_children(client, client.get_run(parents[3]))
+    assert [r.info.run_id for r in kept] == [ended] and superseded == 1
