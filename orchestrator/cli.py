@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a sweep on Ray Tune, logged to MLflow",
                        description="Run SWEEP: one trial per cell and learning rate, ASHA within each cell.")
-    p.add_argument("sweep", help="sweep name (see `list`)")
+    p.add_argument("sweep", help="sweep name (see `list`) or a sweep file, path/to/my_sweep.toml")
     p.add_argument("--profile", help="smoke (tiny model, synthetic data) or full (the study); default: "
                                       "$ORCHESTRATOR_PROFILE, else smoke")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables and figures of a sweep, from MLflow alone",
                        description="Build the markdown report of SWEEP from its latest MLflow parent run.")
-    p.add_argument("sweep")
+    p.add_argument("sweep", help="sweep name, `all`, or a sweep file (path/to/my_sweep.toml)")
     p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
     p.add_argument("--run-id", help="parent run id (default: the latest sweep run)")
     _add_common(p)
@@ -157,9 +157,9 @@ def cmd_fetch(args) -> int:
 
 def _data_dir_set(args) -> list[str]:
     """--data-dir as a config key, for the sweeps whose trials read CIFAR (compare reads none)."""
-    from search_spaces.registry import get_experiment
+    from orchestrator.plan import resolve_experiment
     from trainables.config import field_types
-    if not args.data_dir or "data_dir" not in field_types(get_experiment(args.sweep).trainable.config_cls):
+    if not args.data_dir or "data_dir" not in field_types(resolve_experiment(args.sweep).trainable.config_cls):
         return []
     return [f"data_dir={Path(args.data_dir).resolve()}"]
 
@@ -172,15 +172,20 @@ def _resume_command(args) -> str:
 
 
 def cmd_sweep(args) -> int:
-    from orchestrator.plan import PROFILE_ENV, choose_profile, make_plan
+    from orchestrator.plan import (
+        PROFILE_ENV,
+        choose_profile,
+        make_plan,
+        resolve_experiment,
+    )
     from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
-    from search_spaces.registry import get_experiment
     args.profile, why = choose_profile(args.profile, os.environ)
-    known = get_experiment(args.sweep).profiles
+    experiment = resolve_experiment(args.sweep)
+    known = experiment.profiles
     if args.profile not in known and why == f"from ${PROFILE_ENV}":
         raise UserError(f"${PROFILE_ENV}={args.profile!r} is not a profile of sweep '{args.sweep}'; "
                         f"known: {', '.join(sorted(known))} (or pass --profile)")
-    plan = make_plan(args.sweep, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
+    plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
     if args.dry_run:
         from orchestrator.cost import bench_figures, cost_lines, shipped_figures
         if args.deadline is not None and args.deadline <= 0:
@@ -188,7 +193,7 @@ def cmd_sweep(args) -> int:
         figures = bench_figures(args.figures) if args.figures else shipped_figures()
         print("\n".join([*cost_lines(plan, figures, args.deadline), f"profile {plan.profile_name}: {why}"]))
         return 0
-    per_cell = f"{plan.profile.samples} learning rates" if plan.profile.lr else "1 trial"
+    per_cell = (f"{plan.profile.samples} learning rate" + ("s" if plan.profile.samples > 1 else "")) if plan.profile.lr else "1 trial"
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
     print(f"profile {plan.profile_name}: {why}")
@@ -218,6 +223,7 @@ def cmd_sweep(args) -> int:
 def cmd_report(args) -> int:
     from reports.build import build_report, check_report_name
     from search_spaces.registry import list_experiments
+    from search_spaces.sweep_file import is_sweep_file, load_sweep_file
     from store.uri import (
         check_existing_store,
         check_tracking,
@@ -225,6 +231,9 @@ def cmd_report(args) -> int:
         store_exists,
     )
     experiments = list_experiments()
+    if is_sweep_file(args.sweep):      # `report my_sweep.toml`: the sweep that file defines
+        experiments.append(load_sweep_file(args.sweep))
+        args.sweep = experiments[-1].name
     check_report_name(args.sweep, experiments)
     if args.sweep == "all" and args.run_id:
         raise UserError("report all takes each sweep's latest run; --run-id picks one sweep's run: "

@@ -92,7 +92,7 @@ def split_sizes(cfg) -> tuple[int, int, int]:
 def cost_lines(plan: SweepPlan, figures: list[Figures], deadline_h: float | None) -> list[str]:
     p, per_cell = plan.profile, plan.profile.samples
     epochs = int(plan.base.get("epochs", 0)) if "epochs" in plan.base else 0
-    tuned = f"{per_cell} learning rates" if p.lr else "1 trial"
+    tuned = (f"{per_cell} learning rate" + ("s" if per_cell > 1 else "")) if p.lr else "1 trial"
     lines = [f"plan for sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {tuned} = "
              f"{plan.n_trials} trials" + (f", up to {epochs} epochs each" if epochs else ", one pass each")]
     if not epochs:

@@ -9,6 +9,7 @@ from common.errors import UserError
 from common.names import CELL_KEY, cell_key
 from search_spaces.experiment import Experiment, Profile
 from search_spaces.registry import get_experiment, get_profile
+from search_spaces.sweep_file import is_sweep_file, load_sweep_file
 from trainables.config import coerce, from_dict
 from trainables.entry import Trainable
 
@@ -67,9 +68,17 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def make_plan(sweep_name: str, profile_name: str, sets: list[str] | None = None,
+def resolve_experiment(sweep: str | Experiment) -> Experiment:
+    """A registered sweep by name, a sweep file (path/to/my_sweep.toml), or a record as it is."""
+    if isinstance(sweep, Experiment):
+        return sweep
+    return load_sweep_file(sweep) if is_sweep_file(sweep) else get_experiment(sweep)
+
+
+def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None = None,
               samples: int | None = None, epochs: int | None = None) -> SweepPlan:
-    experiment = get_experiment(sweep_name)
+    experiment = resolve_experiment(sweep)
+    sweep_name = experiment.name
     profile = get_profile(experiment, profile_name)
     config_cls = experiment.trainable.config_cls
     overrides = {k: coerce(config_cls, k, v, "--set") for k, v in parse_sets(sets or []).items()}

@@ -26,7 +26,7 @@ def _clock(seconds: float) -> str:
 class SweepProgress(Callback):
     def __init__(self, planned: int, samples: int, cells: list[str], metric: str, stopped: dict,
                  done_before: Counter | None = None, out=None, live: bool | None = None, every_s: float | None = None):
-        self.out = out or sys.stdout
+        self._out = out                         # None: sys.stdout, looked up when printing
         self.planned, self.samples, self.cells, self.metric = planned, samples, cells, metric
         self.stopped = stopped                  # trial id -> cell: PerCellASHA fills it
         self.done_in_cell = Counter(done_before or {})
@@ -38,6 +38,15 @@ class SweepProgress(Callback):
         self.every_s = float(os.environ.get(EVERY_ENV, "30")) if every_s is None else every_s
         self._last_line = 0.0
         self._bar = None
+
+    @property
+    def out(self):
+        return self._out or sys.stdout
+
+    def __getstate__(self) -> dict:
+        # Tune saves its callbacks with the experiment's state; a stream or a live display does
+        # not pickle (pytest's captured stdout, a terminal), and neither is state worth keeping
+        return {**self.__dict__, "_out": None, "_bar": None}
 
     # --- what a line says ---------------------------------------------------------------------
 

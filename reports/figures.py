@@ -25,15 +25,20 @@ def heatmap(best: pd.DataFrame, dataset: str, position: str, path: Path) -> Path
     """Test accuracy of the best trial per (layer, prompts) cell."""
     sub = best[(best["dataset"] == dataset) & (best["position"] == position)]
     grid = sub.pivot_table(index="layer", columns="n_prompts", values="test_acc") * 100
+    return grid_heatmap(grid, "prompts", "injection layer", f"{dataset}, {position}: test top-1 (%)", path)
+
+
+def grid_heatmap(grid: pd.DataFrame, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """A table of numbers (rows x columns of two grid axes) as a heatmap, each cell labelled."""
     fig, ax = plt.subplots(figsize=(4.2, 3.4))
     im = ax.imshow(grid.values, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(grid.columns)), [str(c) for c in grid.columns])
     ax.set_yticks(range(len(grid.index)), [str(i) for i in grid.index])
-    ax.set_xlabel("prompts")
-    ax.set_ylabel("injection layer")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     for (i, j), v in np.ndenumerate(grid.values):
         ax.text(j, i, f"{v:.1f}", ha="center", va="center", color="white", fontsize=9)
-    ax.set_title(f"{dataset}, {position}: test top-1 (%)")
+    ax.set_title(title)
     fig.colorbar(im, ax=ax)
     return _save(fig, path)
 

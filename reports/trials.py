@@ -94,7 +94,7 @@ def trial_frame(runs: list) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _axes(trials: pd.DataFrame) -> list[str]:
+def grid_axes(trials: pd.DataFrame) -> list[str]:
     """The grid's axis names as the trials' cells name them, in the grid's order."""
     axes: list[str] = []
     for cell in dict.fromkeys(trials["cell"]):
@@ -107,7 +107,7 @@ def best_per_cell(trials: pd.DataFrame) -> pd.DataFrame:
     diverge, in the grid's order. Its test_acc is the test score of its best-on-validation epoch."""
     ok = trials[(trials.get("diverged", 0) != 1) & trials[LEARNED_SCORE].notna()]
     best = ok.loc[ok.groupby("cell")[LEARNED_SCORE].idxmax()]
-    return best.sort_values(_axes(best) or ["cell"]).reset_index(drop=True)     # one row per cell: no ties
+    return best.sort_values(grid_axes(best) or ["cell"]).reset_index(drop=True)     # one row per cell: no ties
 
 
 def best_test(best: pd.DataFrame, **where) -> float | None:

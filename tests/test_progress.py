@@ -63,3 +63,17 @@ def test_the_progress_callback_counts_by_hand_on_a_terminal_and_in_a_log():
         assert "cell a=2: complete, best val_acc 40.00 % (test 20.00 %) at lr 0.4" in text
         assert text.rstrip().splitlines()[-1].startswith(
             "4/4 done, 0 running, 0 pending, 1 stopped by ASHA, 1 failed; cells complete 2/2"), live
+
+
+def test_the_progress_callback_pickles_as_tune_saves_it_whatever_its_stream():
+    import io
+    import pickle
+
+    from orchestrator.progress import SweepProgress
+    progress = SweepProgress(2, 1, ["a=1", "a=2"], "val_acc", {}, out=io.StringIO(), live=True)
+    progress.setup()                                      # a live rich display, running
+    try:
+        copy = pickle.loads(pickle.dumps(progress))
+    finally:
+        progress.on_experiment_end([])
+    assert copy.planned == 2 and copy._bar is None and copy.out is not None
