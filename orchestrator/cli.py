@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import logging
 import os
 import signal
 import sys
@@ -155,11 +154,10 @@ def cmd_fetch(args) -> int:
     return 0
 
 
-def _data_dir_set(args) -> list[str]:
+def _data_dir_set(args, experiment) -> list[str]:
     """--data-dir as a config key, for the sweeps whose trials read CIFAR (compare reads none)."""
-    from orchestrator.plan import resolve_experiment
     from trainables.config import field_types
-    if not args.data_dir or "data_dir" not in field_types(resolve_experiment(args.sweep).trainable.config_cls):
+    if not args.data_dir or "data_dir" not in field_types(experiment.trainable.config_cls):
         return []
     return [f"data_dir={Path(args.data_dir).resolve()}"]
 
@@ -185,7 +183,7 @@ def cmd_sweep(args) -> int:
     if args.profile not in known and why == f"from ${PROFILE_ENV}":
         raise UserError(f"${PROFILE_ENV}={args.profile!r} is not a profile of sweep '{args.sweep}'; "
                         f"known: {', '.join(sorted(known))} (or pass --profile)")
-    plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args), args.samples, args.epochs)
+    plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args, experiment), args.samples, args.epochs)
     if args.dry_run:
         from orchestrator.cost import bench_figures, cost_lines, shipped_figures
         if args.deadline is not None and args.deadline <= 0:
@@ -352,8 +350,6 @@ COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep":
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import mlflow  # noqa: F401 - it sets its loggers' levels when imported: quieten them after that
-    logging.getLogger("mlflow").setLevel(logging.WARNING)   # "Creating initial MLflow database tables"
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")    # one bar per figure otherwise
     try:
         return COMMANDS[args.command](args)

@@ -18,10 +18,9 @@ from pathlib import Path
 from common.errors import UserError
 from common.names import cell_key
 from orchestrator.plan import SweepPlan
+from trainables.cifar import image_counts
 
 SHIPPED = Path(__file__).parent / "throughput.json"
-CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
-SYNTHETIC = {"cifar10": (600, 200), "cifar100": (800, 300)}     # trainables/synthetic.py's layout
 
 
 def asha_rungs(max_t: int, grace: int, rf: int) -> list[int]:
@@ -84,7 +83,7 @@ def figure_key(plan: SweepPlan, cell: dict) -> str | None:
 
 def split_sizes(cfg) -> tuple[int, int, int]:
     """(train, validation, test) images of a trial's dataset."""
-    train, test = SYNTHETIC[cfg.dataset] if cfg.data == "synthetic" else (CIFAR_TRAIN, CIFAR_TEST)
+    train, test = image_counts(cfg.dataset, cfg.data)
     val = round(train * cfg.val_fraction)
     return train - val, val, test
 

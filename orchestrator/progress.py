@@ -30,7 +30,8 @@ class SweepProgress(Callback):
         self.planned, self.samples, self.cells, self.metric = planned, samples, cells, metric
         self.stopped = stopped                  # trial id -> cell: PerCellASHA fills it
         self.done_in_cell = Counter(done_before or {})
-        self.counts = Counter(done=sum(self.done_in_cell.values()))
+        self.done_before = sum(self.done_in_cell.values())     # by an interrupted session
+        self.counts = Counter(done=self.done_before)
         self.running: set[str] = set()
         self.best: dict[str, tuple[float, float | None, float | None]] = {}   # cell -> (val, test, lr)
         self.start = time.time()
@@ -55,7 +56,7 @@ class SweepProgress(Callback):
 
     def line(self) -> str:
         done, elapsed = self.counts["done"], time.time() - self.start
-        new = done - self.counts["done_before"]
+        new = done - self.done_before
         eta = _clock(elapsed / new * (self.planned - done)) if new > 0 and done < self.planned else "—"
         pending = max(0, self.planned - done - len(self.running))
         return (f"{done}/{self.planned} done, {len(self.running)} running, {pending} pending, "
@@ -78,7 +79,6 @@ class SweepProgress(Callback):
     # --- Tune's hooks -------------------------------------------------------------------------
 
     def setup(self, **info):
-        self.counts["done_before"] = self.counts["done"]
         if self.live:
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn

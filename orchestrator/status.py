@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
@@ -17,14 +19,9 @@ from orchestrator.plan import DEFAULT_PROFILE
 from orchestrator.resume import DONE
 from reports.markdown import pct
 from store.lease import LEASE_TAG, holder
-from store.runs import (
-    CELL_TAG,
-    PROFILE_TAG,
-    ROLE_TAG,
-    SUPERSEDED_TAG,
-    SWEEP_ROLE,
-    children,
-)
+from store.runs import CELL_TAG, PROFILE_TAG, SUPERSEDED_TAG, children, parents
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -96,9 +93,7 @@ def sweep_status(client: MlflowClient, parent, now: float, **flags: str | None) 
     except (KeyError, ValueError):
         cells, per_cell = len({r.data.tags.get(CELL_TAG) for r in runs}), 1
     done = [r for r in runs if r.data.tags.get("outcome") in DONE]
-    by_cell: dict = {}
-    for r in done:
-        by_cell[r.data.tags.get(CELL_TAG)] = by_cell.get(r.data.tags.get(CELL_TAG), 0) + 1
+    by_cell = Counter(r.data.tags.get(CELL_TAG) for r in done)
     live, driver = _driver(parent, runs, now)
     status = parent.info.status
     state = ("finished" if status == "FINISHED" else "failed" if status == "FAILED"
@@ -118,8 +113,7 @@ def latest_sweeps(client: MlflowClient, name: str | None = None) -> list:
         experiments = [e for e in experiments if e.name == name]
     latest: dict = {}
     for exp in experiments:
-        for run in client.search_runs([exp.experiment_id], f"tags.{ROLE_TAG} = '{SWEEP_ROLE}'",
-                                      order_by=["attributes.start_time DESC"], max_results=1000):
+        for run in parents(client, exp.experiment_id):
             latest.setdefault((exp.name, run.data.tags.get(PROFILE_TAG)), run)
     if name is not None and not latest:
         raise UserError(f"no '{name}' sweep in MLflow at {client.tracking_uri}; `python -m orchestrator status` "
@@ -142,7 +136,8 @@ def format_status(s: SweepStatus) -> list[str]:
 def status_lines(client: MlflowClient, name: str | None = None, now: float | None = None,
                  **flags: str | None) -> list[str]:
     now = time.time() if now is None else now
-    parents = latest_sweeps(client, name)
-    if not parents:
+    latest = latest_sweeps(client, name)
+    if not latest:
         return [f"no sweep in MLflow at {client.tracking_uri} yet; `python -m orchestrator list` shows them"]
-    return [line for parent in parents for line in format_status(sweep_status(client, parent, now, **flags))]
+    # names, hosts and params are values from the store: no control character reaches the terminal
+    return [_CONTROL.sub("?", line) for parent in latest for line in format_status(sweep_status(client, parent, now, **flags))]

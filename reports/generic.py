@@ -12,7 +12,7 @@ def report(sw: SweepRuns) -> list[str]:
     best = best_per_cell(sw.trials)
     axes = grid_axes(best)
     title = sw.parent.data.tags.get("sweep", "sweep")
-    md = sw.header(f"Sweep {title} (from a sweep file)")
+    md = sw.header(f"Sweep {text(title)} (from a sweep file)")
     rows = [[*(text(r[a]) for a in axes), pct(r["best_val_acc"]), pct(r["test_acc"]),
              f"{r['lr']:.3g}" if "lr" in r and r["lr"] == r["lr"] else "—"] for _, r in best.iterrows()]
     md += ["## Best learning rate per cell", "", table([*axes, "best val", "test", "lr"], rows), ""]

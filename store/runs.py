@@ -36,14 +36,18 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
         return found.experiment_id
 
 
+def parents(client: MlflowClient, experiment: str, profile: str | None = None, max_results: int = 1000) -> list:
+    """A sweep's parent runs (of one profile, if given), newest first."""
+    where = f"tags.{ROLE_TAG} = '{SWEEP_ROLE}'" + (f" and tags.{PROFILE_TAG} = '{profile}'" if profile else "")
+    return client.search_runs([experiment], where, order_by=["attributes.start_time DESC"], max_results=max_results)
+
+
 def latest_parent(client: MlflowClient | None, sweep: str, profile: str | None = None):
     """The latest parent run of a sweep (of one profile, if given), or None."""
     experiment = None if client is None else client.get_experiment_by_name(sweep)
     if experiment is None:
         return None
-    where = f"tags.{ROLE_TAG} = '{SWEEP_ROLE}'" + (f" and tags.{PROFILE_TAG} = '{profile}'" if profile else "")
-    runs = client.search_runs([experiment.experiment_id], where, order_by=["attributes.start_time DESC"],
-                              max_results=1)
+    runs = parents(client, experiment.experiment_id, profile, max_results=1)
     return runs[0] if runs else None
 
 

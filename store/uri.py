@@ -5,6 +5,7 @@ server (`http(s)://HOST:PORT`)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sqlite3
 import urllib.request
@@ -86,6 +87,10 @@ def prepare_store(uri: str) -> None:
     path = sqlite_path(uri)
     if path is not None:
         from mlflow.tracking import MlflowClient
+
+        # importing mlflow sets its loggers' levels: quieten "Creating initial MLflow database
+        # tables" (and its kin) after that
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         with FileLock(str(path) + ".lock", timeout=120):
             MlflowClient(uri).search_experiments(max_results=1)
 

@@ -161,3 +161,12 @@ def test_a_toy_experiment_is_one_module_picked_up_everywhere(toy_package, tmp_pa
                  "test_the_record_is_sound[toy]"):
         assert f"{test} PASSED" in tested
     assert "3 passed" in tested
+
+
+def test_an_experiments_package_that_cannot_be_imported_is_one_line(monkeypatch):
+    from common.errors import UserError
+    from search_spaces.registry import list_experiments
+    monkeypatch.setenv("ORCHESTRATOR_EXPERIMENTS", "no_such_package_of_experiments")
+    with pytest.raises(UserError, match=r"\$ORCHESTRATOR_EXPERIMENTS names 'no_such_package_of_experiments', which "
+                                        r"cannot be imported .*; put it on PYTHONPATH or remove it"):
+        list_experiments()

@@ -95,3 +95,16 @@ def test_status_of_a_finished_an_interrupted_and_a_running_sweep(ray_session, da
     assert main(["status", "nope", "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no 'nope' sweep in MLflow at " in err
+
+
+def test_status_prints_no_control_character_a_store_holds(tmp_path):
+    from orchestrator.status import status_lines
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    exp = client.create_experiment("deep")
+    forged = "deep\x1b[2J\nvisual (smoke): finished"          # a terminal escape and a fake line
+    client.create_run(exp, tags={"role": "sweep", "profile": "smoke", "sweep": forged,
+                                 "driver_lease": '{"host": "h\\nx", "pid": 1, "time": 0}'})
+    lines = status_lines(client)
+    assert lines and all(c.isprintable() for line in lines for c in line)
+    assert not any(line.startswith("visual") for line in lines)           # the forged line stays inside

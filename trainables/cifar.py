@@ -61,6 +61,15 @@ ARCHIVES = {
 LOADABLE = (*DATASETS, "cifar110")      # CIFAR-110 is both test sets under one label space
 
 
+def image_counts(name: str, kind: str) -> tuple[int, int]:
+    """(train, test) images of a dataset, without reading it."""
+    if kind == "synthetic":
+        from trainables.synthetic import image_counts as synthetic_counts
+        return synthetic_counts(name)
+    spec = ARCHIVES[name]
+    return sum(spec.rows[f] for f in spec.train_files), sum(spec.rows[f] for f in spec.test_files)
+
+
 @dataclass(frozen=True)
 class Split:
     images: torch.Tensor        # (N, 3, 32, 32) uint8

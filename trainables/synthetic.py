@@ -27,6 +27,12 @@ turtle wardrobe whale willow_tree wolf woman worm""".split())
 _LAYOUT = {"cifar10": (CIFAR10_CLASSES, 60, 20, 10), "cifar100": (CIFAR100_CLASSES, 8, 3, 100)}
 
 
+def image_counts(name: str) -> tuple[int, int]:
+    """(train, test) images of the synthetic `name`."""
+    classes, per_class_train, per_class_test, _ = _LAYOUT[name]
+    return len(classes) * per_class_train, len(classes) * per_class_test
+
+
 def _class_templates(n_classes: int, rng: np.random.Generator) -> np.ndarray:
     """(C, 3, 32, 32) float: a base colour plus an oriented stripe pattern per class."""
     yy, xx = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
