@@ -8,6 +8,9 @@ PRIVATE_PREFIX = "_"
 CELL_KEY = "_cell"              # the trial's grid cell, as cell_key() writes it (tag `cell` in MLflow)
 RUN_KEY = "_run_id"             # the child run a continued trial logs into
 RESUME_KEY = "_resume_from"     # the newest readable checkpoint of an interrupted session
+# The key of a trial's result that describes its data (trainables/dataset_record.py); the driver
+# logs it as the run's MLflow dataset input.
+DATASET_KEY = "dataset"
 
 # Datasets a trial trains or evaluates on, and where their images come from.
 DATASETS = ("cifar10", "cifar100")

@@ -195,7 +195,7 @@ def cmd_sweep(args) -> int:
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}")
     print(f"profile {plan.profile_name}: {why}")
-    from store.uri import resolve_tracking_uri
+    from store.uri import resolve_tracking_uri, runs_page
     print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
@@ -212,7 +212,8 @@ def cmd_sweep(args) -> int:
         signal.signal(signal.SIGTERM, previous)
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")
-    print(f"open the runs:  mlflow ui --backend-store-uri {out.tracking_uri}")
+    serve, page = runs_page(out.tracking_uri, out.experiment_id)
+    print(f"open the runs:  {serve + ', then ' if serve else ''}{page}")
     if plan.experiment.report is not None:
         print(f"build a report: python -m orchestrator report {plan.experiment.name}")
     return 0 if out.errors == 0 else 1

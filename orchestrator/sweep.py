@@ -81,6 +81,7 @@ class SweepOutcome:
     experiment: str
     trials: int
     errors: int
+    experiment_id: str = ""
 
 
 def _gpus_per_trial(requested: float | None) -> float:
@@ -276,7 +277,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
             _close(client, callback.store, exp, parent, status, why)
     if status == "KILLED":
         raise SweepInterrupted(done, plan.n_trials)
-    return SweepOutcome(parent, uri, plan.experiment.name, plan.n_trials, failed)
+    return SweepOutcome(parent, uri, plan.experiment.name, plan.n_trials, failed, exp)
 
 
 def _reopen(client: MlflowClient, plan: SweepPlan, exp: str, parent: str, storage: str | None,

@@ -20,6 +20,7 @@ from common.names import (
     ARTIFACT_DIR,
     BEST_FILE,
     CELL_KEY,
+    DATASET_KEY,
     LATEST_FILE,
     RUN_KEY,
     is_private,
@@ -69,6 +70,8 @@ class MLflowTrials(Callback):
         self.last: dict[str, dict] = {}
         self.checkpoints: dict = {}
         self.ended: dict[str, str] = {}   # run id -> outcome, for the runs that ended in this session
+        self.datasets: set[str] = set()   # runs whose dataset input this session logged
+        self.parent_datasets: set[tuple[str, str]] = set()   # (name, digest) logged on the parent
 
     def _run(self, trial) -> str:
         if trial.trial_id not in self.runs:    # a retried trial keeps its one child run
@@ -129,7 +132,19 @@ class MLflowTrials(Callback):
         # words a trial reports beside its numbers (where a figure comes from, the device)
         tags += [RunTag(k, str(v)) for k, v in (result.get("tags") or {}).items()]
         self.store.log_batch(run_id, metrics=metrics, tags=tags)
+        if isinstance(result.get(DATASET_KEY), dict) and run_id not in self.datasets:
+            self._log_dataset(run_id, result[DATASET_KEY])
         self.last[trial.trial_id] = result
+
+    def _log_dataset(self, run_id: str, record: dict) -> None:
+        """The trial's data as its run's dataset input, and once on the parent too, so the
+        runs table's Dataset column names a sweep's data before its children are expanded."""
+        self.store.log_dataset(run_id, record)
+        self.datasets.add(run_id)
+        key = (str(record.get("name")), str(record.get("digest")))
+        if key not in self.parent_datasets:
+            self.store.log_dataset(self.parent, record)
+            self.parent_datasets.add(key)
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self.checkpoints[trial.trial_id] = checkpoint

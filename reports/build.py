@@ -4,6 +4,7 @@ folder an earlier report wrote is ever replaced."""
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import uuid
 from pathlib import Path
@@ -49,14 +50,37 @@ def build_report(name: str, experiments: list[Reported], tracking_uri: str, out:
                 _write_all(client, folder, out / "classify", experiments)
             else:
                 sw.out = folder
-                (folder / "report.md").write_text("\n".join(exp.report.build(sw)) + "\n")
+                _write_sweep(folder, "\n".join(exp.report.build(sw)) + "\n", exp.report.title)
             _replace(folder, final)
             folder.mkdir()   # TemporaryDirectory cleans up the (now moved) folder on exit
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
+    if sw is not None:
+        log_report(client, sw.parent.info.run_id, final)
     return final / "report.md"
+
+
+REPORT_ARTIFACTS = "report"     # the parent run's artifact folder that holds its report
+
+
+def log_report(client: MlflowClient, run_id: str, folder: Path) -> None:
+    """The report's files as artifacts of the sweep's parent run, so the MLflow UI shows it
+    beside the runs. A store that will not take them costs a warning, not the written report."""
+    try:
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and not path.is_symlink() and path.name != MARKER:
+                client.log_artifact(run_id, str(path), REPORT_ARTIFACTS)
+    except Exception as err:  # noqa: BLE001 - any store or artifact-repository error
+        print(f"warning: the report is written but not logged to MLflow run {run_id} "
+              f"({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})", file=sys.stderr)
+
+
+def _write_sweep(folder: Path, markdown: str, title: str) -> None:
+    from reports.html import to_html
+    (folder / "report.md").write_text(markdown)
+    (folder / "report.html").write_text(to_html(markdown, folder, title))
 
 
 def _check_replaceable(final: Path) -> None:

@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import platformdirs
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
@@ -45,6 +45,24 @@ def journal_dir(parent_run_id: str) -> Path:
 
 def _permanent(err: Exception) -> bool:
     return isinstance(err, MlflowException) and err.error_code in _PERMANENT
+
+
+def clean_dataset(record: dict) -> dict:
+    """A trial's dataset record with only the fields MLflow takes, cut to its column sizes
+    (ValueError or TypeError for one that is not a record)."""
+    def text(key: str, limit: int) -> str:
+        return str(record.get(key, ""))[:limit] or "unknown"
+    splits = {str(k)[:20]: int(v) for k, v in dict(record.get("splits") or {}).items()}
+    return {"name": text("name", 500), "digest": text("digest", 36), "source_type": text("source_type", 36),
+            "source": text("source", 5000), "context": text("context", 100),
+            "profile": json.dumps({"splits": splits, "num_rows": sum(splits.values()),
+                                   "classes": int(record.get("classes") or 0)})}
+
+
+def dataset_input(clean: dict) -> DatasetInput:
+    dataset = Dataset(name=clean["name"], digest=clean["digest"], source_type=clean["source_type"],
+                      source=clean["source"], profile=clean["profile"])
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", clean["context"])])
 
 
 class Journal:
@@ -95,6 +113,15 @@ class Journal:
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None) -> None:
         self._write("log_artifact", run_id, local_path=local_path, artifact_path=artifact_path)
 
+    def log_dataset(self, run_id: str, record: dict) -> None:
+        """A trial's dataset record (trainables/dataset_record.py) as the run's dataset input."""
+        try:
+            record = clean_dataset(record)
+        except (ValueError, TypeError, AttributeError) as err:
+            log.warning("run %s: dataset record not logged (%s)", run_id, err)
+            return
+        self._write("log_dataset", run_id, record=record)
+
     # --- machinery ------------------------------------------------------------------------------
 
     def _fit(self, run_id: str, key: str, value: str, limit: int) -> str:
@@ -128,6 +155,8 @@ class Journal:
             c.update_run(run_id, status=kw["status"])
         elif op == "delete_tag":
             c.delete_tag(run_id, kw["key"])
+        elif op == "log_dataset":
+            c.log_inputs(run_id, datasets=[dataset_input(kw["record"])])
         elif op == "log_artifact":
             source = Path(kw["local_path"])
             if kw.get("name"):          # logged under its own name (values/KEY.txt)

@@ -19,21 +19,35 @@ PARENT_TAG = "mlflow.parentRunId"
 # A child run that a resume found beyond its cell's planned trials: kept (never deleted), KILLED,
 # and left out of reports, source choice and the searcher.
 SUPERSEDED_TAG = "superseded_by"
+# What MLflow 3's UI opens an experiment on: its runs (model training), not GenAI traces. The UI
+# guesses a kind for an experiment without one; the guesses end in "_inferred" or say none.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+_GUESSED_KINDS = {None, "", "no_inferred_type"}
 
 
 def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
     """The experiment of a sweep, created on its first run."""
     found = client.get_experiment_by_name(name)
     if found:
+        mark_model_training(client, found)
         return found.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(uri, name))
+        return client.create_experiment(name, artifact_location=artifact_location(uri, name),
+                                        tags={KIND_TAG: KIND})
     except MlflowException:
         # two new sweeps of one name racing: the other created it between our look and our create
         found = client.get_experiment_by_name(name)
         if found is None:
             raise
         return found.experiment_id
+
+
+def mark_model_training(client: MlflowClient, experiment) -> None:
+    """Tag a sweep's experiment (one an older version made) as model training, unless someone
+    chose a kind for it by hand: a kind the UI only guessed is replaced."""
+    kind = experiment.tags.get(KIND_TAG)
+    if kind in _GUESSED_KINDS or kind.endswith("_inferred"):
+        client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
 
 
 def parents(client: MlflowClient, experiment: str, profile: str | None = None, max_results: int = 1000) -> list:

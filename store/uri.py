@@ -95,6 +95,16 @@ def prepare_store(uri: str) -> None:
             MlflowClient(uri).search_experiments(max_results=1)
 
 
+def runs_page(uri: str, experiment_id: str) -> tuple[str | None, str]:
+    """(the command that serves the store, or None for a server; the page of the experiment's
+    runs). MLflow 3's UI opens on its GenAI pages whatever the experiment's kind tag says; the
+    page's `workflowType` parameter, like its "Model training" switch, opens the runs."""
+    page = f"#/experiments/{experiment_id}?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return None, f"{uri.rstrip('/')}/{page}"
+    return f"mlflow ui --backend-store-uri {uri}", f"http://127.0.0.1:5000/{page}"
+
+
 def artifact_location(uri: str, experiment: str) -> str | None:
     """Artifacts beside an SQLite database, as `mlflow ui` expects; a server chooses its own."""
     path = sqlite_path(uri)

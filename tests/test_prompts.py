@@ -59,7 +59,7 @@ def test_readout_token_of_each_position(tiny, position, readout_is_prompt):
 
 def test_frozen_model_gets_no_gradients_or_optimizer_state(tiny_prompt_config):
     cfg = from_dict(DeepPromptConfig, {**tiny_prompt_config, "layer": 1, "n_prompts": 4})
-    clip, splits, text = prepare(cfg)
+    clip, splits, text, _ = prepare(cfg)
     prompt, model = deep_classifier(cfg, clip, text)
     x, y = next(splits.train.batches(8))
     torch.nn.functional.cross_entropy(model(x), y).backward()

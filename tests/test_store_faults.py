@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
+from servers import free_port, start_mlflow, stop
 
 from store.journal import Journal
 
@@ -36,33 +35,33 @@ def test_an_over_long_param_is_cut_with_a_marker_and_kept_whole(tmp_path):
 
 
 def test_writes_wait_on_disk_while_the_store_is_down_then_go_through_in_order(tmp_path):
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = _server(tmp_path, port)
+    server = start_mlflow(tmp_path, port)
     client = MlflowClient(uri)
     run = client.create_run(client.create_experiment("x"))
     journal = Journal(client, run.info.run_id, retries=1, backoff_s=0.1, folder=tmp_path / "journal")
     journal.recheck_s = 0.0
-    _stop(server)
+    stop(server)
     os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
     try:
         journal.set_tag(run.info.run_id, "step", "1")
         journal.set_tag(run.info.run_id, "step", "2")          # queued behind the first
         assert journal.pending() == 2
-        server = _server(tmp_path, port)
+        server = start_mlflow(tmp_path, port)
         journal.set_tag(run.info.run_id, "after", "yes")       # the store answers: all go, in order
         assert journal.pending() == 0
         tags = client.get_run(run.info.run_id).data.tags
         assert tags["step"] == "2" and tags["after"] == "yes"
     finally:
         del os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
-        _stop(server)
+        stop(server)
 
 
 def test_a_sweep_goes_on_while_the_tracking_server_is_down(tmp_path, data_root):
-    port = _free_port()
+    port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = _server(tmp_path, port)
+    server = start_mlflow(tmp_path, port)
     args = ["sweep", "visual", "--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"),
             "--data-dir", str(data_root), "--gpus-per-trial", "0", "--epochs", "4", "--set", "batch_size=16",
             "--max-concurrent", "2"]
@@ -81,10 +80,10 @@ def test_a_sweep_goes_on_while_the_tracking_server_is_down(tmp_path, data_root):
             if any(r.data.metrics.get("epoch", 0) >= 1 for r in runs):
                 break
             time.sleep(0.5)
-        _stop(server)                       # the store goes away while trials run
+        stop(server)                       # the store goes away while trials run
         time.sleep(12)
         assert driver.poll() is None, log.read_text()[-3000:]      # the sweep went on
-        server = _server(tmp_path, port)
+        server = start_mlflow(tmp_path, port)
         assert driver.wait(timeout=300) == 0, log.read_text()[-3000:]
         exp = client.get_experiment_by_name("visual")
         (parent,) = client.search_runs([exp.experiment_id], "tags.role = 'sweep'")
@@ -100,37 +99,7 @@ def test_a_sweep_goes_on_while_the_tracking_server_is_down(tmp_path, data_root):
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
-        _stop(server)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _server(folder: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination", str(folder / "artifacts"),
-         "--workers", "1"], stdout=(folder / "server.log").open("a"), stderr=subprocess.STDOUT,
-        start_new_session=True)
-    deadline = time.time() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                _stop(proc)
-                raise AssertionError((folder / "server.log").read_text()[-2000:])
-            time.sleep(0.3)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop(server)
 
 
 def test_a_sweep_with_an_over_long_setting_runs_and_keeps_it_whole(tmp_path, data_root, ray_session):

@@ -10,10 +10,11 @@ from typing import Optional
 
 import torch
 
-from common.names import DATA_KINDS, DATASETS
+from common.names import DATA_KINDS, DATASET_KEY, DATASETS
 from trainables.cifar import load_cifar
 from trainables.clip import PromptedClip, class_text_features
 from trainables.config import check_at_least_one, check_choices
+from trainables.dataset_record import dataset_record
 from trainables.device import pick_device
 from trainables.entry import trainable
 from trainables.loop import Reporter, evaluate, predictions
@@ -63,7 +64,7 @@ def run_cross(cfg: CrossConfig, report: Reporter, resume_dir=None, sources=None)
     narrow = PromptedClip(clip, class_text_features(clip, own.classes, pcfg.template), visual_prompt=prompt)
     metrics["own_acc"] = evaluate(narrow, DeviceData(own.test, device, clip.preprocess), cfg.batch_size)
     metrics["source_test_acc"] = float(source.metrics.get("test_acc", math.nan))
-    report(metrics, None)
+    report({**metrics, DATASET_KEY: dataset_record(c110, "evaluation", test=len(c110.test.labels))}, None)
     return metrics
 
 

@@ -10,6 +10,7 @@ import torch
 from common.errors import UserError
 from common.names import DATA_KINDS, DATASETS
 from trainables.cifar import Cifar, load_cifar
+from trainables.dataset_record import dataset_record
 from trainables.loop import Splits
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData, Preprocess, train_val_split
@@ -44,3 +45,8 @@ def load_splits(cfg: DataConfig, pre: Preprocess, device: torch.device) -> tuple
     train, val = train_val_split(data.train, cfg.val_fraction, cfg.seed)
     splits = Splits(*(DeviceData(s, device, pre, cfg.seed + i) for i, s in enumerate((train, val, data.test))))
     return data, splits
+
+
+def splits_record(data: Cifar, splits: Splits) -> dict:
+    """The dataset record of a trial that trains on these splits."""
+    return dataset_record(data, "training", train=len(splits.train), val=len(splits.val), test=len(splits.test))

@@ -19,7 +19,8 @@ from torch import nn
 
 from common.errors import UserError
 from trainables.config import check_choices
-from trainables.data_config import DataConfig, load_splits
+from trainables.data_config import DataConfig, load_splits, splits_record
+from trainables.dataset_record import reporting_dataset
 from trainables.device import pick_device
 from trainables.entry import trainable
 from trainables.features import cache_splits
@@ -73,6 +74,7 @@ def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict
     device = pick_device(cfg.device)
     pre = Preprocess(cfg.image_size, "bilinear", cfg.stats)    # torchvision's ResNet recipe
     data, splits = load_splits(cfg, pre, device)
+    report = reporting_dataset(report, splits_record(data, splits))
     trained, net = build_resnet(cfg.weights, cfg.variant, len(data.classes), device, cfg.seed,
                                 cfg.backbone_bn == "train", cfg.channels_last)
     aug, cost = AUGMENTS[cfg.augment], {"cache_seconds": 0.0, "cache_mb": 0.0}

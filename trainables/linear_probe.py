@@ -11,7 +11,8 @@ from torch import nn
 
 from common.errors import UserError
 from trainables.clip import CLIP_MODELS, load_clip
-from trainables.data_config import DataConfig, load_splits
+from trainables.data_config import DataConfig, load_splits, splits_record
+from trainables.dataset_record import reporting_dataset
 from trainables.device import pick_device
 from trainables.entry import trainable
 from trainables.features import cache_splits
@@ -40,6 +41,7 @@ def run_linear_probe(cfg: LinearProbeConfig, report: Reporter, resume_dir=None) 
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
     data, splits = load_splits(cfg, clip.preprocess, device)
+    report = reporting_dataset(report, splits_record(data, splits))
     encode = lambda x: F.normalize(clip.model.encode_image(x).float(), dim=-1)  # noqa: E731
     splits, cost = cache_splits(splits, encode, cfg.batch_size)
     torch.manual_seed(cfg.seed)

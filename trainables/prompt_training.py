@@ -17,7 +17,8 @@ from trainables.clip import (
     model_depth,
     model_image_size,
 )
-from trainables.data_config import DataConfig, load_splits
+from trainables.data_config import DataConfig, load_splits, splits_record
+from trainables.dataset_record import reporting_dataset
 from trainables.device import pick_device
 from trainables.entry import trainable
 from trainables.features import cache_splits
@@ -85,12 +86,12 @@ class DeepPromptConfig(PromptConfig):
             raise UserError(f"position '{self.position}' unknown; known: {', '.join(POSITIONS)}")
 
 
-def prepare(cfg: PromptConfig) -> tuple[Clip, Splits, torch.Tensor]:
-    """Data on the device, the frozen CLIP and the class text features."""
+def prepare(cfg: PromptConfig) -> tuple[Clip, Splits, torch.Tensor, dict]:
+    """Data on the device, the frozen CLIP, the class text features and the dataset record."""
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
     data, splits = load_splits(cfg, clip.preprocess, device)
-    return clip, splits, class_text_features(clip, data.classes, cfg.template)
+    return clip, splits, class_text_features(clip, data.classes, cfg.template), splits_record(data, splits)
 
 
 def _fit(cfg: PromptConfig, model: torch.nn.Module, prompt: torch.nn.Module, splits: Splits, report: Reporter,
@@ -119,13 +120,14 @@ def deep_classifier(cfg: DeepPromptConfig, clip: Clip, text: torch.Tensor,
 
 
 def run_visual(cfg: VisualPromptConfig, report: Reporter, resume_dir=None) -> dict:
-    clip, splits, text = prepare(cfg)
+    clip, splits, text, record = prepare(cfg)
     prompt, model = visual_classifier(cfg, clip, text)
-    return _fit(cfg, model, prompt, splits, report, resume_dir)
+    return _fit(cfg, model, prompt, splits, reporting_dataset(report, record), resume_dir)
 
 
 def run_deep(cfg: DeepPromptConfig, report: Reporter, resume_dir=None) -> dict:
-    clip, splits, text = prepare(cfg)
+    clip, splits, text, record = prepare(cfg)
+    report = reporting_dataset(report, record)
     prompt, model = deep_classifier(cfg, clip, text, from_prefix=cfg.prefix_cache)
     cost: dict = {}
     if cfg.prefix_cache:

@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
+from trainables.system import system_metrics
+
 # Ray logs one INFO line per saved checkpoint; a sweep saves one per trial per epoch.
 logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
 
@@ -15,7 +17,8 @@ def tune_report(metrics: dict, checkpoint_dir: str | None) -> None:
     from ray import tune
     checkpoint = tune.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir else None
     # the node, not only its IP: several nodes can share one machine (and one IP)
-    tune.report({**metrics, "node_id": ray.get_runtime_context().get_node_id()}, checkpoint=checkpoint)
+    tune.report({**metrics, **system_metrics(), "node_id": ray.get_runtime_context().get_node_id()},
+                checkpoint=checkpoint)
 
 
 @contextlib.contextmanager

@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from common.names import DATA_KINDS
+from common.names import DATA_KINDS, DATASET_KEY
 from trainables.cifar import load_cifar
 from trainables.clip import PromptedClip, class_text_features
 from trainables.config import check_at_least_one, check_choices
+from trainables.dataset_record import dataset_record
 from trainables.device import pick_device
 from trainables.entry import trainable
 from trainables.finetune import FinetuneConfig
@@ -104,7 +105,7 @@ def run_robustness(cfg: RobustnessConfig, report: Reporter, resume_dir=None, sou
     metrics = {"clean_acc": accs[0.0], "noisy_acc": accs[cfg.noise_std],
                "source_test_acc": float(source.metrics.get("test_acc", math.nan)),
                **{f"acc_noise_{level:g}": acc for level, acc in accs.items()}}
-    report(metrics, None)
+    report({**metrics, DATASET_KEY: dataset_record(data, "evaluation", test=len(data.test.labels))}, None)
     return metrics
 
 

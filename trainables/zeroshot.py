@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 from common.errors import UserError
-from common.names import DATA_KINDS, DATASETS
+from common.names import DATA_KINDS, DATASET_KEY, DATASETS
 from trainables.cifar import load_cifar
 from trainables.clip import CLIP_MODELS, TextHead, class_text_features, load_clip
 from trainables.config import check_choices
+from trainables.dataset_record import dataset_record
 from trainables.device import pick_device
 from trainables.entry import trainable
 from trainables.features import FeatureData
@@ -52,7 +53,8 @@ def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict
         metrics[f"{name}_acc"] = evaluate(head, features, cfg.batch_size)
     seconds = time.perf_counter() - start
     metrics["images_per_s"] = (len(data.train.labels) + len(data.test.labels)) / seconds
-    report(metrics, None)
+    report({**metrics, DATASET_KEY: dataset_record(data, "evaluation", train=len(data.train.labels),
+                                                   test=len(data.test.labels))}, None)
     return metrics
 
 
