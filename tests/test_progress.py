@@ -36,6 +36,9 @@ def test_a_smoke_sweep_prints_a_short_log(data_root, tmp_path):
     assert progress and progress[-1].startswith("8/8 done, 0 running, 0 pending") and "cells complete 4/4" in progress[-1]
     assert not any(w in out.stdout for w in ("Trial status", "Configuration for experiment", "╭", "| Trial name"))
     assert "8 trials, 0 failed; MLflow parent run " in out.stdout
+    # the link that opens the runs, not MLflow 3's GenAI overview (tests/test_mlflow_ui.py opens it)
+    assert f"open the runs:  mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db, then " \
+           "http://127.0.0.1:5000/#/experiments/1?workflowType=machine_learning" in out.stdout
 
 
 def test_the_progress_callback_counts_by_hand_on_a_terminal_and_in_a_log():
