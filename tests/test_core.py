@@ -503,6 +503,32 @@ def test_search_random_gives_every_cell_optunas_random_sampler_seeded_apart():
     assert {s.sampler._n_startup_trials for s in tpe.values()} == {1}                # half of 2 samples
 
 
+def test_the_tracking_callback_logs_each_trials_dataset_on_its_run_and_each_dataset_once_on_the_parent(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.tracking import MLflowTrials
+    from store.runs import experiment_id
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    exp = experiment_id(client, "deep", uri)
+    parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
+    cb = MLflowTrials(uri, exp, parent, {}, {})
+    record = lambda name, digest: {"name": name, "digest": digest, "source_type": "code", "source": "{}",
+                                   "splits": {"train": 9, "val": 1, "test": 5}, "classes": 10, "context": "training"}
+    t = {k: _Trial(k, {"_cell": k, "lr": 1.0}) for k in ("a", "b", "c", "none", "odd")}
+    cb.on_trial_result(0, [], t["a"], _result(1, 0.1, dataset=record("cifar10", "d10")))
+    cb.on_trial_result(0, [], t["a"], _result(2, 0.2, dataset=record("cifar10", "changed")))    # first one stays
+    cb.on_trial_result(0, [], t["b"], _result(1, 0.1, dataset=record("cifar10", "d10")))
+    cb.on_trial_result(0, [], t["c"], _result(1, 0.1, dataset=record("cifar100", "d100")))
+    cb.on_trial_result(0, [], t["none"], _result(1, 0.1))
+    cb.on_trial_result(0, [], t["odd"], _result(1, 0.1, dataset="cifar10"))       # not a record: ignored
+    inputs = lambda run: sorted((i.dataset.name, i.dataset.digest) for i in client.get_run(run).inputs.dataset_inputs)
+    assert {k: inputs(cb.runs[k]) for k in t} == {
+        "a": [("cifar10", "d10")], "b": [("cifar10", "d10")], "c": [("cifar100", "d100")], "none": [], "odd": []}
+    assert inputs(parent) == [("cifar10", "d10"), ("cifar100", "d100")]
+    assert "dataset" not in client.get_run(cb.runs["a"]).data.metrics
+
+
 def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(tmp_path):
     """The finer points of the callback: names and tags of a new run, an adopted run's trial ids
     and history, the epoch a result is logged at, the resume marker, and the words of each end."""
