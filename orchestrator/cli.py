@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--datasets", nargs="*", default=["cifar10", "cifar100"])
     p.add_argument("--weights", action="store_true", help="also fetch CLIP ViT-B-32 openai and ResNet-18 weights")
+    p.add_argument("--data", choices=("real", "synthetic"), default="real",
+                   help="synthetic: write the smoke profile's stand-in CIFAR instead (offline; to try a cluster)")
 
     p = sub.add_parser("sweep", help="run a sweep on Ray Tune, logged to MLflow",
                        description="Run SWEEP: one trial per cell and learning rate, ASHA within each cell.")
@@ -143,8 +145,9 @@ def cmd_fetch(args) -> int:
     for name in args.datasets:
         if name not in ("cifar10", "cifar100"):
             raise UserError(f"fetch: unknown dataset '{name}'; known: cifar10, cifar100")
-        ensure_archive(name, root)
-        print(f"{name}: {'present' if is_present(root, name) else 'missing'} in {root}")
+        ensure_archive(name, root, args.data)
+        kind = "" if args.data == "real" else f" ({args.data})"
+        print(f"{name}{kind}: {'present' if is_present(root, name, args.data) else 'missing'} in {root}")
     if args.weights:
         from trainables.clip import fetch_clip_weights
         from trainables.resnet import load_resnet18

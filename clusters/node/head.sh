@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The head node, after setup.sh: the MLflow tracking server on 127.0.0.1:5000 (never a public
+# interface: reach it through `ray attach CLUSTER -p 5000`), and the head's login settings: the
+# store, and the study's profile for `python -m orchestrator sweep NAME`.
+#
+#   head.sh --artifacts URI [--store DIR]
+#     --artifacts  where the server keeps artifacts: s3://BUCKET/PATH or file:///NFS/PATH
+#     --store      the folder of the server's SQLite database (default ~/mlflow; only the server
+#                  writes it)
+set -euo pipefail
+STORE="$HOME/mlflow"
+ARTIFACTS=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --artifacts) ARTIFACTS="$2"; shift 2 ;;
+        --store) STORE="$2"; shift 2 ;;
+        *) echo "head.sh: unknown argument '$1'; see the header of $0" >&2; exit 2 ;;
+    esac
+done
+[ -n "$ARTIFACTS" ] || { echo "head.sh: give --artifacts s3://BUCKET/PATH or file:///NFS/PATH" >&2; exit 2; }
+ENV_FILE="$HOME/.clip-prompt-sweeps.env"
+. "$ENV_FILE"       # setup.sh's: the venv on PATH
+answers() { python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:5000/health', timeout=2)" 2>/dev/null; }
+mkdir -p "$STORE"
+if ! answers; then
+    nohup mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$STORE/mlflow.db" \
+        --artifacts-destination "$ARTIFACTS" > "$STORE/server.log" 2>&1 < /dev/null &
+    echo "$!" > "$STORE/server.pid"
+    for _ in $(seq 90); do answers && break; sleep 1; done
+    answers || { echo "head.sh: the MLflow server did not start; see $STORE/server.log" >&2; exit 1; }
+fi
+grep -q MLFLOW_TRACKING_URI "$ENV_FILE" || echo 'export MLFLOW_TRACKING_URI=http://127.0.0.1:5000' >> "$ENV_FILE"
+# `python -m orchestrator sweep NAME` on the head runs the study; the laptop default stays smoke
+grep -q ORCHESTRATOR_PROFILE "$ENV_FILE" || echo 'export ORCHESTRATOR_PROFILE=full' >> "$ENV_FILE"
+echo "MLflow server on http://127.0.0.1:5000 (database $STORE/mlflow.db, artifacts $ARTIFACTS)"

@@ -1,0 +1,244 @@
+"""The project's cluster files, started for real on this machine, each in a namespace of its own
+(tests/namespaces.py): `ray up` of clusters/onprem.yaml over SSH to 127.0.0.1 (Ray's local
+provider), a smoke sweep and its report on it, `ray down`; and clusters/slurm/sweep.sbatch as a
+job of a single-node SLURM with munge. Skipped where sshd, slurmd or munged are not installed;
+.ci/run installs them (README "Testing")."""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+from namespaces import Namespace, available
+
+from store.runs import children, latest_parent
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+SSH_TOOLS = ("sshd", "ssh-keygen", "nc", "rsync")
+SLURM_TOOLS = ("slurmctld", "slurmd", "munged", "mungekey", "sbatch")
+
+
+def _skip_reason(tools: tuple[str, ...]) -> str | None:
+    missing = [t for t in tools if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
+    return available() or (f"needs {', '.join(missing)} (apt-get install openssh-server rsync netcat-openbsd "
+                           f"slurm-wlm munge)" if missing else None)
+
+
+def _env(**more) -> dict:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RAY_", "MLFLOW_", "ORCHESTRATOR_", "SLURM_"))}
+    return {**env, "PATH": f"{VENV_BIN}:{env['PATH']}", "RAY_AUTH_MODE": "disabled", **more}
+
+
+def _listeners(ns: Namespace) -> dict[int, set[str]]:
+    """Listening TCP port -> the addresses it listens on, inside the namespace."""
+    out = ns.run(["ss", "-Hltn"]).stdout
+    found: dict[int, set[str]] = {}
+    for line in out.splitlines():
+        local = line.split()[3]
+        address, port = local.rsplit(":", 1)
+        found.setdefault(int(port), set()).add(address)
+    return found
+
+
+def _new_tmp_files(before: set[str]) -> set[str]:
+    """What the launcher left in the machine's /tmp (outside the namespace's /tmp/ray)."""
+    return set(glob.glob("/tmp/ray-config-*") + glob.glob("/tmp/ray_ssh_*")) - before
+
+
+def _is_ray_or_driver(command: str) -> bool:
+    """A Ray daemon or worker, or the sweep's driver (paths in other commands do not count)."""
+    words = command.split()
+    return bool(words) and (Path(words[0]).name in ("ray", "raylet", "gcs_server") or "ray::" in command
+                            or "site-packages/ray/" in command or "-m orchestrator" in command)
+
+
+@pytest.fixture
+def namespace(tmp_path):
+    ns = Namespace(tmp_path / "ns")
+    yield ns
+    ns.close()
+
+
+# --- the on-premise launcher -------------------------------------------------------------------
+
+def _sshd(ns: Namespace, t: Path) -> Path:
+    """An sshd on 127.0.0.1:2222 inside the namespace, taking one key of the test's; the key."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / "key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / "host_key")], check=True)
+    shutil.copy(t / "key.pub", t / "authorized_keys")
+    (t / "sshd_config").write_text(
+        f"ListenAddress 127.0.0.1\nPort 2222\nHostKey {t}/host_key\nPermitRootLogin prohibit-password\n"
+        f"PasswordAuthentication no\nUsePAM no\nStrictModes no\nAuthorizedKeysFile {t}/authorized_keys\n"
+        f"PidFile {t}/sshd.pid\n")
+    ns.run(f"mkdir -p /run/sshd && /usr/sbin/sshd -f {t}/sshd_config -E {t}/sshd.log")
+    return t / "key"
+
+
+def _node_venv(t: Path) -> Path:
+    """A venv for the 'node' that sees this test's packages (a .pth file) but installs the
+    project itself: what setup.sh would build, without the downloads (the namespace has no
+    network). No pip of its own: the test's pip runs in it and installs into it."""
+    venv = t / "node-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip())
+    (site / "test-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    for name in ("ray", "mlflow"):       # the packages' commands, as the venv's own python runs them
+        script = (VENV_BIN / name).read_text().split("\n", 1)[1]
+        (venv / "bin" / name).write_text(f"#!{venv}/bin/python\n{script}")
+        (venv / "bin" / name).chmod(0o755)
+    return venv
+
+
+def _onprem_config(t: Path, key: Path, venv: Path) -> Path:
+    """clusters/onprem.yaml with its SET values filled for one machine at 127.0.0.1, and the
+    offline (synthetic) data fetch."""
+    text = (ROOT / "clusters" / "onprem.yaml").read_text()
+    text = text.replace('--fetch "--weights"', f'--fetch "--data synthetic" --venv {venv}')
+    text = text.replace("file:///nfs/clip-sweeps/ray-results", f"file://{t}/nfs/ray-results")
+    text = text.replace("--artifacts file:///nfs/clip-sweeps/mlflow-artifacts",
+                        f"--artifacts file://{t}/nfs/mlflow-artifacts --store {t}/mlflow")
+    config = yaml.safe_load(text)
+    config["provider"].update(head_ip="127.0.0.1", worker_ips=[])
+    config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key), "ssh_proxy_command": "nc %h 2222"}
+    config["min_workers"] = config["max_workers"] = 0
+    config["file_mounts"] = {"~/clip-prompt-sweeps": str(ROOT)}
+    path = t / "onprem.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.mark.skipif(_skip_reason(SSH_TOOLS) is not None, reason=str(_skip_reason(SSH_TOOLS)))
+def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(namespace, tmp_path):
+    t = tmp_path
+    before = _new_tmp_files(set())
+    key = _sshd(namespace, t)
+    venv = _node_venv(t)
+    config = _onprem_config(t, key, venv)
+    env = _env()
+    times = {}
+    try:
+        start = time.monotonic()
+        up = namespace.run(["ray", "up", "-y", "--no-config-cache", str(config)], timeout=420, env=env, cwd=ROOT)
+        times["ray up"] = time.monotonic() - start
+        assert "node set up: venv" in up.stdout + up.stderr and "MLflow server on http://127.0.0.1:5000" in up.stdout + up.stderr
+
+        # the setup ran: the project installed in the venv from the copy on the node, the data
+        here = namespace.run([str(venv / "bin" / "python"), "-c", "import orchestrator; print(orchestrator.__file__)"])
+        assert here.stdout.strip() == f"{Path.home()}/clip-prompt-sweeps/orchestrator/__init__.py"
+        data = namespace.run(f"ls {Path.home()}/.cache/clip-prompt-sweeps/data/synthetic").stdout.split()
+        assert {"cifar-10-batches-py", "cifar-100-python"} <= set(data)
+
+        start = time.monotonic()
+        sweep = namespace.run(["ray", "exec", str(config), "python -m orchestrator sweep visual --profile smoke"],
+                              timeout=420, env=env, cwd=ROOT)
+        times["sweep"] = time.monotonic() - start
+        log = sweep.stdout + sweep.stderr
+        assert "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials" in log
+        assert "8 trials, 0 failed; MLflow parent run" in log and "at http://127.0.0.1:5000" in log
+        report = namespace.run(["ray", "exec", str(config), "python -m orchestrator report visual"],
+                               timeout=300, env=env, cwd=ROOT)
+        assert "report written: " in report.stdout + report.stderr
+
+        # the server and the dashboard listen on 127.0.0.1 only; trials ran and are logged
+        listening = _listeners(namespace)
+        assert listening[5000] == {"127.0.0.1"} and listening[8265] == {"127.0.0.1"}
+        client = MlflowClient(f"sqlite:///{t}/mlflow/mlflow.db")
+        parent = latest_parent(client, "visual")
+        runs = children(client, parent.info.experiment_id, parent.info.run_id)
+        assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+        assert parent.data.tags.get("profile") == "smoke" and parent.info.status == "FINISHED"
+        assert (t / "nfs" / "ray-results").is_dir()      # trial state on the shared path
+        # the report beside the runs, in the server's artifact store on the shared path
+        assert list((t / "nfs" / "mlflow-artifacts").glob(f"*/{parent.info.run_id}/artifacts/report/report.md"))
+
+        start = time.monotonic()
+        namespace.run(["ray", "down", "-y", str(config)], timeout=180, env=env, cwd=ROOT)
+        times["ray down"] = time.monotonic() - start
+        namespace.run(f"kill $(cat {t}/mlflow/server.pid)")   # `ray down` leaves the server, as README says
+        deadline = time.time() + 30
+        while (left := [p for p in namespace.processes() if "sshd" not in p]) and time.time() < deadline:
+            time.sleep(0.5)
+        assert left == [], left
+    finally:
+        for path in _new_tmp_files(before):
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+        print("measured:", json.dumps({k: round(v, 1) for k, v in times.items()}))
+
+
+# --- SLURM -------------------------------------------------------------------------------------
+
+def _slurm(ns: Namespace, t: Path) -> dict:
+    """munged and a single-node slurmctld/slurmd inside the namespace; the environment for sbatch."""
+    for sub in ("munge", "slurm/state", "slurm/spool", "slurm/log"):
+        (t / sub).mkdir(parents=True, exist_ok=True)
+    (t / "munge").chmod(0o700)
+    # munged wants every folder above its socket open to all: the namespace's own /tmp/ray is
+    sock = "/tmp/ray/munge-run"
+    ns.run(f"mkdir -p {sock} && chmod 755 {sock}")
+    ns.run(["mungekey", "--create", f"--keyfile={t}/munge/munge.key"])
+    ns.run(["munged", f"--socket={sock}/munge.socket", f"--key-file={t}/munge/munge.key",
+            f"--log-file={t}/munge/munged.log", f"--pid-file={sock}/munged.pid", f"--seed-file={t}/munge/seed"])
+    conf = t / "slurm.conf"
+    conf.write_text("\n".join([
+        "ClusterName=test", "SlurmctldHost=localhost", "SlurmUser=root", "SlurmdUser=root",
+        "AuthType=auth/munge", f"AuthInfo=socket={sock}/munge.socket", "CredType=cred/munge",
+        "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
+        f"StateSaveLocation={t}/slurm/state", f"SlurmdSpoolDir={t}/slurm/spool",
+        f"SlurmctldPidFile={t}/slurm/slurmctld.pid", f"SlurmdPidFile={t}/slurm/slurmd.pid",
+        f"SlurmctldLogFile={t}/slurm/log/slurmctld.log", f"SlurmdLogFile={t}/slurm/log/slurmd.log",
+        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
+        "SelectTypeParameters=CR_CPU", "AccountingStorageType=accounting_storage/none",
+        "JobAcctGatherType=jobacct_gather/none", "JobCompType=jobcomp/none", "MpiDefault=none",
+        "NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=8000 State=UNKNOWN",
+        "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP", ""]))
+    ns.run(["slurmctld", "-f", str(conf)])
+    ns.run(["slurmd", "-f", str(conf), "-N", "localhost"])
+    env = _env(SLURM_CONF=str(conf))
+    deadline = time.time() + 60
+    while "idle" not in ns.run(["sinfo", "-h", "-o", "%T"], env=env, check=False).stdout:
+        assert time.time() < deadline, (t / "slurm" / "log" / "slurmd.log").read_text()[-2000:]
+        time.sleep(0.5)
+    return env
+
+
+@pytest.mark.skipif(_skip_reason(SLURM_TOOLS) is not None, reason=str(_skip_reason(SLURM_TOOLS)))
+def test_the_sbatch_file_runs_a_smoke_sweep_as_a_slurm_job_and_stops_ray(namespace, tmp_path, data_root):
+    t = tmp_path
+    env = _slurm(namespace, t)
+    shared = t / "shared"
+    job_env = {**env, "ORCHESTRATOR_VENV": str(VENV_BIN.parent), "CLIP_SWEEPS_SHARED": str(shared),
+               "RAY_HEAD_IP": "127.0.0.1", "ORCHESTRATOR_DATA_DIR": str(data_root), "ORCHESTRATOR_NO_DOWNLOAD": "1"}
+    start = time.monotonic()
+    submitted = namespace.run(["sbatch", "--nodes=1", "--cpus-per-task=2", "--gpus-per-node=0",
+                               f"--output={t}/job-%j.out", str(ROOT / "clusters" / "slurm" / "sweep.sbatch"),
+                               "visual --profile smoke --gpus-per-trial 0"], env=job_env, cwd=ROOT)
+    job = re.search(r"Submitted batch job (\d+)", submitted.stdout).group(1)
+    deadline = time.time() + 240
+    while namespace.run(["squeue", "-h", "-j", job], env=env, check=False).stdout.strip():
+        assert time.time() < deadline, "the job did not end within 4 minutes"
+        time.sleep(1)
+    seconds = time.monotonic() - start
+    out = (t / f"job-{job}.out").read_text()
+    assert "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials" in out, out[-3000:]
+    assert "8 trials, 0 failed; MLflow parent run" in out and f"job {job}: Ray stopped" in out, out[-3000:]
+    client = MlflowClient(f"sqlite:///{shared}/mlflow.db")
+    parent = latest_parent(client, "visual")
+    runs = children(client, parent.info.experiment_id, parent.info.run_id)
+    assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    assert parent.info.status == "FINISHED" and (shared / "ray-results").is_dir()
+    left = [p for p in namespace.processes() if _is_ray_or_driver(p)]
+    assert left == [], left
+    print(f"measured: SLURM job {seconds:.1f} s")
