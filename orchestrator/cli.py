@@ -128,14 +128,36 @@ def cmd_list(args) -> int:
 
 def cmd_doctor(args) -> int:
     if args.cluster_config:
-        from orchestrator.cluster import validate_cluster_config
-        config = validate_cluster_config(args.cluster_config)
-        print(f"cluster config {args.cluster_config}: valid (Ray's schema); node types: "
-              f"{', '.join(config['available_node_types'])}")
-        return 0
+        return _doctor_cluster_file(args.cluster_config)
     from orchestrator.doctor import doctor_lines
     print("\n".join(doctor_lines(args.data_dir, args.address, args.tracking_uri)))
     return 0
+
+
+def _doctor_cluster_file(name: str) -> int:
+    """0 when the file is ready to start a cluster, 1 with what to fix; a broken file is bad input."""
+    from orchestrator.cluster import validate_batch_file, validate_cluster_config
+    from orchestrator.cluster_files import check_cluster_file
+    path = Path(name)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cluster config {name}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    checked = check_cluster_file(path, text)
+    if "#SBATCH" in text:
+        validate_batch_file(name)
+        form = "valid (bash -n)"
+    else:
+        config = validate_cluster_config(name)
+        types = config.get("available_node_types") or {}
+        form = "valid (Ray's schema)" + (f"; node types: {', '.join(types)}" if types else "")
+    print(f"cluster config {name}: {checked.kind}, {form}")
+    for note in checked.notes:
+        print(f"  {note}")
+    for problem in checked.problems:
+        print(f"  to fix: {problem}")
+    print(f"{len(checked.problems)} thing(s) to fix" if checked.problems else "ready: nothing to fix")
+    return 1 if checked.problems else 0
 
 
 def cmd_fetch(args) -> int:

@@ -94,3 +94,13 @@ def validate_cluster_config(path: str) -> dict:
         raise UserError(f"cluster config {path} fails Ray's schema: {first[:300]}; compare it with this "
                         f"project's cluster.yaml") from None
     return config
+
+
+def validate_batch_file(path: str) -> None:
+    """A SLURM batch file that bash can parse (it is a bash script with #SBATCH comments)."""
+    import subprocess
+    out = subprocess.run(["bash", "-n", path], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        first = (out.stderr.strip().splitlines() or ["bash -n failed"])[0]
+        raise UserError(f"cluster config {path} is not a valid bash script ({first[:300]}); compare it with "
+                        f"this project's clusters/slurm/sweep.sbatch")

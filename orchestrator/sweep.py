@@ -130,7 +130,7 @@ def _pending_trials(n: int | None):
 @contextlib.contextmanager
 def _second_ctrl_c():
     """An Event set by a second Ctrl-C. Tune's own handler takes the first (it stops the trials
-    gracefully) and then puts back the handler it found: this one."""
+    gracefully) and then puts back the handler it found: this one. SIGTERM counts as Ctrl-C."""
     pressed = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield pressed
@@ -141,10 +141,14 @@ def _second_ctrl_c():
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_sigint)
+    # ray.init gives the driver Ray's own SIGTERM handler, which aborts the process: SLURM's time
+    # limit and `kill` must stop the sweep as Ctrl-C does, so SIGTERM is put back to mean Ctrl-C
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _exclusive(plan: SweepPlan, opts: SweepOptions) -> SweepOptions:

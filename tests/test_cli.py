@@ -88,8 +88,11 @@ def test_sweep_honours_orchestrator_profile_and_says_so(tmp_path, monkeypatch, c
     assert err.count("\n") == 1 and not any(tmp_path.glob("*.db"))      # one line; nothing written
 
 
-def test_cluster_yaml_runs_the_study_on_the_head():
+@pytest.mark.parametrize("cluster_file", ["cluster.yaml", "clusters/onprem.yaml"])
+def test_cluster_files_run_the_study_on_the_head(cluster_file):
     import yaml
-    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
-    assert any("export ORCHESTRATOR_PROFILE=full" in c for c in config["head_setup_commands"])
-    assert not any("ORCHESTRATOR_PROFILE" in c for c in config["setup_commands"])   # workers take no profile
+    config = yaml.safe_load((ROOT / cluster_file).read_text())
+    assert all("clusters/node/head.sh" in c for c in config["head_setup_commands"])
+    assert all("clusters/node/setup.sh" in c for c in config["setup_commands"])
+    assert "export ORCHESTRATOR_PROFILE=full" in (ROOT / "clusters/node/head.sh").read_text()
+    assert "ORCHESTRATOR_PROFILE" not in (ROOT / "clusters/node/setup.sh").read_text()   # workers take no profile

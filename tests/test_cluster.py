@@ -107,14 +107,39 @@ def test_cluster_yaml_rejects_a_broken_config():
         validate_config(prepare_config(config))
 
 
-def test_cluster_yaml_exposes_nothing_publicly_and_holds_no_secret():
-    text = (ROOT / "cluster.yaml").read_text()
-    commands = " ".join(str(c) for key in ("head_start_ray_commands", "head_setup_commands")
-                        for c in yaml.safe_load(text)[key])
-    assert "0.0.0.0" not in text
-    assert "--dashboard-host=127.0.0.1" in commands
-    assert re.search(r"mlflow server --host 127\.0\.0\.1", commands)
+CLUSTER_FILES = ["cluster.yaml", "clusters/onprem.yaml", "clusters/slurm/sweep.sbatch"]
+
+
+@pytest.mark.parametrize("name", CLUSTER_FILES)
+def test_each_cluster_file_exposes_nothing_and_holds_no_secret(name, capsys):
+    """doctor finds only the example values a user must set: no listener beyond 127.0.0.1 in the
+    file or the node scripts it runs, shared storage only, no secret."""
+    from orchestrator.cli import main
+    from orchestrator.cluster_files import check_cluster_file
+    text = (ROOT / name).read_text()
+    checked = check_cluster_file(ROOT / name, text)
+    assert all(p.startswith("line ") and "is still there; SET:" in p for p in checked.problems), checked.problems
+    assert main(["doctor", "--cluster-config", str(ROOT / name)]) == (1 if checked.problems else 0)
     assert not re.search(r"(AKIA[0-9A-Z]{16}|aws_secret_access_key|password)", text, re.IGNORECASE)
+    scripts = " ".join((ROOT / "clusters" / "node" / s).read_text() for s in ("head.sh", "start.sh"))
+    if "#SBATCH" not in text:        # the launcher's files start Ray and MLflow through the node scripts
+        assert "--dashboard-host=127.0.0.1" in scripts and "mlflow server --host 127.0.0.1" in scripts
+
+
+def test_doctor_names_what_a_cluster_file_still_needs(tmp_path, capsys):
+    from orchestrator.cli import main
+    text = (ROOT / "clusters" / "onprem.yaml").read_text()
+    text = text.replace("192.0.2.10", "10.1.2.3").replace("192.0.2.11, 192.0.2.12", "10.1.2.4")
+    text = text.replace("file:///nfs/clip-sweeps/ray-results", "/home/me/ray-results")     # one machine's disk
+    text = text.replace("start.sh head", "start.sh head --dashboard-host=0.0.0.0")
+    (tmp_path / "lab.yaml").write_text(text)
+    assert main(["doctor", "--cluster-config", str(tmp_path / "lab.yaml")]) == 1
+    out = capsys.readouterr().out
+    fixes = [line for line in out.splitlines() if line.startswith("  to fix: ")]
+    assert any("storage /home/me/ray-results is not shared" in f for f in fixes)
+    assert any("lab.yaml line" in f and "0.0.0.0" in f for f in fixes)
+    assert any("example user ('researcher')" in f for f in fixes) and not any("192.0.2." in f for f in fixes)
+    assert out.strip().endswith(f"{len(fixes)} thing(s) to fix")
 
 
 def test_losing_a_worker_node_mid_sweep_retries_its_trials_elsewhere(ray_cluster, mlflow_server, data_root,

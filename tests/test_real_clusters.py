@@ -141,6 +141,11 @@ def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(nam
         data = namespace.run(f"ls {Path.home()}/.cache/clip-prompt-sweeps/data/synthetic").stdout.split()
         assert {"cifar-10-batches-py", "cifar-100-python"} <= set(data)
 
+        # on the head, `sweep NAME` plans the study (the head's ORCHESTRATOR_PROFILE)
+        plan = namespace.run(["ray", "exec", str(config), "python -m orchestrator sweep visual --dry-run"],
+                             timeout=120, env=env, cwd=ROOT)
+        assert "plan for sweep visual (full): 4 cells x 4 learning rates" in plan.stdout + plan.stderr
+
         start = time.monotonic()
         sweep = namespace.run(["ray", "exec", str(config), "python -m orchestrator sweep visual --profile smoke"],
                               timeout=420, env=env, cwd=ROOT)
@@ -214,31 +219,59 @@ def _slurm(ns: Namespace, t: Path) -> dict:
     return env
 
 
+def _submit(ns: Namespace, env: dict, t: Path, sweep_args: str) -> str:
+    out = ns.run(["sbatch", "--nodes=1", "--cpus-per-task=2", "--gpus-per-node=0", f"--output={t}/job-%j.out",
+                  str(ROOT / "clusters" / "slurm" / "sweep.sbatch"), sweep_args], env=env, cwd=ROOT)
+    return re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
+
+
+def _wait_for(ns: Namespace, env: dict, job: str, t: Path, until=None, timeout: float = 240) -> str:
+    """The job's output once the job has ended (or, given `until`, once `until(output)` holds)."""
+    deadline = time.time() + timeout
+    while True:
+        out = (t / f"job-{job}.out").read_text() if (t / f"job-{job}.out").exists() else ""
+        running = ns.run(["squeue", "-h", "-j", job], env=env, check=False).stdout.strip()
+        if (until is not None and until(out)) or (until is None and not running):
+            return out
+        assert running or until is None, f"job {job} ended first:\n{out[-3000:]}"
+        assert time.time() < deadline, f"job {job}: still waiting after {timeout} s:\n{out[-3000:]}"
+        time.sleep(0.5)
+
+
 @pytest.mark.skipif(_skip_reason(SLURM_TOOLS) is not None, reason=str(_skip_reason(SLURM_TOOLS)))
-def test_the_sbatch_file_runs_a_smoke_sweep_as_a_slurm_job_and_stops_ray(namespace, tmp_path, data_root):
+def test_the_sbatch_file_survives_the_time_limit_signal_and_the_next_job_resumes(namespace, tmp_path, data_root):
     t = tmp_path
     env = _slurm(namespace, t)
     shared = t / "shared"
-    job_env = {**env, "ORCHESTRATOR_VENV": str(VENV_BIN.parent), "CLIP_SWEEPS_SHARED": str(shared),
-               "RAY_HEAD_IP": "127.0.0.1", "ORCHESTRATOR_DATA_DIR": str(data_root), "ORCHESTRATOR_NO_DOWNLOAD": "1"}
+    env = {**env, "ORCHESTRATOR_VENV": str(VENV_BIN.parent), "CLIP_SWEEPS_SHARED": str(shared),
+           "RAY_HEAD_IP": "127.0.0.1", "ORCHESTRATOR_DATA_DIR": str(data_root), "ORCHESTRATOR_NO_DOWNLOAD": "1",
+           "ORCHESTRATOR_PROGRESS_S": "1"}
+    # one trial at a time, so that the sweep is still running when the signal comes
+    args = "visual --profile smoke --gpus-per-trial 0 --epochs 4 --max-concurrent 1"
     start = time.monotonic()
-    submitted = namespace.run(["sbatch", "--nodes=1", "--cpus-per-task=2", "--gpus-per-node=0",
-                               f"--output={t}/job-%j.out", str(ROOT / "clusters" / "slurm" / "sweep.sbatch"),
-                               "visual --profile smoke --gpus-per-trial 0"], env=job_env, cwd=ROOT)
-    job = re.search(r"Submitted batch job (\d+)", submitted.stdout).group(1)
-    deadline = time.time() + 240
-    while namespace.run(["squeue", "-h", "-j", job], env=env, check=False).stdout.strip():
-        assert time.time() < deadline, "the job did not end within 4 minutes"
-        time.sleep(1)
-    seconds = time.monotonic() - start
-    out = (t / f"job-{job}.out").read_text()
+    first = _submit(namespace, env, t, args)
+    _wait_for(namespace, env, first, t, until=lambda out: re.search(r"^cell .*: complete", out, re.MULTILINE))
+    # what SLURM sends at --signal=B:TERM@300: SIGTERM to the batch script alone
+    namespace.run(["scancel", "--batch", "--signal=TERM", first], env=env)
+    out = _wait_for(namespace, env, first, t)
     assert "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials" in out, out[-3000:]
-    assert "8 trials, 0 failed; MLflow parent run" in out and f"job {job}: Ray stopped" in out, out[-3000:]
+    assert "interrupted: " in out and "continue with `python -m orchestrator sweep visual" in out, out[-3000:]
+    assert f"job {first}: Ray stopped" in out and "submit again with --resume" in out, out[-3000:]
     client = MlflowClient(f"sqlite:///{shared}/mlflow.db")
     parent = latest_parent(client, "visual")
+    assert parent.info.status == "KILLED"
+    assert not children(client, parent.info.experiment_id, parent.info.run_id, "RUNNING")
+    stopped = time.monotonic() - start
+
+    second = _submit(namespace, env, t, f"{args} --resume")
+    out = _wait_for(namespace, env, second, t)
+    assert "8 trials, 0 failed; MLflow parent run" in out and f"job {second}: Ray stopped" in out, out[-3000:]
+    parent = client.get_run(parent.info.run_id)
     runs = children(client, parent.info.experiment_id, parent.info.run_id)
-    assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
-    assert parent.info.status == "FINISHED" and (shared / "ray-results").is_dir()
+    assert parent.info.status == "FINISHED" and latest_parent(client, "visual").info.run_id == parent.info.run_id
+    assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)   # one run per trial
+    assert (shared / "ray-results").is_dir()
     left = [p for p in namespace.processes() if _is_ray_or_driver(p)]
     assert left == [], left
-    print(f"measured: SLURM job {seconds:.1f} s")
+    print(f"measured: SLURM job stopped by the signal {stopped:.1f} s, resumed job "
+          f"{time.monotonic() - start - stopped:.1f} s")

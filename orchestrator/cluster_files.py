@@ -1,0 +1,92 @@
+"""`doctor --cluster-config FILE`: what to fix in a cluster file before a cluster starts. For each
+of the project's three kinds (cluster.yaml for AWS, clusters/onprem.yaml, the SLURM batch file):
+Ray's schema where Ray has one, the values still at their shipped examples (lines marked
+`# SET:`), the form of the storage paths (shared by every node), and that nothing binds to every
+interface, in the file and in the node scripts it runs (clusters/node/*.sh, read from this
+checkout only: a name taken from the file never leads anywhere else)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+NODE_SCRIPTS = Path(__file__).resolve().parents[1] / "clusters" / "node"
+
+# the example values the shipped files carry on their `# SET:` lines
+EXAMPLES = {"123456789012": "the example AWS account", "my-sweeps-bucket": "the example bucket",
+            "192.0.2.": "an example address", "researcher": "the example user",
+            "/nfs/clip-sweeps": "the example NFS path"}
+_SET = re.compile(r"#\s*SET\b[^:]*:\s*(.*)$")
+_SCRIPT = re.compile(r"clusters/node/(\w+\.sh)\b")
+_STORAGE = re.compile(r"--(?:storage|artifacts)\s+\"?([^\s\"]+)|(?:STORAGE_PATH|TRACKING_URI)(?:=|:-)\"?([a-z0-9]+:[^\s\"}]+)")
+_EVERY_INTERFACE = re.compile(r"0\.0\.0\.0|\[::\]|--(?:dashboard-)?host[= ]\"?(?!127\.0\.0\.1|localhost)[^\s\"]+")
+_SHARED = ("s3://", "gs://", "file:///", "file://$", "http://127.0.0.1", "sqlite:///$")
+
+
+@dataclass
+class Checked:
+    kind: str
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _kind(path: Path, text: str) -> str:
+    if "#SBATCH" in text:
+        return "SLURM batch file"
+    provider = re.search(r"^\s*type:\s*(\w+)", text, re.MULTILINE)
+    return f"Ray cluster launcher ({provider.group(1) if provider else 'unknown'} provider)"
+
+
+def examples_left(text: str) -> list[str]:
+    """One line for each `# SET:` line that still holds a shipped example value."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        marker = _SET.search(line)
+        if not marker:
+            continue
+        value = line[:marker.start()]
+        for example, what in EXAMPLES.items():
+            if example in value:
+                out.append(f"line {number}: {what} ({example!r}) is still there; SET: {marker.group(1).strip()}")
+                break
+    return out
+
+
+def node_scripts(text: str) -> list[Path]:
+    """The node scripts of this checkout that the file runs."""
+    names = sorted(set(_SCRIPT.findall(text)))
+    return [NODE_SCRIPTS / n for n in names if (NODE_SCRIPTS / n).is_file()]
+
+
+def storage_problems(text: str) -> tuple[list[str], list[str]]:
+    """(the storage paths and stores found, the ones no other node could reach)."""
+    found = [a or b for a, b in _STORAGE.findall(text)]
+    return found, [f"storage {s} is not shared by the nodes: use s3://, gs:// or file:///NFS/PATH"
+                   for s in found if not s.startswith(_SHARED)]
+
+
+def open_binds(text: str, where: str) -> list[str]:
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        code = line.split("#", 1)[0] if not line.lstrip().startswith("#SBATCH") else ""
+        hit = _EVERY_INTERFACE.search(code)
+        if hit:
+            out.append(f"{where} line {number}: {hit.group(0)!r} listens beyond 127.0.0.1; bind to 127.0.0.1 and "
+                       f"forward the port over SSH")
+    return out
+
+
+def check_cluster_file(path: Path, text: str) -> Checked:
+    checked = Checked(_kind(path, text))
+    scripts = node_scripts(text)
+    if scripts:
+        checked.notes.append(f"runs {', '.join(f'clusters/node/{s.name}' for s in scripts)}")
+    stores, bad = storage_problems(text)
+    if stores:
+        checked.notes.append(f"storage: {', '.join(stores)}")
+    checked.problems += bad
+    checked.problems += open_binds(text, path.name)
+    for script in scripts:
+        checked.problems += open_binds(script.read_text(), f"clusters/node/{script.name}")
+    checked.problems += examples_left(text)
+    return checked
