@@ -513,19 +513,28 @@ def test_the_tracking_callback_logs_each_trials_dataset_on_its_run_and_each_data
     exp = experiment_id(client, "deep", uri)
     parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
     cb = MLflowTrials(uri, exp, parent, {}, {})
+    writes: list[str] = []          # the store's writes, counted on their way through
+    log_dataset = cb.store.log_dataset
+    cb.store.log_dataset = lambda run, rec: (writes.append(run), log_dataset(run, rec))
     record = lambda name, digest: {"name": name, "digest": digest, "source_type": "code", "source": "{}",
                                    "splits": {"train": 9, "val": 1, "test": 5}, "classes": 10, "context": "training"}
-    t = {k: _Trial(k, {"_cell": k, "lr": 1.0}) for k in ("a", "b", "c", "none", "odd")}
+    t = {k: _Trial(k, {"_cell": k, "lr": 1.0}) for k in ("a", "b", "c", "d", "e", "none", "odd")}
     cb.on_trial_result(0, [], t["a"], _result(1, 0.1, dataset=record("cifar10", "d10")))
     cb.on_trial_result(0, [], t["a"], _result(2, 0.2, dataset=record("cifar10", "changed")))    # first one stays
     cb.on_trial_result(0, [], t["b"], _result(1, 0.1, dataset=record("cifar10", "d10")))
     cb.on_trial_result(0, [], t["c"], _result(1, 0.1, dataset=record("cifar100", "d100")))
+    cb.on_trial_result(0, [], t["d"], _result(1, 0.1, dataset=record("cifar10", "d100")))      # same digest, other name
+    cb.on_trial_result(0, [], t["e"], _result(1, 0.1, dataset=record("cifar100", "d10")))      # same name, other digest
     cb.on_trial_result(0, [], t["none"], _result(1, 0.1))
     cb.on_trial_result(0, [], t["odd"], _result(1, 0.1, dataset="cifar10"))       # not a record: ignored
     inputs = lambda run: sorted((i.dataset.name, i.dataset.digest) for i in client.get_run(run).inputs.dataset_inputs)
     assert {k: inputs(cb.runs[k]) for k in t} == {
-        "a": [("cifar10", "d10")], "b": [("cifar10", "d10")], "c": [("cifar100", "d100")], "none": [], "odd": []}
-    assert inputs(parent) == [("cifar10", "d10"), ("cifar100", "d100")]
+        "a": [("cifar10", "d10")], "b": [("cifar10", "d10")], "c": [("cifar100", "d100")],
+        "d": [("cifar10", "d100")], "e": [("cifar100", "d10")], "none": [], "odd": []}
+    assert inputs(parent) == [("cifar10", "d10"), ("cifar10", "d100"), ("cifar100", "d10"), ("cifar100", "d100")]
+    # each dataset is written to the parent once, however many trials report it
+    assert writes.count(parent) == 4 and sorted(w for w in writes if w != parent) == sorted(
+        cb.runs[k] for k in "abcde")
     assert "dataset" not in client.get_run(cb.runs["a"]).data.metrics
 
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 SSH_TOOLS = ("sshd", "ssh-keygen", "nc", "rsync")
 SLURM_TOOLS = ("slurmctld", "slurmd", "munged", "mungekey", "sbatch")
+pytestmark = pytest.mark.real_cluster
 
 
 def _skip_reason(tools: tuple[str, ...]) -> str | None:
