@@ -188,14 +188,17 @@ def test_ray_state_gone_rebuilds_from_mlflow_and_reruns_no_finished_trial(data_r
     assert any(c.data.tags.get("resumed_at_epoch") == "1" for c in children)
 
 
-@pytest.mark.parametrize("presses", [1, 2])
+@pytest.mark.parametrize("presses", [1, 2, "sigterm"])
 def test_ctrl_c_interrupts_and_resume_finishes(presses, data_root, tmp_path, ray_session):
     db, args = tmp_path / "mlflow.db", _args(tmp_path, data_root)
     client = MlflowClient(f"sqlite:///{db}")
     log = tmp_path / "first.log"
     driver = _start(args, log)
     _wait(client, db, driver, lambda runs: 1 <= len(_ended(runs)) < PLANNED - 2)
-    os.killpg(driver.pid, signal.SIGINT)        # what a terminal sends on Ctrl-C
+    if presses == "sigterm":                    # `kill PID`, or SLURM's time limit: the driver alone
+        os.kill(driver.pid, signal.SIGTERM)
+    else:
+        os.killpg(driver.pid, signal.SIGINT)    # what a terminal sends on Ctrl-C
     if presses == 2:                            # impatient: the second one exits at once
         time.sleep(0.3)
         os.killpg(driver.pid, signal.SIGINT)
