@@ -30,7 +30,7 @@ class Checked:
     problems: list[str] = field(default_factory=list)
 
 
-def _kind(path: Path, text: str) -> str:
+def _kind(text: str) -> str:
     if "#SBATCH" in text:
         return "SLURM batch file"
     provider = re.search(r"^\s*type:\s*(\w+)", text, re.MULTILINE)
@@ -77,7 +77,7 @@ def open_binds(text: str, where: str) -> list[str]:
 
 
 def check_cluster_file(path: Path, text: str) -> Checked:
-    checked = Checked(_kind(path, text))
+    checked = Checked(_kind(text))
     scripts = node_scripts(text)
     if scripts:
         checked.notes.append(f"runs {', '.join(f'clusters/node/{s.name}' for s in scripts)}")

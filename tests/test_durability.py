@@ -284,6 +284,8 @@ def test_a_trial_continued_at_its_last_epoch_reports_it_once_and_ends(tiny_promp
     run_visual(cfg, lambda metrics, folder: again.append((metrics, sorted(p.name for p in Path(folder).iterdir()))),
                resume_dir=kept)
     (metrics, files), = again
+    # a new process reports its dataset record with its first result (logged once per run)
+    assert metrics.pop("dataset") == reports[0]["dataset"] and "dataset" not in reports[-1]
     assert metrics == reports[-1] and "best.safetensors" in files
 
 

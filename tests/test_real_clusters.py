@@ -65,6 +65,15 @@ def _is_ray_or_driver(command: str) -> bool:
                             or "site-packages/ray/" in command or "-m orchestrator" in command)
 
 
+def _gone(ns: Namespace, which, within_s: float = 30) -> list[str]:
+    """The processes `which` names that are still there after `within_s` (a helper process, such
+    as the forkserver of Ray's dashboard, ends a moment after its parent)."""
+    deadline = time.time() + within_s
+    while (left := [p for p in ns.processes() if which(p)]) and time.time() < deadline:
+        time.sleep(0.5)
+    return left
+
+
 @pytest.fixture
 def namespace(tmp_path):
     ns = Namespace(tmp_path / "ns")
@@ -174,10 +183,7 @@ def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(nam
         namespace.run(["ray", "down", "-y", str(config)], timeout=180, env=env, cwd=ROOT)
         times["ray down"] = time.monotonic() - start
         namespace.run(f"kill $(cat {t}/mlflow/server.pid)")   # `ray down` leaves the server, as README says
-        deadline = time.time() + 30
-        while (left := [p for p in namespace.processes() if "sshd" not in p]) and time.time() < deadline:
-            time.sleep(0.5)
-        assert left == [], left
+        assert _gone(namespace, lambda p: "sshd" not in p) == []
     finally:
         for path in _new_tmp_files(before):
             shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
@@ -272,7 +278,6 @@ def test_the_sbatch_file_survives_the_time_limit_signal_and_the_next_job_resumes
     assert parent.info.status == "FINISHED" and latest_parent(client, "visual").info.run_id == parent.info.run_id
     assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)   # one run per trial
     assert (shared / "ray-results").is_dir()
-    left = [p for p in namespace.processes() if _is_ray_or_driver(p)]
-    assert left == [], left
+    assert _gone(namespace, _is_ray_or_driver) == []
     print(f"measured: SLURM job stopped by the signal {stopped:.1f} s, resumed job "
           f"{time.monotonic() - start - stopped:.1f} s")
