@@ -105,7 +105,11 @@ def test_a_dataset_record_is_logged_once_cut_to_fit_or_dropped_when_it_is_not_on
 
 
 def test_report_puts_its_files_on_the_sweeps_parent_run(study_store, tmp_path):
+    from mlflow.tracking._tracking_service import utils
     uri, _ = study_store
+    # MLflow keeps one artifact store per run id for the whole process, and test_independent's
+    # copies of this store hold the same run ids: without this, the files would go to a copy's
+    utils._artifact_repos_cache.clear()
     assert main(["report", "visual", "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
     client = MlflowClient(uri)
     # the parent run the report names (other tests add visual sweeps of other kinds to this store)
