@@ -73,8 +73,8 @@ def figure_key(plan: SweepPlan, cell: dict) -> str | None:
     cfg, name = plan.typed[cell_key(cell)], plan.trainable.name
     if name == "deep_prompt":
         from trainables.clip import model_depth
-        depth = model_depth(cfg.model)
-        where = "first" if cfg.layer == 0 else "last" if cfg.layer == depth - 1 else "middle"
+        depth, layer = model_depth(cfg.model), cfg.layer_index
+        where = "first" if layer == 0 else "last" if layer == depth - 1 else "middle"
         return f"deep_prompt/{where}" + ("" if cfg.prefix_cache else "/uncached")
     if name == "finetune":
         return "finetune/cached" if cfg.cached else "finetune/uncached"

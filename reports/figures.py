@@ -25,6 +25,7 @@ def heatmap(best: pd.DataFrame, dataset: str, position: str, path: Path) -> Path
     """Test accuracy of the best trial per (layer, prompts) cell."""
     sub = best[(best["dataset"] == dataset) & (best["position"] == position)]
     grid = sub.pivot_table(index="layer", columns="n_prompts", values="test_acc") * 100
+    grid = grid.reindex(list(dict.fromkeys(sub["layer"])))     # the rows' order (first, middle, last)
     return grid_heatmap(grid, "prompts", "injection layer", f"{dataset}, {position}: test top-1 (%)", path)
 
 

@@ -40,3 +40,16 @@ def reference_best_deep(dataset: str) -> float | None:
     table = reference_results()["deep_prompt_clip_vit_b32"].get(dataset, {})
     values = [v for by_n in table.values() for by_pos in by_n.values() for v in by_pos.values()]
     return max(values) if values else None
+
+
+def reference_open_clip(backbone: str, dataset: str, template_set: str) -> float | None:
+    """open_clip's published zero-shot top-1, where the backbone, tag and template set match it."""
+    if template_set != "clip":
+        return None
+    return reference_results()["published_anchors"]["open_clip_zeroshot_clip_templates"].get(backbone, {}).get(dataset)
+
+
+def seed_backbone(backbone: str) -> bool:
+    """Whether the seed's numbers stand for this backbone: its own ViT-B/32, or a tiny model
+    standing in for it at smoke size."""
+    return backbone.split(":", 1)[0] in ("ViT-B-32", "tiny-clip")

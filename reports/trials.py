@@ -91,7 +91,21 @@ def trial_frame(runs: list) -> pd.DataFrame:
              **{f"tag_{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
              "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
              "cell": r.data.tags.get(CELL_TAG, ""), "run_id": r.info.run_id} for r in runs]
-    return pd.DataFrame(rows)
+    return with_backbone(pd.DataFrame(rows))
+
+
+def with_backbone(trials: pd.DataFrame) -> pd.DataFrame:
+    """A CLIP trial's backbone as one `MODEL:TAG` column, whether it was set as `backbone` (a grid
+    axis) or as `model` and `pretrained`; and its template set ('single' where none was logged)."""
+    if "model" not in trials or "pretrained" not in trials:
+        return trials
+    combined = trials["model"].astype(str) + ":" + trials["pretrained"].astype(str)
+    given = trials["backbone"].fillna("").astype(str) if "backbone" in trials else pd.Series("", index=trials.index)
+    trials = trials.assign(backbone=given.where(given != "", combined))
+    if "template" in trials or "template_set" in trials:
+        sets = trials["template_set"] if "template_set" in trials else pd.Series(None, index=trials.index)
+        trials = trials.assign(template_set=sets.fillna("single").astype(str))
+    return trials
 
 
 def grid_axes(trials: pd.DataFrame) -> list[str]:

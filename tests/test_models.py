@@ -44,8 +44,10 @@ def test_missing_weights_offline_give_one_clear_line():
 
 
 def test_unknown_model_names():
-    with pytest.raises(UserError, match="known: ViT-B-32, tiny-clip"):
-        load_clip("ViT-H-14", "none")
+    with pytest.raises(UserError, match="unknown open_clip model 'ViT-Nope'.*list --backbones"):
+        load_clip("ViT-Nope", "none")
+    with pytest.raises(UserError, match="pretrained tag 'imagenet' is not one of ViT-B-32's: openai, .*none"):
+        load_clip("ViT-B-32", "imagenet")
     with pytest.raises(UserError, match="known: IMAGENET1K_V1, none"):
         load_resnet18("IMAGENET1K_V2")
 

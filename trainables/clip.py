@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
+from urllib.parse import urlparse
 
 import open_clip
 import torch
@@ -17,21 +17,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.errors import UserError
+from trainables import backbones
 from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
-from trainables.pipeline import Preprocess
+from trainables.pipeline import STATS, Preprocess
 from trainables.prompts import DeepPrompt
+from trainables.resize import FILTERS
 from trainables.templates import fill
 from trainables.weights import FETCH_HINT, fixed_init, host_answers
 
-open_clip.add_model_config(Path(__file__).parent / "model_configs")
 # open_clip logs a warning for every randomly initialised model, which tiny-clip always is.
 logging.getLogger().addFilter(lambda record: "No pretrained weights loaded" not in record.getMessage())
 
-CLIP_MODELS = ("ViT-B-32", "tiny-clip")
-CLIP_PRETRAINED = ("openai", "none")
-# open_clip resolves the 'openai' tag of ViT-B-32 to this Hugging Face repository.
-_OPENAI_REPO = "timm/vit_base_patch32_clip_224.openai"
-_OPENAI_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+DEFAULT_BACKBONE = ("ViT-B-32", "openai")       # the study's
 
 
 @dataclass
@@ -49,61 +46,74 @@ class Clip:
         return len(self.model.visual.transformer.resblocks)
 
 
-def cached_clip_weights() -> str | None:
-    from huggingface_hub import try_to_load_from_cache
-    for name in _OPENAI_FILES:
-        path = try_to_load_from_cache(_OPENAI_REPO, name)
-        if isinstance(path, str):
-            return path
-    return None
+def cached_clip_weights(model: str = "ViT-B-32", pretrained: str = "openai") -> str | None:
+    return backbones.cached_weights(model, pretrained)
 
 
-def clip_cache_dir() -> str:
-    from huggingface_hub import constants
-    return constants.HF_HUB_CACHE
-
-
-def fetch_clip_weights() -> str:
-    """The path of the ViT-B/32 'openai' checkpoint, downloading it if allowed and needed."""
-    path = cached_clip_weights()
+def fetch_clip_weights(model: str = "ViT-B-32", pretrained: str = "openai") -> str:
+    """The path of a backbone's checkpoint, downloading it (with Hugging Face's progress bar) if
+    allowed and needed."""
+    path = cached_clip_weights(model, pretrained)
     if path:
         return path
-    where = f"CLIP ViT-B-32 'openai' weights are not in {clip_cache_dir()} ({_OPENAI_REPO})"
+    source = backbones.weights_source(model, pretrained)
+    where = (f"CLIP {model} '{pretrained}' weights are not in {backbones.cache_dir_of(model, pretrained)} "
+             f"({source})")
+    hint = FETCH_HINT.replace("--weights", f"--weights {model}:{pretrained}")
     if not downloads_allowed():
-        raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {FETCH_HINT}")
-    if not host_answers("huggingface.co"):
-        raise UserError(f"{where} and huggingface.co does not answer; {FETCH_HINT}")
-    cfg = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
-    return open_clip.download_pretrained(cfg)
+        raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {hint}")
+    host = "huggingface.co" if backbones.pretrained_cfg(model, pretrained).get("hf_hub") else urlparse(source).hostname
+    if not host_answers(host or "huggingface.co"):
+        raise UserError(f"{where} and {host} does not answer; {hint}")
+    return open_clip.download_pretrained(backbones.pretrained_cfg(model, pretrained))
+
+
+def backbone_preprocess(model: str, pretrained: str, visual: nn.Module) -> Preprocess:
+    """The preprocessing the weights were trained with: size from the model, mean, std and
+    interpolation from the pretrained tag's config over the model's defaults."""
+    cfg = {**getattr(visual, "preprocess_cfg", {}), **{k: v for k, v in backbones.pretrained_cfg(model, pretrained).items()
+                                                       if k in ("mean", "std", "interpolation")}}
+    interpolation = cfg.get("interpolation", "bicubic")
+    if interpolation not in FILTERS:
+        raise UserError(f"backbone {model}:{pretrained} resizes with '{interpolation}', which the device pipeline "
+                        f"does not reproduce; it knows {', '.join(FILTERS)}")
+    mean = tuple(cfg.get("mean", STATS["clip"][0]))
+    std = tuple(cfg.get("std", STATS["clip"][1]))
+    stats = "clip" if (mean, std) == STATS["clip"] else (mean, std)
+    return Preprocess(backbones.image_size(model), interpolation, stats)
 
 
 def load_clip(name: str = "ViT-B-32", pretrained: str = "openai", device: str | torch.device = "cpu") -> Clip:
-    if name not in CLIP_MODELS:
-        raise UserError(f"unknown CLIP model '{name}'; known: {', '.join(CLIP_MODELS)}")
-    if pretrained not in CLIP_PRETRAINED or (name == "tiny-clip" and pretrained != "none"):
-        raise UserError(f"pretrained '{pretrained}' is not available for {name}; "
-                        f"use 'openai' for ViT-B-32 or 'none' for a randomly initialised model")
-    checkpoint = fetch_clip_weights() if pretrained == "openai" else None
-    # open_clip's 'custom' block computes the same attention through scaled_dot_product_attention
-    # (flash/memory-efficient kernels, also when gradients flow to the input, as they do for
-    # prompts); nn.MultiheadAttention's fast path is inference-only. Same parameters, same keys.
-    vision_cfg = {**open_clip.get_model_config(name)["vision_cfg"], "block_type": "custom"}
+    """Any open_clip model and pretrained tag ('none': random init, the same in every trial)."""
+    backbones.check_backbone(name, pretrained)
+    checkpoint = fetch_clip_weights(name, pretrained) if pretrained != backbones.NO_WEIGHTS else None
+    vision_cfg = dict(backbones.vision_config(name))
+    if backbones.is_vit(name):
+        # open_clip's 'custom' block computes the same attention through scaled_dot_product_attention
+        # (flash/memory-efficient kernels, also when gradients flow to the input, as they do for
+        # prompts); nn.MultiheadAttention's fast path is inference-only. Same parameters, same keys.
+        vision_cfg["block_type"] = "custom"
+    # The openai weights were trained with QuickGELU: open_clip's tag says so, a file path does not.
+    quick_gelu = bool(backbones.pretrained_cfg(name, pretrained).get("quick_gelu", False))
     with fixed_init():
-        # The openai weights were trained with QuickGELU; open_clip's tag sets it, a file path does not.
-        model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=True, device=device,
+        model = open_clip.create_model(name, pretrained=checkpoint, force_quick_gelu=quick_gelu, device=device,
                                        vision_cfg=vision_cfg)
     model.eval().requires_grad_(False)
-    size = model.visual.image_size
-    size = size[0] if isinstance(size, (tuple, list)) else size
-    return Clip(model, open_clip.get_tokenizer(name), Preprocess(size, "bicubic", "clip"))
+    return Clip(model, open_clip.get_tokenizer(name), backbone_preprocess(name, pretrained, model.visual))
 
 
 @torch.no_grad()
-def class_text_features(clip: Clip, classes: tuple[str, ...], template: str) -> torch.Tensor:
-    """(C, D) L2-normalised text features of `template` filled with each class name."""
+def class_text_features(clip: Clip, classes: tuple[str, ...], templates: str | tuple[str, ...]) -> torch.Tensor:
+    """(C, D) text features of each class: with several templates, CLIP's ensemble (the mean of
+    the L2-normalised features of each filled template, normalised again); with one, its own."""
     device = next(clip.model.parameters()).device
-    tokens = clip.tokenizer([fill(template, c) for c in classes]).to(device)
-    return F.normalize(clip.model.encode_text(tokens).float(), dim=-1)
+    templates = (templates,) if isinstance(templates, str) else tuple(templates)
+    total = None
+    for template in templates:
+        tokens = clip.tokenizer([fill(template, c) for c in classes]).to(device)
+        features = F.normalize(clip.model.encode_text(tokens).float(), dim=-1)
+        total = features if total is None else total + features
+    return total if len(templates) == 1 else F.normalize(total / len(templates), dim=-1)
 
 
 def clip_logits(clip: Clip, image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
@@ -114,11 +124,11 @@ def clip_logits(clip: Clip, image_features: torch.Tensor, text_features: torch.T
 
 def model_depth(model: str) -> int:
     """Vision depth from open_clip's config, without building the model."""
-    return open_clip.get_model_config(model)["vision_cfg"]["layers"]
+    return backbones.depth(model)
 
 
 def model_image_size(model: str) -> int:
-    return open_clip.get_model_config(model)["vision_cfg"]["image_size"]
+    return backbones.image_size(model)
 
 
 class TextHead(nn.Module):

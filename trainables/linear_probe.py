@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.errors import UserError
-from trainables.clip import CLIP_MODELS, load_clip
+from trainables.clip import load_clip
+from trainables.clip_config import BackboneConfig
 from trainables.data_config import DataConfig, load_splits, splits_record
 from trainables.dataset_record import reporting_dataset
 from trainables.device import pick_device
@@ -21,16 +21,13 @@ from trainables.pipeline import Augment
 
 
 @dataclass
-class LinearProbeConfig(DataConfig):
-    model: str = "ViT-B-32"             # ViT-B-32 | tiny-clip
-    pretrained: str = "openai"          # openai | none
+class LinearProbeConfig(DataConfig, BackboneConfig):
     lr: float = 1e-3                    # Adam
     weight_decay: float = 0.0
 
     def check(self) -> None:
         super().check()
-        if self.model not in CLIP_MODELS:
-            raise UserError(f"model '{self.model}' unknown; known: {', '.join(CLIP_MODELS)}")
+        self.check_backbone()
 
     def settings(self) -> LoopSettings:
         return LoopSettings(self.epochs, self.batch_size, self.lr, 0.9, self.weight_decay,

@@ -29,7 +29,7 @@ STATS = {
 class Preprocess:
     size: int = 224                  # the model's input size
     interpolation: str = "bicubic"   # CLIP: bicubic; torchvision ResNet recipe: bilinear
-    stats: str = "clip"
+    stats: str | tuple = "clip"      # a name of STATS, or (mean, std) as a backbone's config gives them
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,10 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator |
 
 
 @functools.lru_cache(maxsize=None)
-def _affine(name: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _affine(stats: str | tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(scale, shift) with x * scale + shift == (x / 255 - mean) / std: one pass, not three."""
-    mean, std = (torch.tensor(v, dtype=torch.float64).view(1, 3, 1, 1) for v in STATS[name])
+    pair = STATS[stats] if isinstance(stats, str) else stats
+    mean, std = (torch.tensor(v, dtype=torch.float64).view(1, 3, 1, 1) for v in pair)
     return (1 / (255 * std)).float().to(device), (-mean / std).float().to(device)
 
 

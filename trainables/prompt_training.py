@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import UserError
+from trainables.backbones import check_deep_capable, resolve_layer
 from trainables.clip import (
-    CLIP_MODELS,
     Clip,
     PromptedClip,
     class_text_features,
@@ -17,6 +17,7 @@ from trainables.clip import (
     model_depth,
     model_image_size,
 )
+from trainables.clip_config import BackboneConfig, TextConfig
 from trainables.data_config import DataConfig, load_splits, splits_record
 from trainables.dataset_record import reporting_dataset
 from trainables.device import pick_device
@@ -25,14 +26,10 @@ from trainables.features import cache_splits
 from trainables.loop import TRAINING_METRICS, LoopSettings, Reporter, Splits, fit
 from trainables.pipeline import Augment
 from trainables.prompts import POSITIONS, VISUAL_PROMPTS, DeepPrompt, make_visual_prompt
-from trainables.templates import check_template
 
 
 @dataclass
-class PromptConfig(DataConfig):
-    model: str = "ViT-B-32"             # ViT-B-32 | tiny-clip
-    pretrained: str = "openai"          # openai | none
-    template: str = "This is a photo of a {}"
+class PromptConfig(DataConfig, BackboneConfig, TextConfig):
     lr: float = 40.0                    # SGD, the course's reference
     momentum: float = 0.9
     weight_decay: float = 0.0
@@ -42,9 +39,8 @@ class PromptConfig(DataConfig):
 
     def check(self) -> None:
         super().check()
-        if self.model not in CLIP_MODELS:
-            raise UserError(f"model '{self.model}' unknown; known: {', '.join(CLIP_MODELS)}")
-        check_template(self.template, "class name")
+        self.check_backbone()
+        self.templates()
 
     def settings(self) -> LoopSettings:
         return LoopSettings(self.epochs, self.batch_size, self.lr, self.momentum,
@@ -69,7 +65,7 @@ class VisualPromptConfig(PromptConfig):
 
 @dataclass
 class DeepPromptConfig(PromptConfig):
-    layer: int = 0                      # inject before this transformer block
+    layer: str = "0"                    # inject before this block: first | middle | last | a number
     n_prompts: int = 1
     position: str = "front"             # front (the seed's) | back | after_cls; see prompts.py
     prefix_cache: bool = True           # run the frozen blocks before `layer` once per image,
@@ -77,13 +73,17 @@ class DeepPromptConfig(PromptConfig):
 
     def check(self) -> None:
         super().check()
-        depth = model_depth(self.model)
-        if not 0 <= self.layer < depth:
-            raise UserError(f"injection layer {self.layer} is beyond {self.model}'s depth; use 0..{depth - 1}")
+        check_deep_capable(self.model)
+        self.layer_index
         if self.n_prompts < 1:
             raise UserError(f"n_prompts must be at least 1, got {self.n_prompts}")
         if self.position not in POSITIONS:
             raise UserError(f"position '{self.position}' unknown; known: {', '.join(POSITIONS)}")
+
+    @property
+    def layer_index(self) -> int:
+        """The block the prompts enter before, on this backbone (first/middle/last resolved)."""
+        return resolve_layer(self.layer, model_depth(self.model), self.model)
 
 
 def prepare(cfg: PromptConfig) -> tuple[Clip, Splits, torch.Tensor, dict]:
@@ -91,7 +91,7 @@ def prepare(cfg: PromptConfig) -> tuple[Clip, Splits, torch.Tensor, dict]:
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
     data, splits = load_splits(cfg, clip.preprocess, device)
-    return clip, splits, class_text_features(clip, data.classes, cfg.template), splits_record(data, splits)
+    return clip, splits, class_text_features(clip, data.classes, cfg.templates()), splits_record(data, splits)
 
 
 def _fit(cfg: PromptConfig, model: torch.nn.Module, prompt: torch.nn.Module, splits: Splits, report: Reporter,
@@ -115,7 +115,7 @@ def deep_classifier(cfg: DeepPromptConfig, clip: Clip, text: torch.Tensor,
     before the injection layer, not images."""
     torch.manual_seed(cfg.seed)     # the same init for every learning rate of a cell
     device = next(clip.model.parameters()).device
-    prompt = DeepPrompt(clip.visual, cfg.layer, cfg.n_prompts, cfg.position).to(device)
+    prompt = DeepPrompt(clip.visual, cfg.layer_index, cfg.n_prompts, cfg.position).to(device)
     return prompt, PromptedClip(clip, text, deep_prompt=prompt, from_prefix=from_prefix)
 
 
@@ -129,10 +129,11 @@ def run_deep(cfg: DeepPromptConfig, report: Reporter, resume_dir=None) -> dict:
     clip, splits, text, record = prepare(cfg)
     report = reporting_dataset(report, record)
     prompt, model = deep_classifier(cfg, clip, text, from_prefix=cfg.prefix_cache)
-    cost: dict = {}
+    cost: dict = {"layer_index": cfg.layer_index}     # the block a named layer is on this backbone
     if cfg.prefix_cache:
         # the tokens before the injection layer, once per image
-        splits, cost = cache_splits(splits, prompt.prefix, cfg.batch_size)
+        splits, cache_cost = cache_splits(splits, prompt.prefix, cfg.batch_size)
+        cost.update(cache_cost)
     return _fit(cfg, model, prompt, splits, report, resume_dir, cost)
 
 

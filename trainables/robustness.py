@@ -76,7 +76,7 @@ def source_model(cfg: RobustnessConfig, source: SourceRun, device: torch.device)
     if cfg.model == "clip_padding":
         pcfg, clip, prompt = padding_prompt_clip(source, cfg.data, cfg.data_dir, device)
         classes = load_cifar(pcfg.dataset, data_dir(cfg.data_dir), cfg.data).classes
-        text = class_text_features(clip, classes, pcfg.template)
+        text = class_text_features(clip, classes, pcfg.templates())
         return PromptedClip(clip, text, visual_prompt=prompt), clip.preprocess, pcfg.dataset
     fcfg = config_of(FinetuneConfig, source, data=cfg.data, data_dir=cfg.data_dir, device=str(device))
     layers, net = build_resnet(fcfg.weights, fcfg.variant, source.tensors["fc.weight"].shape[0], device, fcfg.seed,

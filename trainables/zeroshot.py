@@ -1,5 +1,5 @@
 """Zero-shot CLIP (seed section 2.1a): top-1 on the train and test splits of CIFAR-10/100 against
-the text features of one template. Image features are computed once per split and text features
+the text features of one template (the seed's) or of a template set (CLIP's ensemble). Image features are computed once per split and text features
 once per class set; nothing is learned, so the trial reports once."""
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from typing import Optional
 from common.errors import UserError
 from common.names import DATA_KINDS, DATASET_KEY, DATASETS
 from trainables.cifar import load_cifar
-from trainables.clip import CLIP_MODELS, TextHead, class_text_features, load_clip
+from trainables.clip import TextHead, class_text_features, load_clip
+from trainables.clip_config import BackboneConfig, TextConfig
 from trainables.config import check_choices
 from trainables.dataset_record import dataset_record
 from trainables.device import pick_device
@@ -19,23 +20,20 @@ from trainables.features import FeatureData
 from trainables.loop import Reporter, evaluate
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData
-from trainables.templates import check_template
 
 
 @dataclass
-class ZeroShotConfig:
+class ZeroShotConfig(BackboneConfig, TextConfig):
     dataset: str = "cifar10"            # cifar10 | cifar100
     data: str = "real"                  # real | synthetic
     data_dir: Optional[str] = None
-    model: str = "ViT-B-32"             # ViT-B-32 | tiny-clip
-    pretrained: str = "openai"          # openai | none
-    template: str = "This is a photo of a {}"
     batch_size: int = 256
     device: str = "auto"
 
     def check(self) -> None:
-        check_choices(self, dataset=DATASETS, data=DATA_KINDS, model=CLIP_MODELS)
-        check_template(self.template, "class name")
+        check_choices(self, dataset=DATASETS, data=DATA_KINDS)
+        self.check_backbone()
+        self.templates()
         if self.batch_size < 1:
             raise UserError(f"'batch_size' must be at least 1, got {self.batch_size}")
 
@@ -44,7 +42,7 @@ def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
     data = load_cifar(cfg.dataset, data_dir(cfg.data_dir), cfg.data)
-    head = TextHead(clip, class_text_features(clip, data.classes, cfg.template))
+    head = TextHead(clip, class_text_features(clip, data.classes, cfg.templates()))
     start = time.perf_counter()
     metrics = {}
     for name, split in (("train", data.train), ("test", data.test)):
@@ -60,5 +58,5 @@ def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict
 
 ZEROSHOT = trainable(
     "zeroshot", ZeroShotConfig, run_zeroshot,
-    "CLIP zero-shot top-1 on CIFAR train and test, one template (nothing learned)",
+    "CLIP zero-shot top-1 on train and test, one template or a set (nothing learned)",
     ("train_acc", "test_acc", "images_per_s"))
