@@ -22,8 +22,10 @@ def _parser() -> argparse.ArgumentParser:
                                      description="Ray Tune sweeps of the CLIP prompting study, logged to MLflow.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sub.add_parser("list", help="sweeps and trainables, one line each",
-                   description="List the registered sweeps (with profiles) and trainables.")
+    p = sub.add_parser("list", help="sweeps and trainables, one line each",
+                       description="List the registered sweeps (with profiles) and trainables.")
+    p.add_argument("--backbones", action="store_true",
+                   help="instead, every open_clip MODEL:TAG, marking ViTs (deep prompts) and cached weights")
 
     p = sub.add_parser("doctor", help="what this machine has: torch, GPUs, Ray, MLflow, data, weights",
                        description="Report torch, CUDA, the Ray address, the MLflow store, data and weights.")
@@ -37,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="Download the CIFAR archives (md5-checked) and the model weights.")
     p.add_argument("--data-dir")
     p.add_argument("--datasets", nargs="*", default=["cifar10", "cifar100"])
-    p.add_argument("--weights", action="store_true", help="also fetch CLIP ViT-B-32 openai and ResNet-18 weights")
+    p.add_argument("--weights", nargs="*", metavar="MODEL:TAG",
+                   help="also fetch weights: alone, CLIP ViT-B-32 openai and ResNet-18; with values, those open_clip "
+                        "backbones (e.g. ViT-B-16:laion2b_s34b_b88k; `list --backbones`)")
     p.add_argument("--data", choices=("real", "synthetic"), default="real",
                    help="synthetic: write the smoke profile's stand-in CIFAR instead (offline; to try a cluster)")
 
@@ -48,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                                       "$ORCHESTRATOR_PROFILE, else smoke")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trainable config key, checked against its typed config")
+    p.add_argument("--grid", dest="grids", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a grid axis of several values (new, or in place of the profile's), e.g. "
+                        "--grid backbone=ViT-B-32:openai,ViT-B-32:laion2b_s34b_b79k")
     p.add_argument("--samples", type=int, help="learning rates per cell")
     p.add_argument("--epochs", type=int)
     p.add_argument("--search", choices=("tpe", "random"), default="tpe",
@@ -116,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_list(args) -> int:
+    if args.backbones:
+        from orchestrator.doctor import backbone_lines
+        print("\n".join(backbone_lines()))
+        return 0
     from search_spaces.registry import list_experiments, list_trainables
     print("sweeps:")
     for s in list_experiments():
@@ -170,12 +181,18 @@ def cmd_fetch(args) -> int:
         ensure_archive(name, root, args.data)
         kind = "" if args.data == "real" else f" ({args.data})"
         print(f"{name}{kind}: {'present' if is_present(root, name, args.data) else 'missing'} in {root}")
-    if args.weights:
+    if args.weights is not None:
+        from trainables.backbones import check_backbone, parse_backbone
         from trainables.clip import fetch_clip_weights
-        from trainables.resnet import load_resnet18
-        print(f"CLIP ViT-B-32 openai: {fetch_clip_weights()}")
-        load_resnet18("IMAGENET1K_V1")
-        print("ResNet-18 IMAGENET1K_V1: cached")
+        wanted = [parse_backbone(b) for b in args.weights] or [("ViT-B-32", "openai")]
+        for model, tag in wanted:           # every name checked before the first download
+            check_backbone(model, tag)
+        for model, tag in wanted:
+            print(f"CLIP {model} {tag}: {fetch_clip_weights(model, tag) if tag != 'none' else 'random init, nothing to fetch'}")
+        if not args.weights:
+            from trainables.resnet import load_resnet18
+            load_resnet18("IMAGENET1K_V1")
+            print("ResNet-18 IMAGENET1K_V1: cached")
     return 0
 
 
@@ -208,7 +225,8 @@ def cmd_sweep(args) -> int:
     if args.profile not in known and why == f"from ${PROFILE_ENV}":
         raise UserError(f"${PROFILE_ENV}={args.profile!r} is not a profile of sweep '{args.sweep}'; "
                         f"known: {', '.join(sorted(known))} (or pass --profile)")
-    plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args, experiment), args.samples, args.epochs)
+    plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args, experiment), args.samples, args.epochs,
+                     args.grids)
     if args.dry_run:
         from orchestrator.cost import bench_figures, cost_lines, shipped_figures
         if args.deadline is not None and args.deadline <= 0:

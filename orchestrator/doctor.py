@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from orchestrator.cluster import resolve_address
 from store.uri import resolve_tracking_uri, tracking_answers
+from trainables import backbones
 from trainables.cifar import ARCHIVES, is_present
-from trainables.clip import cached_clip_weights, clip_cache_dir
+from trainables.clip import cached_clip_weights
 from trainables.paths import data_dir, downloads_allowed
 from trainables.resnet import resnet_weights_path
 
@@ -30,7 +31,21 @@ def doctor_lines(data_dir_flag: str | None = None, address: str | None = None,
         lines.append(f"  {name:<10} real: {real}; synthetic: {synth}")
     lines.append(f"downloads    {'allowed' if downloads_allowed() else 'disabled ($ORCHESTRATOR_NO_DOWNLOAD)'}")
     clip = cached_clip_weights()
-    lines.append(f"weights      CLIP ViT-B-32 openai: {'cached at ' + clip if clip else 'missing (cache ' + clip_cache_dir() + ')'}")
+    lines.append(f"weights      CLIP ViT-B-32 openai: {'cached at ' + clip if clip else 'missing (cache ' + backbones.hub_cache_dir() + ')'}")
     resnet = resnet_weights_path()
     lines.append(f"             ResNet-18 IMAGENET1K_V1: {'cached at ' + str(resnet) if resnet.is_file() else 'missing (cache ' + str(resnet.parent) + ')'}")
+    return lines
+
+
+def backbone_lines() -> list[str]:
+    """Every open_clip MODEL:TAG (open_clip's list_pretrained), with whether it is a ViT (deep
+    prompts need one) and whether its weights are in the cache; then the random-init models."""
+    import open_clip
+    lines = ["open_clip backbones (MODEL:TAG; `vit`: takes deep prompts; `cached`: weights on this machine):"]
+    for model, tag in open_clip.list_pretrained():
+        marks = [m for m, on in (("vit", backbones.is_vit(model)), ("cached", backbones.cached_weights(model, tag)))
+                 if on]
+        lines.append(f"  {model + ':' + tag:<56} {' '.join(marks)}".rstrip())
+    tiny = sorted(m for m in open_clip.list_models() if m.startswith("tiny-"))
+    lines.append(f"random init (tests, smoke): {', '.join(f'{m}:none' for m in tiny)}; any model also takes :none")
     return lines

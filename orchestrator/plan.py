@@ -75,13 +75,32 @@ def resolve_experiment(sweep: str | Experiment) -> Experiment:
     return load_sweep_file(sweep) if is_sweep_file(sweep) else get_experiment(sweep)
 
 
+def parse_grids(pairs: list[str], config_cls) -> dict[str, list]:
+    """--grid KEY=V1,V2,...: a grid axis (new, or in place of the profile's), each value typed."""
+    out = {}
+    for pair in pairs:
+        key, sep, values = pair.partition("=")
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not items:
+            raise UserError(f"--grid {pair!r} is not KEY=V1,V2,...; e.g. --grid backbone=ViT-B-32:openai,ViT-B-16:openai")
+        out[key.strip()] = list(dict.fromkeys(coerce(config_cls, key.strip(), v, "--grid") for v in items))
+    return out
+
+
 def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None = None,
-              samples: int | None = None, epochs: int | None = None) -> SweepPlan:
+              samples: int | None = None, epochs: int | None = None, grids: list[str] | None = None) -> SweepPlan:
     experiment = resolve_experiment(sweep)
     sweep_name = experiment.name
     profile = get_profile(experiment, profile_name)
     config_cls = experiment.trainable.config_cls
     overrides = {k: coerce(config_cls, k, v, "--set") for k, v in parse_sets(sets or []).items()}
+    axes = parse_grids(grids or [], config_cls)
+    if set(axes) & set(overrides):
+        raise UserError(f"--set and --grid both name {', '.join(sorted(set(axes) & set(overrides)))}; keep one")
+    if "lr" in axes:
+        raise UserError("--grid lr: the learning rate is tuned within each cell; use --samples to try more")
+    if axes:
+        profile = replace(profile, grid={**profile.grid, **axes})
     if "lr" in overrides and profile.lr is not None:
         raise UserError(f"--set lr: the learning rate is tuned within each cell "
                         f"({profile.lr.low:g} to {profile.lr.high:g}); use --samples to try more")
@@ -99,7 +118,7 @@ def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None
     typed = {cell_key(cell): from_dict(config_cls, trial_config(base, cell, None),
                                        where=f"sweep '{sweep_name}' cell {cell_key(cell)}") for cell in cells}
     return SweepPlan(experiment, profile_name, profile, base, cells, typed,
-                     args=dict(sets=list(sets or []), samples=samples, epochs=epochs))
+                     args=dict(sets=list(sets or []), samples=samples, epochs=epochs, grids=list(grids or [])))
 
 
 def _unique(cells: list[dict]) -> list[dict]:

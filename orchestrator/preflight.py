@@ -29,9 +29,17 @@ def check_inputs(plan: SweepPlan, sources: dict | None = None) -> None:
                               if c.get("dataset") in ARCHIVES}):
         ensure_archive(name, root, kind)
         check_archive(name, root, kind)
-    if any(c.get("pretrained") == "openai" for c in configs):
+    for model, tag in sorted(clip_backbones(configs)):
         from trainables.clip import fetch_clip_weights
-        fetch_clip_weights()
+        fetch_clip_weights(model, tag)
     if any(c.get("weights") == "IMAGENET1K_V1" for c in configs):
         from trainables.resnet import load_resnet18
         load_resnet18("IMAGENET1K_V1")
+
+
+def clip_backbones(configs: list[dict]) -> set[tuple[str, str]]:
+    """(model, tag) of each pretrained CLIP backbone the trials load."""
+    from trainables.backbones import NO_WEIGHTS, parse_backbone
+    pairs = {parse_backbone(c["backbone"]) if c.get("backbone") else (str(c["model"]), str(c["pretrained"]))
+             for c in configs if c.get("backbone") or "pretrained" in c}
+    return {p for p in pairs if p[1] != NO_WEIGHTS}

@@ -203,7 +203,8 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, S
     # path from the store: trials write archives there, and a tag can be written by anyone
     sets = [s for s in args.get("sets") or [] if not str(s).startswith("data_dir=")]
     sets += [f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else []
-    plan = make_plan(plan.experiment, plan.profile_name, sets, args.get("samples"), args.get("epochs"))
+    plan = make_plan(plan.experiment, plan.profile_name, sets, args.get("samples"), args.get("epochs"),
+                     args.get("grids"))
     return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)))
 
 

@@ -129,6 +129,9 @@ def load_sweep_file(path: str) -> Experiment:
     if not profiles:
         raise f.error("profiles", "needs at least one profile, e.g. [profiles.smoke]")
     metric = data.get("metric", exp.metric)
+    # a sweep that learns nothing (zeroshot, ...) has no best learning rate per cell to show: its
+    # experiment's own report, which lists every trial whatever the grid, is the one that fits
+    build = generic.report if metric == "val_acc" or exp.report is None else exp.report.build
     return Experiment(name, exp.trainable, str(data.get("summary", f"{exp.name} from {file.name}")), profiles,
-                      metric, exp.exclusive, ReportSection("9", f"Sweep {name} (from {file.name})", generic.report),
+                      metric, exp.exclusive, ReportSection("9", f"Sweep {name} (from {file.name})", build),
                       exp.source, exp.upstream, exp.reads)

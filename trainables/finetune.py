@@ -33,6 +33,13 @@ from trainables.resnet import (
     build_resnet,
     resnet_features,
 )
+from trainables.torchvision_models import (
+    HeadClassifier,
+    check_model,
+    load_model,
+    replace_head,
+    weights_meta,
+)
 
 AUGMENTS = {"none": Augment(), "hflip": Augment(hflip=True), "crop": Augment(crop_padding=4)}
 
@@ -41,7 +48,9 @@ AUGMENTS = {"none": Augment(), "hflip": Augment(hflip=True), "crop": Augment(cro
 class FinetuneConfig(DataConfig):
     dataset: str = "cifar100"
     epochs: int = 30
-    weights: str = "IMAGENET1K_V1"      # IMAGENET1K_V1 | none (random, for tests)
+    arch: str = "resnet18"              # any torchvision classification model (get_model); not
+                                        # resnet18: its last nn.Linear is replaced, variant fc only
+    weights: str = "IMAGENET1K_V1"      # a weights name of the arch | none (random, for tests)
     variant: str = "fc"                 # fc | fc_first_conv | fc_last_conv (what is trained)
     augment: str = "none"               # none | hflip (the seed's) | crop (RandomCrop(32, 4))
     image_size: int = 224               # the course resized CIFAR to ImageNet's 224
@@ -55,8 +64,15 @@ class FinetuneConfig(DataConfig):
 
     def check(self) -> None:
         super().check()
-        check_choices(self, weights=RESNET_WEIGHTS, variant=VARIANTS, augment=tuple(AUGMENTS), stats=tuple(STATS),
+        check_choices(self, variant=VARIANTS, augment=tuple(AUGMENTS), stats=tuple(STATS),
                       backbone_bn=("eval", "train"))
+        if self.arch == "resnet18":
+            check_choices(self, weights=RESNET_WEIGHTS)
+        else:
+            check_model(self.arch, self.weights)
+            if self.variant != "fc" or self.backbone_bn != "eval":
+                raise UserError(f"arch {self.arch}: only the head is learned (variant fc, backbone_bn eval); the "
+                                f"first/last-conv variants and BatchNorm re-estimation are ResNet-18's")
         if not 32 <= self.image_size <= 512:
             raise UserError(f"image_size must be within 32..512, got {self.image_size}")
 
@@ -75,6 +91,8 @@ def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict
     pre = Preprocess(cfg.image_size, "bilinear", cfg.stats)    # torchvision's ResNet recipe
     data, splits = load_splits(cfg, pre, device)
     report = reporting_dataset(report, splits_record(data, splits))
+    if cfg.arch != "resnet18":
+        return _finetune_head(cfg, data, splits, device, report, resume_dir)
     trained, net = build_resnet(cfg.weights, cfg.variant, len(data.classes), device, cfg.seed,
                                 cfg.backbone_bn == "train", cfg.channels_last)
     aug, cost = AUGMENTS[cfg.augment], {"cache_seconds": 0.0, "cache_mb": 0.0}
@@ -87,6 +105,21 @@ def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict
     if cfg.compile:
         model = torch.compile(model)
     return fit(model, trained, splits, cfg.settings(), aug, report, resume_dir, cost)
+
+
+def _finetune_head(cfg: FinetuneConfig, data, splits, device, report: Reporter, resume_dir) -> dict:
+    """Any other torchvision model: a new head on its frozen body (cached where exact)."""
+    head, body = replace_head(load_model(cfg.arch, cfg.weights, device), len(data.classes), device, cfg.seed)
+    aug = AUGMENTS[cfg.augment]
+    cost = {"cache_seconds": 0.0, "cache_mb": 0.0, **weights_meta(cfg.arch, cfg.weights)}
+    model: nn.Module = HeadClassifier(body, head)
+    if cfg.cached:
+        splits, cache_cost = cache_splits(splits, body, cfg.batch_size, aug.hflip)
+        cost.update(cache_cost)
+        model = head
+    if cfg.compile:
+        model = torch.compile(model)
+    return fit(model, head, splits, cfg.settings(), aug, report, resume_dir, cost)
 
 
 FINETUNE = trainable(
