@@ -38,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download CIFAR and weights into the caches ahead of time",
                        description="Download the CIFAR archives (md5-checked) and the model weights.")
     p.add_argument("--data-dir")
-    p.add_argument("--datasets", nargs="*", default=["cifar10", "cifar100"])
+    p.add_argument("--datasets", nargs="*", default=["cifar10", "cifar100"],
+                   help="cifar10, cifar100, or a torchvision dataset (stl10, svhn, food101, flowers102, "
+                        "oxfordiiitpet, dtd, eurosat, gtsrb); default: the two CIFARs")
     p.add_argument("--weights", nargs="*", metavar="MODEL:TAG",
                    help="also fetch weights: alone, CLIP ViT-B-32 openai and ResNet-18; with values, those open_clip "
                         "backbones (e.g. ViT-B-16:laion2b_s34b_b88k; `list --backbones`)")
@@ -175,9 +177,15 @@ def cmd_fetch(args) -> int:
     from trainables.cifar import ensure_archive, is_present
     from trainables.paths import data_dir
     root = data_dir(args.data_dir)
+    from trainables.image_datasets import TORCHVISION, check_image_dataset
     for name in args.datasets:
+        if name in TORCHVISION and args.data == "real":
+            check_image_dataset(name, root)     # torchvision's own checksummed download, under the lock
+            print(f"{name}: present in {root / name}")
+            continue
         if name not in ("cifar10", "cifar100"):
-            raise UserError(f"fetch: unknown dataset '{name}'; known: cifar10, cifar100")
+            raise UserError(f"fetch: unknown dataset '{name}'; known: cifar10, cifar100, {', '.join(TORCHVISION)} "
+                            f"(synthetic: cifar10, cifar100)")
         ensure_archive(name, root, args.data)
         kind = "" if args.data == "real" else f" ({args.data})"
         print(f"{name}{kind}: {'present' if is_present(root, name, args.data) else 'missing'} in {root}")

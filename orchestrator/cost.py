@@ -83,7 +83,13 @@ def figure_key(plan: SweepPlan, cell: dict) -> str | None:
 
 def split_sizes(cfg) -> tuple[int, int, int]:
     """(train, validation, test) images of a trial's dataset."""
-    train, test = image_counts(cfg.dataset, cfg.data)
+    from trainables.image_datasets import is_image_dataset, split_counts
+    if is_image_dataset(cfg.dataset):
+        train, val, test = split_counts(cfg.dataset)
+        if val is not None:             # the dataset's own validation split
+            return train, val, test
+    else:
+        train, test = image_counts(cfg.dataset, cfg.data)
     val = round(train * cfg.val_fraction)
     return train - val, val, test
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from orchestrator.plan import SweepPlan
 from trainables.cifar import ARCHIVES, check_archive, ensure_archive
+from trainables.image_datasets import check_image_dataset, is_image_dataset
 from trainables.paths import data_dir
 
 
@@ -29,6 +30,8 @@ def check_inputs(plan: SweepPlan, sources: dict | None = None) -> None:
                               if c.get("dataset") in ARCHIVES}):
         ensure_archive(name, root, kind)
         check_archive(name, root, kind)
+    for name in sorted({c["dataset"] for c in configs if is_image_dataset(str(c.get("dataset", "")))}):
+        check_image_dataset(name, root)
     for model, tag in sorted(clip_backbones(configs)):
         from trainables.clip import fetch_clip_weights
         fetch_clip_weights(model, tag)

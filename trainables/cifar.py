@@ -83,6 +83,7 @@ class Cifar:
     train: Split | None         # CIFAR-110 has no training split
     test: Split
     kind: str                   # 'real' or 'synthetic'
+    val: Split | None = None    # where the dataset ships a validation split (not CIFAR)
 
 
 # --- safe reading -----------------------------------------------------------------------------

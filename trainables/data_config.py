@@ -11,6 +11,12 @@ from common.errors import UserError
 from common.names import DATA_KINDS, DATASETS
 from trainables.cifar import Cifar, load_cifar
 from trainables.dataset_record import dataset_record
+from trainables.image_datasets import (
+    FOLDER_PREFIX,
+    TORCHVISION,
+    is_image_dataset,
+    load_image_dataset,
+)
 from trainables.loop import Splits
 from trainables.paths import data_dir
 from trainables.pipeline import DeviceData, Preprocess, train_val_split
@@ -18,32 +24,67 @@ from trainables.pipeline import DeviceData, Preprocess, train_val_split
 
 @dataclass
 class DataConfig:
-    dataset: str = "cifar10"            # cifar10 | cifar100
+    dataset: str = "cifar10"            # cifar10 | cifar100 | a torchvision dataset (stl10, dtd, ...) | folder:PATH
     data: str = "real"                  # real | synthetic (recorded as the run's data_kind)
     data_dir: Optional[str] = None      # None: $ORCHESTRATOR_DATA_DIR or the per-user cache
     epochs: int = 20
     batch_size: int = 128
     val_fraction: float = 0.1           # 45k/5k on CIFAR
     seed: int = 0                       # split, initialisation and shuffling
+    replicate: int = 0                  # k >= 1: a rerun of the tuned trial with new seeds for
+                                        # initialisation, shuffling and noise; the split stays seed's
     device: str = "auto"                # auto | cpu | cuda
 
     def check(self) -> None:
-        if self.dataset not in DATASETS:
-            raise UserError(f"dataset '{self.dataset}' cannot be trained on; use {' or '.join(DATASETS)}")
-        if self.data not in DATA_KINDS:
-            raise UserError(f"data '{self.data}' unknown; known: {', '.join(DATA_KINDS)}")
+        check_dataset(self.dataset, self.data)
+        if self.replicate < 0:
+            raise UserError(f"'replicate' must be 0 (the tuned trial) or more, got {self.replicate}")
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 raise UserError(f"'{key}' must be at least 1, got {getattr(self, key)}")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"'val_fraction' must be between 0 and 1, got {self.val_fraction}")
 
+    @property
+    def split_seed(self) -> int:
+        """The train/val split: the same for every replicate of a cell."""
+        return self.seed
+
+    @property
+    def train_seed(self) -> int:
+        """Initialisation, shuffling and noise: the seed itself, or a new one per replicate."""
+        return self.seed + 1_000_003 * self.replicate
+
+
+def check_dataset(dataset: str, data: str) -> None:
+    """CIFAR-10/100 (real or synthetic), a torchvision dataset by name or folder:PATH (real)."""
+    if data not in DATA_KINDS:
+        raise UserError(f"data '{data}' unknown; known: {', '.join(DATA_KINDS)}")
+    if dataset in DATASETS:
+        return
+    if not is_image_dataset(dataset):
+        raise UserError(f"dataset '{dataset}' unknown; use {', '.join((*DATASETS, *TORCHVISION))} or "
+                        f"{FOLDER_PREFIX}PATH (an ImageFolder tree with train/ and test/)")
+    if data != "real":
+        raise UserError(f"dataset '{dataset}': synthetic data exists for {' and '.join(DATASETS)} only; "
+                        f"use --set data=real")
+
+
+def load_dataset(dataset: str, root, data: str, pre: Preprocess) -> Cifar:
+    """CIFAR as its archives hold it (32 px; resized on the device), any other dataset prepared
+    once per node at the backbone's input size."""
+    if is_image_dataset(dataset):
+        return load_image_dataset(dataset, root, pre.size, pre.interpolation)
+    return load_cifar(dataset, root, data)
+
 
 def load_splits(cfg: DataConfig, pre: Preprocess, device: torch.device) -> tuple[Cifar, Splits]:
-    """The dataset, and its seeded train/val split and test split on the device."""
-    data = load_cifar(cfg.dataset, data_dir(cfg.data_dir), cfg.data)
-    train, val = train_val_split(data.train, cfg.val_fraction, cfg.seed)
-    splits = Splits(*(DeviceData(s, device, pre, cfg.seed + i) for i, s in enumerate((train, val, data.test))))
+    """The dataset, and its train/val split (the dataset's own validation split where it ships
+    one, else carved from train with the seeded rule) and test split on the device."""
+    data = load_dataset(cfg.dataset, data_dir(cfg.data_dir), cfg.data, pre)
+    train, val = (data.train, data.val) if data.val is not None else train_val_split(data.train, cfg.val_fraction,
+                                                                                     cfg.split_seed)
+    splits = Splits(*(DeviceData(s, device, pre, cfg.train_seed + i) for i, s in enumerate((train, val, data.test))))
     return data, splits
 
 

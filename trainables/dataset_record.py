@@ -8,6 +8,7 @@ import json
 
 from common.names import DATASET_KEY
 from trainables.cifar import ARCHIVES, Cifar
+from trainables.image_datasets import FOLDER_PREFIX, TORCHVISION
 from trainables.loop import Reporter
 
 
@@ -16,7 +17,7 @@ def content_digest(data: Cifar) -> str:
     the same data (however the files got onto the node). blake2b reads CIFAR-100 in ~0.3 s."""
     h = hashlib.blake2b(digest_size=16)
     h.update(json.dumps(data.classes).encode())
-    for split in (data.train, data.test):
+    for split in (data.train, data.val, data.test):
         if split is not None:
             h.update(split.images.contiguous().numpy().data)
             h.update(split.labels.contiguous().numpy().data)
@@ -27,6 +28,10 @@ def _source(data: Cifar) -> tuple[str, str]:
     """(source type, source) as MLflow's dataset source fields take them."""
     if data.kind == "synthetic":
         return "code", json.dumps({"generator": "trainables.synthetic", "seeded": True})
+    if data.name.startswith(FOLDER_PREFIX):
+        return "local", json.dumps({"path": data.name[len(FOLDER_PREFIX):]})
+    if data.name in TORCHVISION:
+        return "code", json.dumps({"torchvision.datasets": TORCHVISION[data.name].cls})
     names = ("cifar10", "cifar100") if data.name == "cifar110" else (data.name,)
     return "http", json.dumps({"url": " ".join(ARCHIVES[n].url for n in names)})
 

@@ -93,7 +93,7 @@ def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict
     report = reporting_dataset(report, splits_record(data, splits))
     if cfg.arch != "resnet18":
         return _finetune_head(cfg, data, splits, device, report, resume_dir)
-    trained, net = build_resnet(cfg.weights, cfg.variant, len(data.classes), device, cfg.seed,
+    trained, net = build_resnet(cfg.weights, cfg.variant, len(data.classes), device, cfg.train_seed,
                                 cfg.backbone_bn == "train", cfg.channels_last)
     aug, cost = AUGMENTS[cfg.augment], {"cache_seconds": 0.0, "cache_mb": 0.0}
     model: nn.Module = ResNetClassifier(net, cfg.backbone_bn == "train", cfg.channels_last)
@@ -109,7 +109,7 @@ def run_finetune(cfg: FinetuneConfig, report: Reporter, resume_dir=None) -> dict
 
 def _finetune_head(cfg: FinetuneConfig, data, splits, device, report: Reporter, resume_dir) -> dict:
     """Any other torchvision model: a new head on its frozen body (cached where exact)."""
-    head, body = replace_head(load_model(cfg.arch, cfg.weights, device), len(data.classes), device, cfg.seed)
+    head, body = replace_head(load_model(cfg.arch, cfg.weights, device), len(data.classes), device, cfg.train_seed)
     aug = AUGMENTS[cfg.augment]
     cost = {"cache_seconds": 0.0, "cache_mb": 0.0, **weights_meta(cfg.arch, cfg.weights)}
     model: nn.Module = HeadClassifier(body, head)

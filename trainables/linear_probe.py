@@ -41,7 +41,7 @@ def run_linear_probe(cfg: LinearProbeConfig, report: Reporter, resume_dir=None) 
     report = reporting_dataset(report, splits_record(data, splits))
     encode = lambda x: F.normalize(clip.model.encode_image(x).float(), dim=-1)  # noqa: E731
     splits, cost = cache_splits(splits, encode, cfg.batch_size)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.train_seed)
     head = nn.Linear(splits.train.features.shape[1], len(data.classes), device=device)
     return fit(head, head, splits, cfg.settings(), Augment(), report, resume_dir, cost)
 

@@ -103,7 +103,7 @@ def _fit(cfg: PromptConfig, model: torch.nn.Module, prompt: torch.nn.Module, spl
 
 def visual_classifier(cfg: VisualPromptConfig, clip: Clip, text: torch.Tensor) -> tuple[torch.nn.Module, PromptedClip]:
     """(the learned prompt, the whole classifier)."""
-    torch.manual_seed(cfg.seed)     # the same init for every learning rate of a cell
+    torch.manual_seed(cfg.train_seed)     # the same init for every learning rate of a cell
     device = next(clip.model.parameters()).device
     prompt = make_visual_prompt(cfg.prompt, clip.preprocess.size, cfg.prompt_size).to(device)
     return prompt, PromptedClip(clip, text, visual_prompt=prompt)
@@ -113,7 +113,7 @@ def deep_classifier(cfg: DeepPromptConfig, clip: Clip, text: torch.Tensor,
                     from_prefix: bool = False) -> tuple[DeepPrompt, PromptedClip]:
     """(the learned tokens, the whole classifier); `from_prefix`: it takes the cached tokens
     before the injection layer, not images."""
-    torch.manual_seed(cfg.seed)     # the same init for every learning rate of a cell
+    torch.manual_seed(cfg.train_seed)     # the same init for every learning rate of a cell
     device = next(clip.model.parameters()).device
     prompt = DeepPrompt(clip.visual, cfg.layer_index, cfg.n_prompts, cfg.position).to(device)
     return prompt, PromptedClip(clip, text, deep_prompt=prompt, from_prefix=from_prefix)

@@ -79,7 +79,7 @@ def source_model(cfg: RobustnessConfig, source: SourceRun, device: torch.device)
         text = class_text_features(clip, classes, pcfg.templates())
         return PromptedClip(clip, text, visual_prompt=prompt), clip.preprocess, pcfg.dataset
     fcfg = config_of(FinetuneConfig, source, data=cfg.data, data_dir=cfg.data_dir, device=str(device))
-    layers, net = build_resnet(fcfg.weights, fcfg.variant, source.tensors["fc.weight"].shape[0], device, fcfg.seed,
+    layers, net = build_resnet(fcfg.weights, fcfg.variant, source.tensors["fc.weight"].shape[0], device, fcfg.train_seed,
                                fcfg.backbone_bn == "train", fcfg.channels_last)
     load_parameters(layers, source)
     model = ResNetClassifier(net, fcfg.backbone_bn == "train", fcfg.channels_last).eval()

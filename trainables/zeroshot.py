@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from typing import Optional
 
 from common.errors import UserError
-from common.names import DATA_KINDS, DATASET_KEY, DATASETS
-from trainables.cifar import load_cifar
+from common.names import DATASET_KEY
 from trainables.clip import TextHead, class_text_features, load_clip
 from trainables.clip_config import BackboneConfig, TextConfig
-from trainables.config import check_choices
+from trainables.data_config import check_dataset, load_dataset
 from trainables.dataset_record import dataset_record
 from trainables.device import pick_device
 from trainables.entry import trainable
@@ -24,14 +23,14 @@ from trainables.pipeline import DeviceData
 
 @dataclass
 class ZeroShotConfig(BackboneConfig, TextConfig):
-    dataset: str = "cifar10"            # cifar10 | cifar100
+    dataset: str = "cifar10"            # cifar10 | cifar100 | a torchvision dataset | folder:PATH
     data: str = "real"                  # real | synthetic
     data_dir: Optional[str] = None
     batch_size: int = 256
     device: str = "auto"
 
     def check(self) -> None:
-        check_choices(self, dataset=DATASETS, data=DATA_KINDS)
+        check_dataset(self.dataset, self.data)
         self.check_backbone()
         self.templates()
         if self.batch_size < 1:
@@ -41,7 +40,7 @@ class ZeroShotConfig(BackboneConfig, TextConfig):
 def run_zeroshot(cfg: ZeroShotConfig, report: Reporter, resume_dir=None) -> dict:
     device = pick_device(cfg.device)
     clip = load_clip(cfg.model, cfg.pretrained, device)
-    data = load_cifar(cfg.dataset, data_dir(cfg.data_dir), cfg.data)
+    data = load_dataset(cfg.dataset, data_dir(cfg.data_dir), cfg.data, clip.preprocess)
     head = TextHead(clip, class_text_features(clip, data.classes, cfg.templates()))
     start = time.perf_counter()
     metrics = {}

@@ -1,0 +1,165 @@
+"""Datasets beyond CIFAR, offline: an ImageFolder tree and torchvision's DTD in its own on-disk
+format, both written here; each split prepared once per node at the backbone's input size,
+learned above chance, reported; and every bad input in one line."""
+import os
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from common.errors import UserError
+from orchestrator.cli import main
+from orchestrator.plan import make_plan
+from trainables.image_datasets import (
+    check_image_dataset,
+    clean_class_name,
+    load_image_dataset,
+    prepared_path,
+)
+from trainables.linear_probe import LINEAR_PROBE
+from trainables.zeroshot import ZEROSHOT
+
+COLOURS = {"Red_Things": (200, 30, 30), "green-leaves": (30, 180, 40), "BlueSky": (40, 60, 210)}
+
+
+def _image(rng, colour, size=(40, 48)) -> Image.Image:
+    """A class's colour with noise, not square: the preparation resizes and crops it."""
+    pixels = np.clip(np.array(colour) + rng.normal(0, 25, (*size[::-1], 3)), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def write_folder(root, per_class=(12, 6), suffix=".png"):
+    rng = np.random.default_rng(0)
+    for split, n in zip(("train", "test"), per_class):
+        for name, colour in COLOURS.items():
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                _image(rng, colour).save(root / split / name / f"{i}{suffix}")
+    return root
+
+
+def write_dtd(root):
+    """torchvision's DTD layout (dtd/dtd/images/<class>/<file>, dtd/dtd/labels/{train,val,test}1.txt)
+    under the data dir's dtd/ folder, where every torchvision dataset keeps its own layout."""
+    rng = np.random.default_rng(1)
+    base = root / "dtd" / "dtd" / "dtd"
+    lines = {"train": [], "val": [], "test": []}
+    for name, colour in {"banded": (220, 220, 40), "dotted": (40, 200, 200), "striped": (120, 40, 160)}.items():
+        (base / "images" / name).mkdir(parents=True)
+        for split, n in (("train", 10), ("val", 4), ("test", 5)):
+            for i in range(n):
+                file = f"{name}_{split}_{i:04d}.jpg"
+                _image(rng, colour, (36, 30)).save(base / "images" / name / file)
+                lines[split].append(f"{name}/{file}")
+    (base / "labels").mkdir()
+    for split, entries in lines.items():
+        (base / "labels" / f"{split}1.txt").write_text("\n".join(entries) + "\n")
+    return root
+
+
+def _run(trainable, config):
+    reports = []
+    trainable.fn(config, report=lambda metrics, ckpt: reports.append(metrics))
+    return reports[-1]
+
+
+def _linear(dataset, data_dir, **extra):
+    return dict(dataset=dataset, data="real", data_dir=str(data_dir), model="tiny-clip", pretrained="none",
+                epochs=8, batch_size=16, lr=0.05, device="cpu", **extra)
+
+
+def test_an_image_folder_is_prepared_once_learned_above_chance_with_clean_class_names(tmp_path):
+    folder = write_folder(tmp_path / "shapes")
+    data_dir = tmp_path / "data"
+    metrics = _run(LINEAR_PROBE, _linear(f"folder:{folder}", data_dir))
+    assert metrics["test_acc"] > 0.8            # chance is 1/3
+    target = prepared_path(data_dir, f"folder:{folder}", "train", 32, "bicubic")
+    assert target.is_file() and np.load(target, mmap_mode="r").shape == (36, 3, 32, 32)
+    mtimes = {p: p.stat().st_mtime_ns for p in target.parent.glob("*.npy")}
+    data = load_image_dataset(f"folder:{folder}", data_dir, 32, "bicubic")      # a second trial
+    assert {p: p.stat().st_mtime_ns for p in target.parent.glob("*.npy")} == mtimes
+    assert data.classes == ("blue sky", "red things", "green leaves")       # folder order, as ImageFolder
+    assert data.val is None and len(data.train.labels) == 36 and len(data.test.labels) == 18
+    # a changed folder is prepared again
+    _image(np.random.default_rng(5), COLOURS["BlueSky"]).save(folder / "train" / "BlueSky" / "new.png")
+    assert len(load_image_dataset(f"folder:{folder}", data_dir, 32, "bicubic").train.labels) == 37
+
+
+def test_dtd_from_its_own_files_uses_its_validation_split_and_is_prepared_once(tmp_path):
+    root = write_dtd(tmp_path / "data")
+    metrics = _run(LINEAR_PROBE, _linear("dtd", root))
+    assert metrics["test_acc"] > 0.8
+    data = load_image_dataset("dtd", root, 32, "bicubic")
+    assert (len(data.train.labels), len(data.val.labels), len(data.test.labels)) == (30, 12, 15)
+    assert data.classes == ("banded", "dotted", "striped")
+    zs = _run(ZEROSHOT, dict(dataset="dtd", data="real", data_dir=str(root), model="tiny-clip", pretrained="none",
+                             batch_size=16, device="cpu", template_set="clip"))
+    assert 0 <= zs["test_acc"] <= 1 and zs["dataset"]["splits"] == {"train": 30, "test": 15}
+    assert zs["dataset"]["name"] == "dtd" and "DTD" in zs["dataset"]["source"]
+
+
+@pytest.mark.parametrize("case", ["missing", "no classes", "empty class", "unreadable", "mismatch", "no test"])
+def test_bad_folders_are_one_line(tmp_path, case):
+    folder = tmp_path / "f"
+    expected = {"missing": "does not exist", "no classes": "has no class folders",
+                "empty class": "holds no image", "unreadable": "cannot be read",
+                "mismatch": "test/ and train/ have different classes (in one only: extra)",
+                "no test": "has no test/ folder"}[case]
+    if case != "missing":
+        write_folder(folder, (2, 1))
+    if case == "no classes":
+        for d in (folder / "train").iterdir():
+            for f in d.iterdir():
+                f.unlink()
+            d.rmdir()
+    elif case == "empty class":
+        (folder / "train" / "empty").mkdir()
+        (folder / "test" / "empty").mkdir()
+        (folder / "test" / "empty" / "a.png").write_bytes(b"")
+    elif case == "unreadable":
+        (folder / "test" / "BlueSky" / "broken.png").write_bytes(b"not a png")
+        expected = f"image {folder / 'test' / 'BlueSky' / 'broken.png'} cannot be read"
+    elif case == "mismatch":
+        (folder / "test" / "extra").mkdir()
+        _image(np.random.default_rng(0), (0, 0, 0)).save(folder / "test" / "extra" / "x.png")
+    elif case == "no test":
+        os.rename(folder / "test", folder / "elsewhere")
+    with pytest.raises(UserError) as err:
+        check_image_dataset(f"folder:{folder}", tmp_path / "data")
+    assert expected in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "data").exists()         # nothing written
+
+
+def test_a_missing_torchvision_dataset_offline_says_how_to_fetch_it_and_synthetic_is_cifar_only(tmp_path):
+    with pytest.raises(UserError) as err:
+        check_image_dataset("food101", tmp_path)
+    assert "fetch --datasets food101" in str(err.value) and "downloads are disabled" in str(err.value)
+    with pytest.raises(UserError, match="synthetic data exists for cifar10 and cifar100 only"):
+        make_plan("linear", "smoke", ["dataset=dtd"])
+    with pytest.raises(UserError, match="dataset 'imagenet' unknown; use cifar10, cifar100, stl10"):
+        make_plan("linear", "smoke", ["dataset=imagenet"])
+
+
+def test_class_names_are_cleaned_for_prompts():
+    assert clean_class_name("apple_pie") == "apple pie"
+    assert clean_class_name("AnnualCrop") == "annual crop"
+    assert clean_class_name("SeaLake") == "sea lake"
+    assert clean_class_name("american_pit_bull_terrier") == "american pit bull terrier"
+    assert clean_class_name("Abyssinian") == "abyssinian"
+    assert clean_class_name("UK-roads") == "UK roads"
+
+
+def test_a_folder_dataset_sweeps_and_reports(ray_session, tmp_path):
+    folder = write_folder(tmp_path / "shapes")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    common = ["--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--gpus-per-trial", "0",
+              "--data-dir", str(tmp_path / "data")]
+    assert main(["sweep", "linear", "--set", f"dataset=folder:{folder}", "--set", "data=real", "--samples", "1",
+                 *common]) == 0
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("linear").experiment_id], "tags.role = 'trial'")
+    assert run.inputs.dataset_inputs[0].dataset.name == f"folder:{folder}"
+    assert main(["report", "linear", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "linear" / "report.md").read_text()
+    assert f"| folder:{folder} |" in md
