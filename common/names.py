@@ -8,6 +8,9 @@ PRIVATE_PREFIX = "_"
 CELL_KEY = "_cell"              # the trial's grid cell, as cell_key() writes it (tag `cell` in MLflow)
 RUN_KEY = "_run_id"             # the child run a continued trial logs into
 RESUME_KEY = "_resume_from"     # the newest readable checkpoint of an interrupted session
+# The config key (and child-run tag) of a replicate: 0 is the tuned trial, k >= 1 its k-th rerun
+# with new seeds (orchestrator/replicates.py)
+REPLICATE_KEY = "replicate"
 # The key of a trial's result that describes its data (trainables/dataset_record.py); the driver
 # logs it as the run's MLflow dataset input.
 DATASET_KEY = "dataset"
@@ -35,3 +38,8 @@ def cell_key(cell: dict) -> str:
 def cell_axes(key: str) -> list[str]:
     """The axis names of a cell key, in the grid's order ('' has none)."""
     return [part.split("=", 1)[0] for part in key.split(",") if "=" in part]
+
+
+def is_replicate_cell(key: str) -> bool:
+    """Whether a cell key is a replicate's (its cell plus `replicate=k`)."""
+    return REPLICATE_KEY in cell_axes(key)

@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                                                       "(default: the figures shipped in orchestrator/throughput.json)")
     p.add_argument("--verbose", action="store_true", help="also Ray's own trial tables (default: one progress line "
                                                            "and a line per completed cell)")
+    p.add_argument("--replicates", type=int, default=0, metavar="N",
+                   help="after tuning, rerun each cell's chosen learning rate with N new seeds (the split fixed); "
+                        "reports then give mean ± 95%% CI")
     p.add_argument("--resume", action="store_true",
                    help="continue the latest interrupted sweep of this name and profile (same MLflow parent run)")
     _add_common(p)
@@ -240,17 +243,24 @@ def cmd_sweep(args) -> int:
         if args.deadline is not None and args.deadline <= 0:
             raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
         figures = bench_figures(args.figures) if args.figures else shipped_figures()
-        print("\n".join([*cost_lines(plan, figures, args.deadline), f"profile {plan.profile_name}: {why}"]))
+        lines = cost_lines(plan, figures, args.deadline)
+        if args.replicates:
+            epochs = plan.base.get("epochs", 1)
+            lines.insert(1, f"then --replicates {args.replicates}: {args.replicates * len(plan.cells)} more trials "
+                            f"(each cell's chosen learning rate, {epochs} epochs each, none stopped early; "
+                            f"not in the estimate below)")
+        print("\n".join([*lines, f"profile {plan.profile_name}: {why}"]))
         return 0
     per_cell = (f"{plan.profile.samples} learning rate" + ("s" if plan.profile.samples > 1 else "")) if plan.profile.lr else "1 trial"
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
-          f"{plan.n_trials} trials, trainable {plan.trainable.name}")
+          f"{plan.n_trials} trials, trainable {plan.trainable.name}"
+          + (f"; then {args.replicates} replicate(s) of each cell's chosen learning rate" if args.replicates else ""))
     print(f"profile {plan.profile_name}: {why}")
     from store.uri import resolve_tracking_uri, runs_page
     print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
-                        resume=args.resume, verbose=1 if args.verbose else 0)
+                        resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates)
     # SLURM's time limit and `kill` send SIGTERM: stop as gracefully as on Ctrl-C (Tune's handler)
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:

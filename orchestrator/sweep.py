@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
-from common.names import cell_key
+from common.names import cell_key, is_replicate_cell
 from orchestrator.cluster import (
     check_storage,
     connect,
@@ -27,6 +27,7 @@ from orchestrator.cluster import (
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.preflight import check_inputs
 from orchestrator.progress import SweepProgress
+from orchestrator.replicates import check_replicates, chosen_lrs, replicate_plan
 from orchestrator.resume import (
     DONE,
     SweepRecord,
@@ -72,6 +73,7 @@ class SweepOptions:
     verbose: int = 0                     # Ray's own trial tables (1, `--verbose`); 0: the project's progress only
     progress: bool = True                # the progress line and a line per completed cell (progress.py)
     resume: bool = False                 # continue the latest interrupted sweep (rebuilt from MLflow)
+    replicates: int = 0                  # after tuning, each cell's chosen lr again with this many new seeds
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,12 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
               **({"lr_low": plan.profile.lr.low, "lr_high": plan.profile.lr.high} if plan.profile.lr else {}),
               "search": opts.search,
               "scheduler": "per-cell ASHA", "grace_period": plan.profile.grace_period,
-              "reduction_factor": plan.profile.reduction_factor, **plan.base}
+              "reduction_factor": plan.profile.reduction_factor, "replicates": opts.replicates, **plan.base}
     for key, value in params.items():
         client.log_param(run.info.run_id, key, value)
     # what the plan was made from, so that a resume rebuilds the same plan
-    client.set_tag(run.info.run_id, ARGS_TAG, json.dumps({**plan.args, "search": opts.search, "seed": opts.seed}))
+    client.set_tag(run.info.run_id, ARGS_TAG, json.dumps({**plan.args, "search": opts.search, "seed": opts.seed,
+                                                          "replicates": opts.replicates}))
     if plan.filled:      # which source run each cell evaluates (robustness, cross): kept for --resume
         client.set_tag(run.info.run_id, SOURCES_TAG, json.dumps({k: v["source_run"] for k, v in plan.filled.items()}))
     return exp, run.info.run_id, {**tags, ROLE_TAG: TRIAL_ROLE}
@@ -205,7 +208,8 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, S
     sets += [f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else []
     plan = make_plan(plan.experiment, plan.profile_name, sets, args.get("samples"), args.get("epochs"),
                      args.get("grids"))
-    return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)))
+    return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)),
+                         replicates=int(args.get("replicates", opts.replicates)))
 
 
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
@@ -235,6 +239,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     recorded = json.loads(previous.data.tags[SOURCES_TAG]) if previous and SOURCES_TAG in previous.data.tags else None
     plan, sources = attach_sources(plan, uri, recorded)
     check_inputs(plan, sources)
+    check_replicates(plan, opts.replicates)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
     check_storage(storage)
@@ -254,47 +259,67 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     else:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
     base = f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}"
+    planned = plan.n_trials + opts.replicates * len(plan.cells)
+    done = failed = 0
     with Lease(uri, parent, plan.experiment.name):
-        record = None if previous is None else _reopen(client, plan, exp, parent, storage, base)
-        name = session_name(base, resumed=record is not None)
-        client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
-        callback, tuner = _tuner(plan, opts, client, uri, storage, trainable, exp, parent, child_tags, record, name)
+        callback = None
         status, why = "FAILED", "error"
         try:
-            with _pending_trials(len(plan.cells) if opts.max_concurrent is None else None), \
-                    _second_ctrl_c() as pressed:
-                if tuner is not None:       # None: every trial had ended, only the parent was open
-                    tuner.fit()
-            status, why = "FINISHED", None
-        except BaseException:
-            # a second Ctrl-C raises wherever Tune is, and Ray may wrap it: any error after it
-            # is the interruption, not a failure of the sweep
-            if not pressed.is_set():
-                raise
-            status, why = "KILLED", "Ctrl-C"
+            # the tuning phase, then (--replicates) the chosen learning rates again with new seeds
+            for phase in ("tuning", "replicates")[:1 + bool(opts.replicates)]:
+                phase_plan, phase_base = plan, base
+                if phase == "replicates":
+                    lrs = chosen_lrs(client, exp, parent, plan.experiment.score)
+                    phase_plan, phase_base = replicate_plan(plan, lrs, opts.replicates), f"{base}-replicates"
+                    print(f"replicates: the chosen learning rate of each of {len(lrs)} cells, {opts.replicates} new "
+                          f"seed(s) each = {len(phase_plan.cells)} trials")
+                record = None if previous is None else _reopen(client, phase_plan, exp, parent, storage, phase_base,
+                                                               phase)
+                name = session_name(phase_base, resumed=record is not None)
+                client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
+                callback, tuner = _tuner(phase_plan, opts, client, uri, storage, trainable, exp, parent, child_tags,
+                                         record, name)
+                try:
+                    with _pending_trials(len(phase_plan.cells) if opts.max_concurrent is None else None), \
+                            _second_ctrl_c() as pressed:
+                        if tuner is not None:       # None: every trial had ended, only the parent was open
+                            tuner.fit()
+                except BaseException:
+                    # a second Ctrl-C raises wherever Tune is, and Ray may wrap it: any error after it
+                    # is the interruption, not a failure of the sweep
+                    if not pressed.is_set():
+                        raise
+                    status, why = "KILLED", "Ctrl-C"
+                finally:
+                    # counted from what this driver knows, so that a store that is down cannot stop the count
+                    outcomes = list(callback.ended.values())
+                    phase_done = (record.n_done if record else 0) + sum(o in DONE for o in outcomes)
+                    done, failed = done + phase_done, failed + outcomes.count("failed")
+                if status == "KILLED" or phase_done + outcomes.count("failed") < phase_plan.n_trials:
+                    status, why = "KILLED", "Ctrl-C"        # the first Ctrl-C returns from fit
+                    break
+            else:
+                status, why = "FINISHED", None
         finally:
-            # counted from what this driver knows, so that a store that is down cannot stop the count
-            outcomes = list(callback.ended.values())
-            done = (record.n_done if record else 0) + sum(o in DONE for o in outcomes)
-            failed = outcomes.count("failed")
-            if status == "FINISHED" and done + failed < plan.n_trials:   # the first Ctrl-C returns from fit
-                status, why = "KILLED", "Ctrl-C"
-            _close(client, callback.store, exp, parent, status, why)
+            _close(client, callback.store if callback else Journal(client, parent), exp, parent, status, why)
     if status == "KILLED":
-        raise SweepInterrupted(done, plan.n_trials)
-    return SweepOutcome(parent, uri, plan.experiment.name, plan.n_trials, failed, exp)
+        raise SweepInterrupted(done, planned)
+    return SweepOutcome(parent, uri, plan.experiment.name, planned, failed, exp)
 
 
 def _reopen(client: MlflowClient, plan: SweepPlan, exp: str, parent: str, storage: str | None,
-            base: str) -> SweepRecord:
-    """The interrupted sweep's record, rebuilt from MLflow (Ray's saved state is not read: see
-    resume.py), and its parent running again."""
-    record = build_record(plan, read_trials(client, exp, parent, plan.experiment.metric), storage, base)
+            base: str, phase: str = "tuning") -> SweepRecord:
+    """The interrupted sweep's record for one phase, rebuilt from MLflow (Ray's saved state is not
+    read: see resume.py), and its parent running again."""
+    trials = [t for t in read_trials(client, exp, parent, plan.experiment.metric)
+              if is_replicate_cell(t.cell) == (phase == "replicates")]     # each phase has its own runs
+    record = build_record(plan, trials, storage, base)
     mark_superseded(client, record, f"resume at {time.strftime('%Y-%m-%d %H:%M:%S')}: beyond its "
                                     f"cell's {plan.profile.samples} planned trials")
     client.update_run(parent, status="RUNNING")
     going = [c for v in record.unfinished.values() for c in v]
-    print(f"resuming run {parent}: {record.n_done} of {plan.n_trials} trials done, {len(going)} to continue "
+    print(f"resuming run {parent}{' (replicates)' if phase == 'replicates' else ''}: {record.n_done} of "
+          f"{plan.n_trials} trials done, {len(going)} to continue "
           f"({sum(c.checkpoint is not None for c in going)} from a checkpoint), "
           f"{plan.n_trials - record.n_done - len(going)} new")
     return record

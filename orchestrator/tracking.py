@@ -22,6 +22,7 @@ from common.names import (
     CELL_KEY,
     DATASET_KEY,
     LATEST_FILE,
+    REPLICATE_KEY,
     RUN_KEY,
     is_private,
 )
@@ -82,7 +83,8 @@ class MLflowTrials(Callback):
     def _create(self, trial) -> str:
         cell = trial.config.get(CELL_KEY, "")
         tags = {**self.tags, PARENT_TAG: self.parent, CELL_TAG: cell,
-                "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id}
+                "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id,
+                **({REPLICATE_KEY: str(trial.config[REPLICATE_KEY])} if trial.config.get(REPLICATE_KEY) else {})}
         run_id = self.store.create_run(self.experiment, _run_name(cell, trial.config), tags)
         params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not is_private(k)]
         self.store.log_batch(run_id, params=params)

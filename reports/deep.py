@@ -2,6 +2,9 @@
 curves, each number beside the seed's."""
 from __future__ import annotations
 
+import itertools
+from statistics import mean
+
 import pandas as pd
 
 from common.names import DATASETS
@@ -16,7 +19,14 @@ from reports.reference import (
     reference_zeroshot,
     seed_backbone,
 )
-from reports.trials import SweepRuns, best_per_cell, best_test, other_best
+from reports.stats import TEST_LINE, ci_text, holm, mark, welch_p
+from reports.trials import (
+    SweepRuns,
+    best_per_cell,
+    best_test,
+    other_best,
+    replicate_values,
+)
 
 LAYER_NAMES = ("first", "middle", "last")
 
@@ -49,21 +59,67 @@ def panels(best: pd.DataFrame):
         yield key[0], (key[1] if len(key) > 1 else ""), group
 
 
-def table3(best: pd.DataFrame, backbone: str = "") -> str:
+def table3(best: pd.DataFrame, backbone: str = "", reps: dict | None = None, marks: dict | None = None) -> str:
+    """Table 3 of one dataset (and backbone). With replicates (`reps`: cell -> test accuracies),
+    ours is their mean ± 95 % CI, and the front−back difference of the means carries its mark."""
     to_reference = _layer_to_reference(best["layer"].tolist())
     with_seed = seed_backbone(backbone) if backbone else True
+    reps, marks = reps or {}, marks or {}
     rows = []
     for (dataset, layer, n), group in ordered(best).groupby(["dataset", "layer", "n_prompts"], sort=False):
         seed_layer = to_reference[layer]
         row = [dataset, layer if seed_layer == layer or not with_seed else f"{layer} (seed {seed_layer})", n]
         for position in ("front", "back"):
-            ours = group.loc[group["position"] == position, "test_acc"]
-            ours = float(ours.iloc[0]) if len(ours) else None
+            mine = group[group["position"] == position]
+            ours = float(mine["test_acc"].iloc[0]) if len(mine) else None
+            values = reps.get(mine["cell"].iloc[0], []) if len(mine) else []
             seed = reference_deep(dataset, seed_layer, n, position) if with_seed else None
-            row += [pct(ours), reference_pct(seed), diff(ours, seed)]
+            row += [ci_text(values) if values else pct(ours), reference_pct(seed),
+                    diff(mean(values) if values else ours, seed)]
+        if reps:
+            row.append(marks.get(("front vs back", dataset, backbone, layer, n), "—"))
         rows.append(row)
     header = ["dataset", "layer", "prompts", "front", "seed", "Δ", "back", "seed", "Δ"]
-    return table(header, rows)
+    return table(header + (["front − back"] if reps else []), rows)
+
+
+def comparisons(best: pd.DataFrame, reps: dict) -> list[dict]:
+    """Every front/back pair and every pair of layers (per dataset, backbone, prompts, position)
+    whose cells both have replicates: the difference of the means and Welch's p, Holm-corrected
+    across all of them together."""
+    rows = []
+    best = ordered(best).assign(backbone=best["backbone"] if "backbone" in best else "")
+    for (dataset, backbone, layer, n), group in best.groupby(["dataset", "backbone", "layer", "n_prompts"], sort=False):
+        cells = dict(zip(group["position"], group["cell"]))
+        if reps.get(cells.get("front")) and reps.get(cells.get("back")):
+            rows.append(_compare(("front vs back", dataset, backbone, layer, n), "front", "back",
+                                 reps[cells["front"]], reps[cells["back"]]))
+    for (dataset, backbone, n, position), group in best.groupby(["dataset", "backbone", "n_prompts", "position"],
+                                                                sort=False):
+        cells = list(zip(group["layer"], group["cell"]))
+        for (la, ca), (lb, cb) in itertools.combinations(cells, 2):
+            if reps.get(ca) and reps.get(cb):
+                rows.append(_compare(("layers", dataset, backbone, n, position, la, lb), f"layer {la}", f"layer {lb}",
+                                     reps[ca], reps[cb]))
+    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
+        row.update(p_holm=adjusted, mark=mark(adjusted))
+    return rows
+
+
+def _compare(key: tuple, a: str, b: str, va: list, vb: list) -> dict:
+    return {"key": key, "a": a, "b": b, "diff": mean(va) - mean(vb), "p": welch_p(va, vb)}
+
+
+def _significance(comps: list[dict]) -> list[str]:
+    layer_rows = [[c["key"][1], c["key"][2], c["key"][3], c["key"][4], f"{c['a']} − {c['b']}",
+                   f"{100 * c['diff']:+.2f}", f"{c['p_holm']:.3g}", c["mark"]]
+                  for c in comps if c["key"][0] == "layers"]
+    md = [TEST_LINE.format(n=len(comps)), ""]
+    if layer_rows:
+        md += ["### Layer comparisons", "",
+               table(["dataset", "backbone", "prompts", "position", "layers", "difference", "p (Holm)", ""], layer_rows),
+               ""]
+    return md
 
 
 def report(sw: SweepRuns) -> list[str]:
@@ -73,8 +129,18 @@ def report(sw: SweepRuns) -> list[str]:
            "`front` prepends the prompts and reads out token 0, a prompt token (the seed's setting); "
            "`back` appends them and reads out CLS (see trainables/prompts.py). Layers `first`, `middle` and `last` "
            "are blocks 0, depth/2 and depth−1 of each backbone (the seed's 0, 6 and 11 on ViT-B/32).", ""]
+    reps = {cell: values for cell in best["cell"] if (values := replicate_values(sw, cell))}
+    comps = comparisons(best, reps) if reps else []
+    marks = {c["key"]: f"{100 * c['diff']:+.2f} {c['mark']}" for c in comps if c["key"][0] == "front vs back"}
+    if reps:
+        md += ["With `--replicates`, ours is the mean ± 95 % confidence interval (Student's t) of the replicates' "
+               "test top-1, each a rerun of the cell's chosen learning rate with a new seed (the split fixed); the "
+               "seed's numbers are single runs.", ""]
     for dataset, backbone, group in panels(best):
-        md += ([f"### {text(dataset)}, {text(backbone)}", ""] if backbone else []) + [table3(group, backbone), ""]
+        md += (([f"### {text(dataset)}, {text(backbone)}", ""] if backbone else [])
+               + [table3(group, backbone, reps, marks), ""])
+    if comps:
+        md += _significance(comps)
     md += table4(sw, best)
     md += ["## Heatmaps", ""]
     many = "backbone" in best and best["backbone"].nunique() > 1

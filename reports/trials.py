@@ -2,14 +2,14 @@
 and the best-on-validation trial of each grid cell, grouped by the cell each trial logged."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
-from common.names import cell_axes
+from common.names import REPLICATE_KEY, cell_axes, is_replicate_cell
 from reports.markdown import code, text
 from store.runs import CELL_TAG, PROFILE_TAG, current_children, find_parent
 
@@ -23,6 +23,7 @@ class SweepRuns:
     trials: pd.DataFrame
     out: Path
     superseded: int = 0         # runs a resume set aside (kept in MLflow, not in the tables)
+    replicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # `--replicates` runs; `of_cell` names their cell
 
     @property
     def synthetic(self) -> bool:
@@ -38,6 +39,7 @@ class SweepRuns:
                 f"MLflow parent run {code(self.parent.info.run_id)} (profile {code(tags.get(PROFILE_TAG))}, "
                 f"search {code(tags.get('search'))}, commit {code(tags.get('git_commit', '')[:10])}): "
                 f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
+                + (f" {len(self.replicates)} replicate run(s) of the chosen learning rates." if len(self.replicates) else "")
                 + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
                 *self.progress(),
                 note or "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning "
@@ -72,7 +74,23 @@ def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = 
     if trials.empty or score not in trials:
         raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")
-    return SweepRuns(client, parent, trials, out, superseded)
+    replicate = trials["cell"].map(lambda c: is_replicate_cell(str(c)))
+    replicates = trials[replicate & (trials["status"] == "FINISHED")]
+    replicates = replicates.assign(of_cell=replicates["cell"].map(base_cell))
+    return SweepRuns(client, parent, trials[~replicate].reset_index(drop=True), out, superseded,
+                     replicates.reset_index(drop=True))
+
+
+def base_cell(key: str) -> str:
+    """A replicate's cell key without its `replicate=k` part: the tuned cell it reruns."""
+    return ",".join(p for p in str(key).split(",") if p.split("=", 1)[0] != REPLICATE_KEY)
+
+
+def replicate_values(sw: "SweepRuns", cell: str, metric: str = "test_acc") -> list[float]:
+    """The replicates' values of a tuned cell (none without --replicates)."""
+    if sw.replicates.empty or metric not in sw.replicates:
+        return []
+    return [float(v) for v in sw.replicates.loc[sw.replicates["of_cell"] == cell, metric] if v == v]
 
 
 def _typed(value: str):
