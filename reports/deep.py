@@ -19,13 +19,15 @@ from reports.reference import (
     reference_zeroshot,
     seed_backbone,
 )
-from reports.stats import TEST_LINE, ci_text, holm, mark, welch_p
+from reports.stats import TEST_LINE, ci_text, holm, mark, p_text, welch_p
 from reports.trials import (
     SweepRuns,
     best_per_cell,
     best_test,
     other_best,
+    panels,
     replicate_values,
+    study_rows,
 )
 
 LAYER_NAMES = ("first", "middle", "last")
@@ -49,14 +51,6 @@ def layer_order(values: pd.Series) -> pd.Series:
 def ordered(best: pd.DataFrame) -> pd.DataFrame:
     keys = [k for k in ("dataset", "backbone", "layer", "n_prompts", "position") if k in best]
     return best.sort_values(keys, key=lambda c: layer_order(c) if c.name == "layer" else c, kind="stable")
-
-
-def panels(best: pd.DataFrame):
-    """(dataset, backbone, its rows): one table per dataset x backbone."""
-    by = ["dataset", "backbone"] if "backbone" in best else ["dataset"]
-    for key, group in best.groupby(by, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        yield key[0], (key[1] if len(key) > 1 else ""), group
 
 
 def table3(best: pd.DataFrame, backbone: str = "", reps: dict | None = None, marks: dict | None = None) -> str:
@@ -112,7 +106,7 @@ def _compare(key: tuple, a: str, b: str, va: list, vb: list) -> dict:
 
 def _significance(comps: list[dict]) -> list[str]:
     layer_rows = [[c["key"][1], c["key"][2], c["key"][3], c["key"][4], f"{c['a']} − {c['b']}",
-                   f"{100 * c['diff']:+.2f}", f"{c['p_holm']:.3g}", c["mark"]]
+                   f"{100 * c['diff']:+.2f}", p_text(c["p_holm"]), c["mark"]]
                   for c in comps if c["key"][0] == "layers"]
     md = [TEST_LINE.format(n=len(comps)), ""]
     if layer_rows:
@@ -171,5 +165,5 @@ def table4(sw: SweepRuns, deep_best: pd.DataFrame) -> list[str]:
 
 def headline(sw: SweepRuns) -> list[tuple]:
     """Its rows of "At a glance": (what, ours, the seed's)."""
-    best = best_per_cell(sw.trials)
+    best = best_per_cell(study_rows(sw.trials))
     return [(f"best deep prompt, {d}", best_test(best, dataset=d), reference_best_deep(d)) for d in DATASETS]

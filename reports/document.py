@@ -9,6 +9,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
+from reports.glance import glance_by_backbone
 from reports.markdown import code, diff, pct, reference_pct, table, text
 from reports.section import Reported
 from reports.trials import SweepRuns, load_sweep
@@ -87,5 +88,5 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path,
     head = ["# CLIP prompting and ResNet-18 transfer: the study, reproduced", "",
             "Every number is read from MLflow; the seed's own number stands beside it with the difference "
             "(Δ = ours − seed). A section whose sweep has not run says which command produces it.", "",
-            *contents, "", *headline(loaded)]
+            *contents, "", *headline(loaded), *glance_by_backbone(loaded, out)]
     return head + body, status

@@ -143,3 +143,26 @@ def noise_curves(curves: dict[str, list[tuple[float, float]]], title: str, path:
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def accuracy_vs_params(points: pd.DataFrame, title: str, path: Path) -> Path:
+    """Test top-1 against trainable parameters (symlog: zero-shot's 0 sits at the left edge),
+    one marker per method, one colour per backbone: rows of (method, backbone, params, acc)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    markers = dict(zip(sorted(points["method"].unique()), "os^DvP*X"))
+    colours = dict(zip(sorted(points["backbone"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    for (method, backbone), g in points.groupby(["method", "backbone"]):
+        ax.scatter(g["params"], 100 * g["acc"], marker=markers[method], color=colours[backbone], s=46)
+    for method, marker in markers.items():
+        ax.scatter([], [], marker=marker, color="grey", label=method)
+    for backbone, colour in colours.items():
+        ax.scatter([], [], marker="s", color=colour, label=backbone)
+    ax.set_xscale("symlog", linthresh=10)
+    # plain numbers: the default log labels are mathtext, which this module turns off
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    ax.set_xlabel("trainable parameters")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)

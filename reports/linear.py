@@ -5,7 +5,14 @@ from __future__ import annotations
 from common.names import DATASETS
 from reports.markdown import Markdown, pct, reference_pct, table
 from reports.reference import reference_best_deep, reference_visual, reference_zeroshot
-from reports.trials import SweepRuns, best_per_cell, best_test, other_best
+from reports.trials import (
+    SweepRuns,
+    best_per_cell,
+    best_test,
+    other_best,
+    score_text,
+    study_rows,
+)
 
 
 def report(sw: SweepRuns) -> list[str]:
@@ -14,17 +21,18 @@ def report(sw: SweepRuns) -> list[str]:
     deep = other_best(sw, "deep")
     md = sw.header("Linear probe on frozen CLIP features (beyond the seed)")
     rows = []
-    for _, r in best.sort_values("dataset").iterrows():
+    many = "backbone" in best and best["backbone"].nunique() > 1
+    for _, r in best.sort_values([c for c in ("dataset", "backbone") if c in best]).iterrows():
         d = r["dataset"]
-        rows.append([d, pct(r["test_acc"]), f"{r['lr']:.2g}",
+        rows.append([d, *([r["backbone"]] if many else []), score_text(sw, r), f"{r['lr']:.2g}",
                      pct(visual.get(d)) if visual is not None else Markdown("run `sweep visual`"),
                      pct(deep.get(d)) if deep is not None else Markdown("run `sweep deep`"),
                      reference_pct(reference_visual(d, "padding")), reference_pct(reference_best_deep(d)), reference_pct(reference_zeroshot(d))])
-    header = ["dataset", "linear probe", "lr", "best visual prompt (ours)", "best deep prompt (ours)",
+    header = ["dataset", *(["backbone"] if many else []), "linear probe", "lr", "best visual prompt (ours)", "best deep prompt (ours)",
               "seed padding prompt", "seed best deep prompt", "seed zero-shot"]
     return md + ["## Linear probe beside prompting", "", table(header, rows), ""]
 
 def headline(sw: SweepRuns) -> list[tuple]:
     """Its rows of "At a glance": (what, ours, the seed's)."""
-    best = best_per_cell(sw.trials)
+    best = best_per_cell(study_rows(sw.trials))
     return [(f"linear probe, {d}", best_test(best, dataset=d), None) for d in DATASETS]

@@ -49,3 +49,7 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def mark(adjusted_p: float) -> str:
     return "" if adjusted_p != adjusted_p else ("*" if adjusted_p < ALPHA else "n.s.")
+
+
+def p_text(p: float) -> str:
+    return "—" if p != p else "<0.001" if p < 0.001 else f"{p:.3f}"

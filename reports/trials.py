@@ -10,7 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
 from common.names import REPLICATE_KEY, cell_axes, is_replicate_cell
-from reports.markdown import code, text
+from reports.markdown import code, pct, text
+from reports.reference import seed_backbone
+from reports.stats import ci_text
 from store.runs import CELL_TAG, PROFILE_TAG, current_children, find_parent
 
 LEARNED_SCORE = "best_val_acc"      # what every trial of a sweep that learns logs once it has an epoch
@@ -140,6 +142,29 @@ def best_per_cell(trials: pd.DataFrame) -> pd.DataFrame:
     ok = trials[(trials.get("diverged", 0) != 1) & trials[LEARNED_SCORE].notna()]
     best = ok.loc[ok.groupby("cell")[LEARNED_SCORE].idxmax()]
     return best.sort_values(grid_axes(best) or ["cell"]).reset_index(drop=True)     # one row per cell: no ties
+
+
+def panels(best: pd.DataFrame):
+    """(dataset, backbone, its rows): one table per dataset x backbone."""
+    by = ["dataset", "backbone"] if "backbone" in best else ["dataset"]
+    for key, group in best.groupby(by, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        yield key[0], (key[1] if len(key) > 1 else ""), group
+
+
+def study_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """The rows the seed's own numbers stand for, for the study's "At a glance": its backbone
+    (ViT-B-32, or the tiny model standing in for it at smoke size) where several were swept."""
+    if "backbone" not in trials:
+        return trials
+    return trials[trials["backbone"].map(lambda b: seed_backbone(str(b)))]
+
+
+def score_text(sw: SweepRuns, row) -> str:
+    """A cell's test top-1 as a report shows it: the mean ± 95 % CI of its replicates where the
+    sweep ran `--replicates`, else the tuned trial's own number."""
+    values = replicate_values(sw, row["cell"])
+    return ci_text(values) if values else pct(row["test_acc"])
 
 
 def best_test(best: pd.DataFrame, **where) -> float | None:

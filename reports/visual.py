@@ -12,8 +12,15 @@ from common.names import BEST_ARTIFACT, DATASETS
 from reports import figures
 from reports.curves import best_curves
 from reports.markdown import diff, pct, reference_pct, table, text
-from reports.reference import reference_visual, reference_zeroshot
-from reports.trials import SweepRuns, best_per_cell, best_test
+from reports.reference import reference_visual, reference_zeroshot, seed_backbone
+from reports.trials import (
+    SweepRuns,
+    best_per_cell,
+    best_test,
+    panels,
+    score_text,
+    study_rows,
+)
 
 PROMPTS = ("fixed_patch", "padding")
 
@@ -22,13 +29,18 @@ def report(sw: SweepRuns) -> list[str]:
     best = best_per_cell(sw.trials)
     md = sw.header("Visual prompts (seed section 2.2)")
     rows = []
-    for dataset in sorted(best["dataset"].unique()):
-        row = [dataset]
+    many = "backbone" in best and best["backbone"].nunique() > 1
+    for dataset, backbone, group in panels(best):
+        row = [dataset, *([backbone] if many else [])]
+        with_seed = seed_backbone(backbone) if backbone else True
         for prompt in PROMPTS:
-            ours, seed = best_test(best, dataset=dataset, prompt=prompt), reference_visual(dataset, prompt)
-            row += [pct(ours), reference_pct(seed), diff(ours, seed)]
-        rows.append(row + [reference_pct(reference_zeroshot(dataset))])
-    header = ["dataset", "fixed patch", "seed", "Δ", "padding", "seed", "Δ", "seed zero-shot baseline"]
+            mine = group[group["prompt"] == prompt].sort_values("best_val_acc")
+            ours = float(mine["test_acc"].iloc[-1]) if len(mine) else None
+            seed = reference_visual(dataset, prompt) if with_seed else None
+            row += [score_text(sw, mine.iloc[-1]) if len(mine) else pct(None), reference_pct(seed), diff(ours, seed)]
+        rows.append(row + [reference_pct(reference_zeroshot(dataset) if with_seed else None)])
+    header = ["dataset", *(["backbone"] if many else []), "fixed patch", "seed", "Δ", "padding", "seed", "Δ",
+              "seed zero-shot baseline"]
     md += ["## Table 2: prompt types", "", table(header, rows), ""]
     md += ["## Learned padding prompts", ""]
     for _, row in best[best["prompt"] == "padding"].iterrows():
@@ -41,7 +53,7 @@ def report(sw: SweepRuns) -> list[str]:
 
 def headline(sw: SweepRuns) -> list[tuple]:
     """Its rows of "At a glance": (what, ours, the seed's)."""
-    best = best_per_cell(sw.trials)
+    best = best_per_cell(study_rows(sw.trials))
     return [(f"{p.replace('_', ' ')} prompt, {d}", best_test(best, dataset=d, prompt=p), reference_visual(d, p))
             for p in ("padding", "fixed_patch") for d in DATASETS]
 

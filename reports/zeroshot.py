@@ -10,7 +10,7 @@ from reports.reference import (
     reference_zeroshot,
     seed_backbone,
 )
-from reports.trials import SweepRuns
+from reports.trials import SweepRuns, study_rows
 
 
 def report(sw: SweepRuns) -> list[str]:
@@ -42,6 +42,7 @@ def report(sw: SweepRuns) -> list[str]:
 
 def headline(sw: SweepRuns) -> list[tuple]:
     """Its rows of "At a glance": (what, ours, the seed's)."""
-    t = sw.trials.set_index("dataset")
-    return [(f"zero-shot CLIP, {d} test", float(t.loc[d, "test_acc"]), reference_zeroshot(d))
-            for d in DATASETS if d in t.index]
+    t = study_rows(sw.trials)
+    t = t[t["template_set"] == "single"] if "template_set" in t else t
+    return [(f"zero-shot CLIP, {d} test", float(t[t["dataset"] == d]["test_acc"].iloc[0]), reference_zeroshot(d))
+            for d in DATASETS if (t["dataset"] == d).any()]

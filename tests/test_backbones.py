@@ -183,3 +183,27 @@ def test_grid_axes_from_the_command_line_are_typed_and_do_not_clash_with_set():
             make_plan("deep", "smoke", grids=bad)
     with pytest.raises(UserError, match="--set and --grid both name n_prompts"):
         make_plan("deep", "smoke", ["n_prompts=1"], grids=["n_prompts=2,3"])
+
+
+def test_report_all_builds_over_two_backbones_with_a_row_each_and_the_parameters_figure(
+        ray_session, data_root, tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    common = ["--tracking-uri", uri, "--gpus-per-trial", "0", "--data-dir", str(data_root)]
+    grid = ["--grid", "backbone=tiny-clip:none,tiny-clip-6:none", "--set", "dataset=cifar10"]
+    quick = ["--samples", "1", "--epochs", "1"]
+    for sweep, extra in (("zeroshot", []), ("visual", quick), ("linear", quick),
+                         ("deep", [*quick, "--set", "n_prompts=1", "--set", "position=front"])):
+        assert main(["sweep", sweep, *grid, *extra, *common, "--storage-path", str(tmp_path / f"ray-{sweep}")]) == 0
+    out = tmp_path / "out"
+    assert main(["report", "all", "--tracking-uri", uri, "--out", str(out)]) == 0
+    md = (out / "all" / "report.md").read_text()
+    glance = md[md.index("## At a glance, per backbone"):]
+    for backbone in ("tiny-clip:none", "tiny-clip-6:none"):
+        row = next(line for line in glance.splitlines() if line.startswith(f"| {backbone} | cifar10 |"))
+        assert row.count("—") == 0, row         # zero-shot, visual, deep and linear all present
+        assert f"### cifar10, {backbone}" in md     # Table 3, one per dataset x backbone
+    assert (out / "all" / "glance_params_cifar10.png").is_file()
+    runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("deep").experiment_id],
+                                         "tags.role = 'trial'")
+    params = {(r.data.params["backbone"], r.data.params["layer"]): r.data.metrics["trainable_params"] for r in runs}
+    assert params[("tiny-clip-6:none", "last")] == 48 and params[("tiny-clip:none", "first")] == 64   # 1 x width

@@ -23,7 +23,7 @@ from trainables.pipeline import Augment, DeviceData
 
 # What `fit` reports every epoch (and a report may read).
 TRAINING_METRICS = ("train_loss", "train_acc", "val_acc", "best_val_acc", "best_epoch", "test_acc",
-                    "learning_rate", "images_per_s")
+                    "learning_rate", "images_per_s", "trainable_params")
 # report(metrics, checkpoint_dir): Ray's tune.report in a trial, a list in unit tests.
 Reporter = Callable[[dict, Optional[str]], None]
 
@@ -112,7 +112,8 @@ def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, a
         report: Reporter, resume_dir: Path | None = None, constant_metrics: dict | None = None) -> dict:
     """Train `trained` (the learned part of `model`) and report each epoch, with
     `constant_metrics` (such as a cache's cost) in every report; returns the last metrics."""
-    optimizer = make_optimizer([p for p in trained.parameters() if p.requires_grad], s)
+    learned = [p for p in trained.parameters() if p.requires_grad]
+    optimizer = make_optimizer(learned, s)
     steps_per_epoch = math.ceil(len(splits.train) / s.batch_size)
     total = steps_per_epoch * s.epochs
     best = {k: v.detach().float().cpu().clone() for k, v in trained.state_dict().items()}
@@ -154,7 +155,8 @@ def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, a
                    "best_val_acc": state["best_val_acc"], "best_epoch": state["best_epoch"],
                    "test_acc": state["test_acc"],
                    "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
-                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0, **(constant_metrics or {})}
+                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0,
+                   "trainable_params": float(sum(p.numel() for p in learned)), **(constant_metrics or {})}
         state["metrics"] = metrics
         with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
             save_loop(Path(folder), trained, best, optimizer, state)
