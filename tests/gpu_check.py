@@ -8,7 +8,10 @@
 2. every trainable runs one tiny epoch on CUDA and reports finite metrics (tests/tiny.py, as in
    the registry test); `compare` measures more CUDA memory with gradients than without; one
    visual-prompt trial runs with `compile=True`;
-3. the device resize gives the CPU's pixels on the GPU.
+3. the device resize gives the CPU's pixels on the GPU;
+4. a real-size backbone other than ViT-B/32 (ViT-B-16, random weights): the prefix cache at its
+   first, middle and last layer, CLIP's 18-template text features, and one deep-prompt and one
+   zero-shot trial with `backbone=ViT-B-16:none` and `template_set=clip`, with their throughput.
 Prints one line per check and exits non-zero if one fails.
 """
 from __future__ import annotations
@@ -28,6 +31,7 @@ os.environ.setdefault("ORCHESTRATOR_NO_DOWNLOAD", "1")
 from tiny import run_tiny  # noqa: E402
 
 from search_spaces.registry import list_experiments, list_trainables  # noqa: E402
+from trainables.backbones import resolve_layer  # noqa: E402
 from trainables.cifar import Split, load_cifar  # noqa: E402
 from trainables.clip import (  # noqa: E402
     PromptedClip,  # noqa: E402
@@ -38,9 +42,12 @@ from trainables.features import FeatureData  # noqa: E402
 from trainables.finetune import resnet_features  # noqa: E402
 from trainables.loop import autocast  # noqa: E402
 from trainables.pipeline import DeviceData, Preprocess, preprocess  # noqa: E402
+from trainables.prompt_training import DEEP_PROMPT  # noqa: E402
 from trainables.prompts import DeepPrompt  # noqa: E402
 from trainables.resize import pil_resize  # noqa: E402
 from trainables.resnet import load_resnet18  # noqa: E402
+from trainables.templates import CLIP_CIFAR_TEMPLATES  # noqa: E402
+from trainables.zeroshot import ZEROSHOT  # noqa: E402
 
 BF16_TOLERANCE = 2e-2       # relative L2 error of bf16 operands (METHOD: 1e-3 .. 1e-2)
 failures: list[str] = []
@@ -56,11 +63,11 @@ def check(name: str, ok: bool, detail: str) -> None:
         failures.append(name)
 
 
-def prefix_cache(device: torch.device, cifar) -> None:
-    clip = load_clip("ViT-B-32", "none", device)
+def prefix_cache(device: torch.device, cifar, model: str = "ViT-B-32") -> None:
+    clip = load_clip(model, "none", device)
     text = class_text_features(clip, cifar.classes, "This is a photo of a {}")
     x = preprocess(cifar.test.images[:64].to(device), clip.preprocess)
-    for layer in (0, 6, 11):
+    for layer in [resolve_layer(name, clip.depth) for name in ("first", "middle", "last")]:
         torch.manual_seed(0)
         prompt = DeepPrompt(clip.visual, layer, 8, "front").to(device)
         with autocast(device):
@@ -72,7 +79,7 @@ def prefix_cache(device: torch.device, cifar) -> None:
             cached = PromptedClip(clip, text, deep_prompt=prompt, from_prefix=True)(tokens)
         (g_cached,) = torch.autograd.grad(cached.float().logsumexp(-1).sum(), prompt.prompts)
         e_logits, e_grad = rel(cached, plain), rel(g_cached, g_plain)
-        check(f"prefix cache layer {layer}", e_logits < BF16_TOLERANCE and e_grad < BF16_TOLERANCE,
+        check(f"prefix cache {model} layer {layer}", e_logits < BF16_TOLERANCE and e_grad < BF16_TOLERANCE,
               f"logits rel err {e_logits:.2e}, prompt grad rel err {e_grad:.2e} (cache {tokens.dtype})")
 
 
@@ -123,6 +130,24 @@ def resize_on_device(device: torch.device) -> None:
               f"max {off.max().item():.0f} level(s), {100 * (off > 0).float().mean().item():.4f} % of pixels differ from the CPU")
 
 
+def other_backbone(root: Path, device: torch.device, cifar, model: str = "ViT-B-16") -> None:
+    prefix_cache(device, cifar, model)
+    clip = load_clip(model, "none", device)
+    text = class_text_features(clip, cifar.classes, CLIP_CIFAR_TEMPLATES)
+    norms = text.norm(dim=-1)
+    check(f"{model}: 18-template text features", text.shape[0] == len(cifar.classes) and bool(
+        torch.allclose(norms, torch.ones_like(norms), atol=1e-4)), f"{tuple(text.shape)}, unit norm")
+    shared = dict(dataset="cifar10", data="synthetic", data_dir=str(root), backbone=f"{model}:none",
+                  template_set="clip", batch_size=64, device=device.type)
+    for spec, extra in ((DEEP_PROMPT, dict(layer="middle", n_prompts=8, epochs=1, warmup_steps=2)), (ZEROSHOT, {})):
+        reports = []
+        start = time.perf_counter()
+        spec.fn({**shared, **extra}, report=lambda m, ckpt: reports.append(m))
+        m = reports[-1]
+        check(f"{spec.name} on {model}", math.isfinite(m["test_acc"]),
+              f"{time.perf_counter() - start:.1f} s, {m['images_per_s']:.0f} images/s, test {m['test_acc']:.3f}")
+
+
 def main() -> int:
     device = torch.device("cpu" if "--device" in sys.argv and sys.argv[-1] == "cpu" else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -136,6 +161,7 @@ def main() -> int:
         prefix_cache(device, cifar)
         feature_cache(device, cifar)
         trainables_run(Path(tmp), device)
+        other_backbone(Path(tmp), device, cifar)
     print("all checks passed" if not failures else f"failed: {', '.join(failures)}")
     return 1 if failures else 0
 

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.resume import DONE
+from store.runs import SUPERSEDED_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, PLANNED = 4, 8          # visual smoke: 4 cells x 2 learning rates
@@ -302,3 +303,46 @@ def test_a_sweep_killed_after_its_last_trial_ended_resumes_to_finished(data_root
     assert main([*args, "--resume"]) == 0
     (after,) = _parents(client)
     assert after.info.status == "FINISHED" and _snapshot(client, parent.info.run_id) == before
+
+
+# --replicates: the second phase of a sweep, killed at its start and in its middle
+REPLICATES = 2
+REPLICATE_KILLS = {
+    # the tuning phase is over and replicate runs exist, none has ended
+    "replicates starting": lambda runs: any("replicate" in r.data.tags for r in runs) and not any(
+        "replicate" in r.data.tags and r.info.status != "RUNNING" for r in runs),
+    # some replicates have ended, some have not
+    "replicates mid-run": lambda runs: 1 <= sum("replicate" in r.data.tags and r.info.status != "RUNNING"
+                                                for r in runs) < 2 * REPLICATES,
+}
+
+
+@pytest.mark.parametrize("point", list(REPLICATE_KILLS))
+def test_a_sweep_killed_in_its_replicates_resumes_to_each_cells_replicates(point, data_root, tmp_path, ray_session):
+    db = tmp_path / "mlflow.db"
+    args = [*_args(tmp_path, data_root), "--set", "dataset=cifar10", "--replicates", str(REPLICATES)]
+    client = MlflowClient(f"sqlite:///{db}")
+    driver = _start(args, tmp_path / "first.log")
+    _wait(client, db, driver, REPLICATE_KILLS[point])
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    (parent,) = _parents(client)
+    before = _snapshot(client, parent.info.run_id)
+
+    assert main([*args, "--resume"]) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    (after,) = _parents(client)
+    assert after.info.status == "FINISHED" and _deleted_runs(db) == 0
+    children = _children(client, parent.info.run_id)
+    live = [c for c in children if SUPERSEDED_TAG not in c.data.tags]
+    assert live == children         # each phase resumed its own runs: none set aside as beyond its plan
+    tuned = [c for c in live if "replicate" not in c.data.tags]
+    replicas = [c for c in live if "replicate" in c.data.tags]
+    assert len(tuned) == PLANNED // 2 and all(c.data.tags["outcome"] in DONE for c in live)
+    for prompt_cell in {c.data.tags["cell"] for c in tuned}:          # each cell: replicates 1..N, once each
+        mine = [c for c in replicas if c.data.tags["cell"].startswith(prompt_cell + ",replicate=")]
+        assert sorted(c.data.tags["replicate"] for c in mine) == [str(k) for k in range(1, REPLICATES + 1)]
+        assert all(c.info.status == "FINISHED" for c in mine)
+    for run_id, seen in before.items():                                 # ended runs untouched
+        assert _snapshot(client, parent.info.run_id)[run_id] == seen
+    assert main(["report", "visual", "--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "out")]) == 0
+    assert "(n=2)" in (tmp_path / "out" / "visual" / "report.md").read_text()
