@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
+from common.names import REPLICATE_KEY
 from orchestrator.plan import DEFAULT_PROFILE
 from orchestrator.resume import DONE
 from reports.markdown import pct
@@ -90,10 +91,12 @@ def sweep_status(client: MlflowClient, parent, now: float, **flags: str | None) 
     params, tags = parent.data.params, parent.data.tags
     try:
         cells, per_cell = int(params["cells"]), int(params["samples_per_cell"])
+        replicates = int(params.get("replicates", 0))
     except (KeyError, ValueError):
-        cells, per_cell = len({r.data.tags.get(CELL_TAG) for r in runs}), 1
+        cells, per_cell, replicates = len({r.data.tags.get(CELL_TAG) for r in runs}), 1, 0
     done = [r for r in runs if r.data.tags.get("outcome") in DONE]
-    by_cell = Counter(r.data.tags.get(CELL_TAG) for r in done)
+    # a cell is complete when its tuning is; its --replicates runs count as trials, not as cells
+    by_cell = Counter(r.data.tags.get(CELL_TAG) for r in done if REPLICATE_KEY not in r.data.tags)
     live, driver = _driver(parent, runs, now)
     status = parent.info.status
     state = ("finished" if status == "FINISHED" else "failed" if status == "FAILED"
@@ -101,8 +104,9 @@ def sweep_status(client: MlflowClient, parent, now: float, **flags: str | None) 
     profile = tags.get(PROFILE_TAG, DEFAULT_PROFILE)
     name = tags.get("sweep", "")
     return SweepStatus(name, profile, parent.info.run_id, state, len(done),
-                       sum(r.info.status == "RUNNING" for r in runs), cells * per_cell,
-                       sum(n >= per_cell for n in by_cell.values()), cells, _best(runs), driver,
+                       sum(r.info.status == "RUNNING" for r in runs), cells * (per_cell + replicates),
+                       sum(n >= per_cell for n in by_cell.values()), cells,
+                       _best([r for r in runs if REPLICATE_KEY not in r.data.tags]), driver,
                        None if state in ("finished", "running") else resume_command(name, profile, **flags))
 
 

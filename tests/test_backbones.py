@@ -147,24 +147,6 @@ def test_finetune_takes_any_torchvision_model_with_a_generic_head(tiny_prompt_co
         from_dict(FinetuneConfig, {**config, "arch": "resnet9000"})
 
 
-def test_a_grid_of_backbones_with_clip_templates_reports_each_beside_open_clips_numbers(
-        ray_session, data_root, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    common = ["--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--gpus-per-trial", "0",
-              "--data-dir", str(data_root)]
-    grid = "backbone=tiny-clip:none,tiny-clip-6:none,tiny-rn:none"
-    assert main(["sweep", "zeroshot", "--grid", grid, "--set", "template_set=clip", "--set", "dataset=cifar10",
-                 *common]) == 0
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("zeroshot").experiment_id], "tags.role = 'trial'")
-    assert sorted(r.data.params["backbone"] for r in runs) == ["tiny-clip-6:none", "tiny-clip:none", "tiny-rn:none"]
-    assert {r.data.params["template_set"] for r in runs} == {"clip"}
-    assert main(["report", "zeroshot", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
-    md = (tmp_path / "out" / "zeroshot" / "report.md").read_text()
-    for backbone in ("tiny-clip:none", "tiny-clip-6:none", "tiny-rn:none"):
-        assert f"| cifar10 | {backbone} | clip |" in md
-
-
 def test_open_clips_published_numbers_stand_beside_a_matching_backbone_and_template_set():
     from reports.reference import reference_open_clip
     assert reference_open_clip("ViT-B-32:datacomp_xl_s13b_b90k", "cifar100", "clip") == 80.31
@@ -185,13 +167,13 @@ def test_grid_axes_from_the_command_line_are_typed_and_do_not_clash_with_set():
         make_plan("deep", "smoke", ["n_prompts=1"], grids=["n_prompts=2,3"])
 
 
-def test_report_all_builds_over_two_backbones_with_a_row_each_and_the_parameters_figure(
+def test_a_grid_of_backbones_sweeps_and_report_all_has_a_row_each_and_the_parameters_figure(
         ray_session, data_root, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     common = ["--tracking-uri", uri, "--gpus-per-trial", "0", "--data-dir", str(data_root)]
     grid = ["--grid", "backbone=tiny-clip:none,tiny-clip-6:none", "--set", "dataset=cifar10"]
     quick = ["--samples", "1", "--epochs", "1"]
-    for sweep, extra in (("zeroshot", []), ("visual", quick), ("linear", quick),
+    for sweep, extra in (("zeroshot", ["--set", "template_set=clip"]), ("visual", quick), ("linear", quick),
                          ("deep", [*quick, "--set", "n_prompts=1", "--set", "position=front"])):
         assert main(["sweep", sweep, *grid, *extra, *common, "--storage-path", str(tmp_path / f"ray-{sweep}")]) == 0
     out = tmp_path / "out"
@@ -203,6 +185,12 @@ def test_report_all_builds_over_two_backbones_with_a_row_each_and_the_parameters
         assert row.count("—") == 0, row         # zero-shot, visual, deep and linear all present
         assert f"### cifar10, {backbone}" in md     # Table 3, one per dataset x backbone
     assert (out / "all" / "glance_params_cifar10.png").is_file()
+    for backbone in ("tiny-clip:none", "tiny-clip-6:none"):     # Table 1: a row per backbone and template set
+        assert f"| cifar10 | {backbone} | clip |" in md
+    client = MlflowClient(uri)
+    zs = client.search_runs([client.get_experiment_by_name("zeroshot").experiment_id], "tags.role = 'trial'")
+    assert {(r.data.params["backbone"], r.data.params["template_set"]) for r in zs} == {
+        ("tiny-clip:none", "clip"), ("tiny-clip-6:none", "clip")}
     runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("deep").experiment_id],
                                          "tags.role = 'trial'")
     params = {(r.data.params["backbone"], r.data.params["layer"]): r.data.metrics["trainable_params"] for r in runs}

@@ -320,7 +320,8 @@ REPLICATE_KILLS = {
 @pytest.mark.parametrize("point", list(REPLICATE_KILLS))
 def test_a_sweep_killed_in_its_replicates_resumes_to_each_cells_replicates(point, data_root, tmp_path, ray_session):
     db = tmp_path / "mlflow.db"
-    args = [*_args(tmp_path, data_root), "--set", "dataset=cifar10", "--replicates", str(REPLICATES)]
+    # one dataset and 2 epochs (the last --epochs wins): the phases matter here, not the epochs
+    args = [*_args(tmp_path, data_root), "--set", "dataset=cifar10", "--epochs", "2", "--replicates", str(REPLICATES)]
     client = MlflowClient(f"sqlite:///{db}")
     driver = _start(args, tmp_path / "first.log")
     _wait(client, db, driver, REPLICATE_KILLS[point])

@@ -57,7 +57,7 @@ def test_smoke_deep_sweep_end_to_end(ray_session, data_root, tmp_path):
     assert main(["report", "deep", "--tracking-uri", uri, "--out", str(out)]) == 0
     report = (out / "deep" / "report.md").read_text()
     assert "SYNTHETIC DATA" in report.splitlines()[0]
-    rows = [l for l in report.splitlines() if re.match(r"\| cifar10 \| \d+( \(seed \d+\))? \| \d \|", l)]
+    rows = [l for l in report.splitlines() if re.match(r"\| cifar10 \| (first|middle|last) \(seed \d+\) \| \d \|", l)]
     assert len(rows) == 9                         # layer x prompts; front/back columns
     assert all(l.count("—") == 0 for l in rows)   # every cell of the grid has a reproduced number
     assert len(list((out / "deep").glob("deep_heatmap_*.png"))) == 2
