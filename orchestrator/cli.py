@@ -108,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="which CIFAR-100 test images")
     p.add_argument("--data", choices=("real", "synthetic"), default="real")
     p.add_argument("--data-dir")
-    p.add_argument("--model", default="ViT-B-32", help="ViT-B-32 or tiny-clip")
-    p.add_argument("--pretrained", default="openai", help="openai or none")
+    p.add_argument("--model", default="ViT-B-32", help="any open_clip model (`list --backbones`), or tiny-clip")
+    p.add_argument("--pretrained", default="openai", help="its pretrained tag, or none (random init)")
     p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
 
     p = sub.add_parser("bench", help="speed of the caches, the pipeline and the orchestration, as ratios",

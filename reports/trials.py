@@ -43,9 +43,15 @@ class SweepRuns:
                 f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
                 + (f" {len(self.replicates)} replicate run(s) of the chosen learning rates." if len(self.replicates) else "")
                 + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
-                *self.progress(),
+                *self.progress(), *self.models(),
                 note or "Accuracies are test top-1 (%) of the best-on-validation epoch of the best learning "
                 "rate of each cell (chosen on validation accuracy). Δ = ours − seed.", ""]
+
+    def models(self) -> list[str]:
+        """Which backbones and template sets the trials used, where they were CLIP trials."""
+        parts = [f"{what}: " + ", ".join(code(v) for v in sorted(self.trials[col].dropna().astype(str).unique()))
+                 for col, what in (("backbone", "Backbones"), ("template_set", "Template sets")) if col in self.trials]
+        return ["; ".join(parts) + ".", ""] if parts else []
 
     def progress(self) -> list[str]:
         """For a sweep still running (or interrupted): how far it is, and which cells have a

@@ -150,16 +150,17 @@ def test_class_names_are_cleaned_for_prompts():
     assert clean_class_name("UK-roads") == "UK roads"
 
 
-def test_a_folder_dataset_sweeps_and_reports(ray_session, tmp_path):
+def test_a_folder_and_dtd_sweep_as_a_grid_axis_and_are_reported(ray_session, tmp_path):
     folder = write_folder(tmp_path / "shapes")
+    data_dir = write_dtd(tmp_path / "data")
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     common = ["--tracking-uri", uri, "--storage-path", str(tmp_path / "ray"), "--gpus-per-trial", "0",
-              "--data-dir", str(tmp_path / "data")]
-    assert main(["sweep", "linear", "--set", f"dataset=folder:{folder}", "--set", "data=real", "--samples", "1",
-                 *common]) == 0
+              "--data-dir", str(data_dir)]
+    assert main(["sweep", "linear", "--grid", f"dataset=folder:{folder},dtd", "--set", "data=real",
+                 "--samples", "1", *common]) == 0
     client = MlflowClient(uri)
-    [run] = client.search_runs([client.get_experiment_by_name("linear").experiment_id], "tags.role = 'trial'")
-    assert run.inputs.dataset_inputs[0].dataset.name == f"folder:{folder}"
+    runs = client.search_runs([client.get_experiment_by_name("linear").experiment_id], "tags.role = 'trial'")
+    assert sorted(r.inputs.dataset_inputs[0].dataset.name for r in runs) == sorted(["dtd", f"folder:{folder}"])
     assert main(["report", "linear", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "linear" / "report.md").read_text()
-    assert f"| folder:{folder} |" in md
+    assert f"| folder:{folder} |" in md and "| dtd |" in md

@@ -305,40 +305,38 @@ def test_a_sweep_killed_after_its_last_trial_ended_resumes_to_finished(data_root
     assert after.info.status == "FINISHED" and _snapshot(client, parent.info.run_id) == before
 
 
-# --replicates: the second phase of a sweep, killed at its start and in its middle
+# --replicates: the second phase of a sweep, killed at its start, then (its first resume killed
+# too) in its middle
 REPLICATES = 2
-REPLICATE_KILLS = {
-    # the tuning phase is over and replicate runs exist, none has ended
-    "replicates starting": lambda runs: any("replicate" in r.data.tags for r in runs) and not any(
-        "replicate" in r.data.tags and r.info.status != "RUNNING" for r in runs),
-    # some replicates have ended, some have not
-    "replicates mid-run": lambda runs: 1 <= sum("replicate" in r.data.tags and r.info.status != "RUNNING"
-                                                for r in runs) < 2 * REPLICATES,
-}
 
 
-@pytest.mark.parametrize("point", list(REPLICATE_KILLS))
-def test_a_sweep_killed_in_its_replicates_resumes_to_each_cells_replicates(point, data_root, tmp_path, ray_session):
+def _replicas(runs, ended: bool) -> int:
+    return sum("replicate" in r.data.tags and (r.info.status != "RUNNING") == ended for r in runs)
+
+
+def test_a_sweep_killed_twice_in_its_replicates_resumes_to_each_cells_replicates(data_root, tmp_path, ray_session):
     db = tmp_path / "mlflow.db"
     # one dataset and 2 epochs (the last --epochs wins): the phases matter here, not the epochs
     args = [*_args(tmp_path, data_root), "--set", "dataset=cifar10", "--epochs", "2", "--replicates", str(REPLICATES)]
     client = MlflowClient(f"sqlite:///{db}")
-    driver = _start(args, tmp_path / "first.log")
-    _wait(client, db, driver, REPLICATE_KILLS[point])
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait()
+    kills = {"first.log": lambda runs: _replicas(runs, False) >= 1 and _replicas(runs, True) == 0,   # starting
+             "second.log": lambda runs: 1 <= _replicas(runs, True) < 2 * REPLICATES}                # mid-run
+    for log, moment in kills.items():
+        driver = _start(args if log == "first.log" else [*args, "--resume"], tmp_path / log)
+        _wait(client, db, driver, moment)
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
     (parent,) = _parents(client)
     before = _snapshot(client, parent.info.run_id)
 
-    assert main([*args, "--resume"]) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert main([*args, "--resume"]) == 0, (tmp_path / "second.log").read_text()[-3000:]
     (after,) = _parents(client)
     assert after.info.status == "FINISHED" and _deleted_runs(db) == 0
     children = _children(client, parent.info.run_id)
-    live = [c for c in children if SUPERSEDED_TAG not in c.data.tags]
-    assert live == children         # each phase resumed its own runs: none set aside as beyond its plan
-    tuned = [c for c in live if "replicate" not in c.data.tags]
-    replicas = [c for c in live if "replicate" in c.data.tags]
-    assert len(tuned) == PLANNED // 2 and all(c.data.tags["outcome"] in DONE for c in live)
+    assert not [c for c in children if SUPERSEDED_TAG in c.data.tags]   # each phase resumed its own runs
+    tuned = [c for c in children if "replicate" not in c.data.tags]
+    replicas = [c for c in children if "replicate" in c.data.tags]
+    assert len(tuned) == PLANNED // 2 and all(c.data.tags["outcome"] in DONE for c in children)
     for prompt_cell in {c.data.tags["cell"] for c in tuned}:          # each cell: replicates 1..N, once each
         mine = [c for c in replicas if c.data.tags["cell"].startswith(prompt_cell + ",replicate=")]
         assert sorted(c.data.tags["replicate"] for c in mine) == [str(k) for k in range(1, REPLICATES + 1)]

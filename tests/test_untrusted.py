@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 import socket
 import sqlite3
@@ -24,8 +25,14 @@ from trainables.cifar import ARCHIVES, load_cifar
 HOSTNAME = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").is_file() else socket.gethostname()
 
 
+RAY_WORKER_LOG = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+")   # "(visual_prompt pid=6426) ...": an actor's own log
+
+
 def _one_line_error(capsys, *parts: str) -> str:
-    err = capsys.readouterr().err
+    # Ray forwards what its idle actors print (at their exit too) to the driver's stderr; the
+    # command's own output is the rest
+    err = "".join(line for line in capsys.readouterr().err.splitlines(keepends=True)
+                  if not RAY_WORKER_LOG.match(line))
     assert err.count("\n") == 1 and "Traceback" not in err, err
     for part in parts:
         assert part in err, err
