@@ -129,8 +129,9 @@ def with_backbone(trials: pd.DataFrame) -> pd.DataFrame:
     given = trials["backbone"].fillna("").astype(str) if "backbone" in trials else pd.Series("", index=trials.index)
     trials = trials.assign(backbone=given.where(given != "", combined))
     if "template" in trials or "template_set" in trials:
-        sets = trials["template_set"] if "template_set" in trials else pd.Series(None, index=trials.index)
-        trials = trials.assign(template_set=sets.fillna("single").astype(str))
+        sets = trials["template_set"].astype(object) if "template_set" in trials else pd.Series(
+            None, index=trials.index, dtype=object)
+        trials = trials.assign(template_set=sets.where(sets.notna(), "single").astype(str))
     return trials
 
 
