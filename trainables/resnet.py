@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
-from trainables.weights import FETCH_HINT, fixed_init, host_answers
+from trainables.weights import fixed_init, require_hub_file
 
 RESNET_WEIGHTS = ("IMAGENET1K_V1", "none")
 VARIANTS = ("fc", "fc_first_conv", "fc_last_conv")     # what is learned besides the frozen rest
@@ -30,13 +29,7 @@ def load_resnet18(weights: str = "IMAGENET1K_V1", device: str | torch.device = "
     if weights == "none":
         with fixed_init():
             return resnet18(weights=None).to(device)
-    path = resnet_weights_path()
-    if not path.is_file():
-        where = f"ResNet-18 IMAGENET1K_V1 weights are not in {path.parent}"
-        if not downloads_allowed():
-            raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {FETCH_HINT}")
-        if not host_answers("download.pytorch.org"):
-            raise UserError(f"{where} and download.pytorch.org does not answer; {FETCH_HINT}")
+    require_hub_file(resnet_weights_path(), "ResNet-18 IMAGENET1K_V1")
     return resnet18(weights=ResNet18_Weights.IMAGENET1K_V1).to(device)
 
 

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
-from trainables.weights import FETCH_HINT, fixed_init, host_answers
+from trainables.weights import fixed_init, require_hub_file
 
 NO_WEIGHTS = "none"
 
@@ -61,13 +60,7 @@ def load_model(arch: str, weights: str, device: str | torch.device = "cpu") -> n
     if weights == NO_WEIGHTS:
         with fixed_init():
             return torchvision.models.get_model(arch, weights=None).to(device)
-    path = weights_path(arch, weights)
-    if not path.is_file():
-        where = f"{arch} {weights} weights are not in {path.parent}"
-        if not downloads_allowed():
-            raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {FETCH_HINT}")
-        if not host_answers("download.pytorch.org"):
-            raise UserError(f"{where} and download.pytorch.org does not answer; {FETCH_HINT}")
+    require_hub_file(weights_path(arch, weights), f"{arch} {weights}")
     return torchvision.models.get_model(arch, weights=weights).to(device)
 
 

@@ -26,3 +26,16 @@ def host_answers(host: str, timeout: float = 3.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def require_hub_file(path, what: str) -> None:
+    """A torch-hub checkpoint is cached, or may be downloaded now: else one line saying why not."""
+    from common.errors import UserError
+    from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
+    if path.is_file():
+        return
+    where = f"{what} weights are not in {path.parent}"
+    if not downloads_allowed():
+        raise UserError(f"{where} and downloads are disabled (${NO_DOWNLOAD_ENV}); {FETCH_HINT}")
+    if not host_answers("download.pytorch.org"):
+        raise UserError(f"{where} and download.pytorch.org does not answer; {FETCH_HINT}")
