@@ -56,6 +56,7 @@ from store.uri import check_tracking, prepare_store, resolve_tracking_uri, store
 
 SOURCES_TAG = "source_runs"
 ARGS_TAG = "sweep_args"
+PATH_VALUES = ("folder:", "file:")      # settings whose value names a path on this machine
 _CHILD_TAGS = (SWEEP_TAG, PROFILE_TAG, "data_kind", "git_commit")
 
 
@@ -206,6 +207,12 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, S
     # path from the store: trials write archives there, and a tag can be written by anyone
     sets = [s for s in args.get("sets") or [] if not str(s).startswith("data_dir=")]
     sets += [f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else []
+    # a folder or template file named in the tag is read only if this command names it too
+    typed_now = {str(v) for v in [*plan.args.get("sets", []), *plan.args.get("grids", [])]}
+    for value in [*sets, *(args.get("grids") or [])]:
+        if any(p in str(value) for p in PATH_VALUES) and str(value) not in typed_now:
+            raise UserError(f"the interrupted sweep's recorded setting {str(value)[:200]!r} names a path; a resume "
+                            f"reads no path from the store: pass the same --set/--grid again with --resume")
     plan = make_plan(plan.experiment, plan.profile_name, sets, args.get("samples"), args.get("epochs"),
                      args.get("grids"))
     return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)),

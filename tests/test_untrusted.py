@@ -333,3 +333,21 @@ def test_cluster_yaml_gives_the_workers_a_profile_without_launch_rights():
     head_policy = json.loads((root / "clusters/aws-iam/head-policy.json").read_text())
     passes = [st for st in head_policy["Statement"] if "iam:PassRole" in st["Action"]]
     assert passes and all("clip-sweeps-worker" in r for st in passes for r in st["Resource"])
+
+
+def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
+    """A forged `sweep_args` tag cannot make a resume read a folder or a file it names: the path
+    must be typed again on the command."""
+    import json as _json
+    from types import SimpleNamespace
+
+    from orchestrator.plan import make_plan
+    from orchestrator.sweep import ARGS_TAG, SweepOptions, _recorded
+    forged = SimpleNamespace(data=SimpleNamespace(tags={ARGS_TAG: _json.dumps(
+        {"sets": ["template_set=file:/etc/passwd"], "grids": [], "samples": None, "epochs": None})}))
+    plan = make_plan("deep", "smoke")
+    with pytest.raises(UserError, match="names a path; a resume reads no path from the store"):
+        _recorded(plan, SweepOptions(), forged)
+    forged.data.tags[ARGS_TAG] = _json.dumps({"grids": ["dataset=folder:/srv/x,cifar10"], "sets": []})
+    with pytest.raises(UserError, match="names a path"):
+        _recorded(plan, SweepOptions(), forged)
