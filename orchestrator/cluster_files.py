@@ -7,6 +7,7 @@ checkout only: a name taken from the file never leads anywhere else)."""
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,15 +66,52 @@ def storage_problems(text: str) -> tuple[list[str], list[str]]:
                    for s in found if not s.startswith(_SHARED)]
 
 
+def code_lines(text: str):
+    """(line number, its words as the shell reads them): a '#' starts a comment only where the
+    shell's does (at a word's start, outside quotes), so `echo '#'; cmd` keeps `cmd`. A line the
+    shell cannot split alone (a quote that spans lines) is kept whole: nothing is cut from it."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.lstrip().startswith("#SBATCH"):
+            continue            # a directive to sbatch, not a command
+        try:
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split, lexer.commenters = True, "#"
+            words = list(lexer)
+        except ValueError:
+            words = [line]
+        if words:
+            yield number, " ".join(words)
+
+
+# What leaves a door open: Ray's authentication turned off, or a `ray stop` (it stops every Ray
+# of the account on the machine: other users' or jobs', where the account or machine is shared).
+_AUTH_OFF = re.compile(r"RAY_AUTH_MODE(=|:-|:=|\s*:\s*)\s*disabled")
+_AUTH_ON = re.compile(r"RAY_AUTH_MODE=token\b")
+_RAY_STOP = re.compile(r"(^|[\s;&|(])ray stop\b")
+
+
 def open_binds(text: str, where: str) -> list[str]:
     out = []
-    for number, line in enumerate(text.splitlines(), 1):
-        code = line.split("#", 1)[0] if not line.lstrip().startswith("#SBATCH") else ""
+    for number, code in code_lines(text):
         hit = _EVERY_INTERFACE.search(code)
         if hit:
             out.append(f"{where} line {number}: {hit.group(0)!r} listens beyond 127.0.0.1; bind to 127.0.0.1 and "
                        f"forward the port over SSH")
+        if _AUTH_OFF.search(code):
+            out.append(f"{where} line {number}: Ray's token authentication is turned off; anyone who reaches the "
+                       f"nodes could run code on them: keep RAY_AUTH_MODE=token")
+        if _RAY_STOP.search(code):
+            out.append(f"{where} line {number}: `ray stop` stops every Ray of this account on the machine (other "
+                       f"jobs' and clusters' too); stop the Ray this file started, by its process id")
     return out
+
+
+def auth_problems(texts: list[str]) -> list[str]:
+    """Token authentication must be turned on by the file or by a node script it runs."""
+    if any(_AUTH_ON.search(code) for text in texts for _, code in code_lines(text)):
+        return []
+    return ["Ray's token authentication is not turned on (RAY_AUTH_MODE=token) by the file or its node scripts; "
+            "Ray's ports would take code from anyone who reaches them"]
 
 
 def check_cluster_file(path: Path, text: str) -> Checked:
@@ -86,7 +124,9 @@ def check_cluster_file(path: Path, text: str) -> Checked:
         checked.notes.append(f"storage: {', '.join(stores)}")
     checked.problems += bad
     checked.problems += open_binds(text, path.name)
-    for script in scripts:
-        checked.problems += open_binds(script.read_text(), f"clusters/node/{script.name}")
+    script_texts = [script.read_text() for script in scripts]
+    for script, script_text in zip(scripts, script_texts):
+        checked.problems += open_binds(script_text, f"clusters/node/{script.name}")
+    checked.problems += auth_problems([text, *script_texts])
     checked.problems += examples_left(text)
     return checked

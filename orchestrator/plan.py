@@ -3,7 +3,9 @@ every cell's config goes through the trainable's typed config once, so a bad key
 prompt count stops the sweep before any trial, and the driver reads the typed configs after."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from common.errors import UserError
 from common.names import CELL_KEY, cell_key
@@ -24,6 +26,7 @@ class SweepPlan:
     typed: dict = field(default_factory=dict)   # cell key -> the cell's typed config (learning rate at its default)
     filled: dict = field(default_factory=dict)  # cell key -> keys the driver fills (source_run)
     args: dict = field(default_factory=dict)    # make_plan's own inputs: a resume rebuilds the plan from them
+    sweep_file: str | None = None               # the TOML file the sweep came from (absolute), if any
 
     @property
     def trainable(self) -> Trainable:
@@ -35,6 +38,11 @@ class SweepPlan:
 
     def config(self, cell: dict, lr: float | None) -> dict:
         return trial_config(self.base, cell, lr, self.filled)
+
+
+def cell_epochs(plan: SweepPlan) -> dict[str, int]:
+    """cell key -> the epochs its trials run (its own where the grid varies them)."""
+    return {cell_key(c): max(1, int(plan.config(c, None).get("epochs", 1))) for c in plan.cells}
 
 
 def trial_config(base: dict, cell: dict, lr: float | None, filled: dict | None = None) -> dict:
@@ -68,6 +76,29 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+PATH_PREFIXES = ("folder:", "file:")        # setting values that name a path on this machine
+
+
+def absolute_paths(entry: str, grid: bool = False) -> str:
+    """A --set KEY=VALUE or --grid KEY=V1,V2 entry with each `folder:`/`file:` path made absolute:
+    trials run in folders of their own, where a relative path names nothing."""
+    key, sep, values = entry.partition("=")
+    if not sep:
+        return entry
+
+    def absolute(value: str) -> str:
+        for prefix in PATH_PREFIXES:
+            if value.strip().startswith(prefix):
+                path = value.strip()[len(prefix):]
+                return prefix + str(Path(path).expanduser().resolve()) if path else value
+        return value
+    return f"{key}={','.join(absolute(v) for v in values.split(',')) if grid else absolute(values)}"
+
+
+def sweep_file_digest(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def resolve_experiment(sweep: str | Experiment) -> Experiment:
     """A registered sweep by name, a sweep file (path/to/my_sweep.toml), or a record as it is."""
     if isinstance(sweep, Experiment):
@@ -91,6 +122,8 @@ def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None
               samples: int | None = None, epochs: int | None = None, grids: list[str] | None = None) -> SweepPlan:
     experiment = resolve_experiment(sweep)
     sweep_name = experiment.name
+    sets, grids = [absolute_paths(s) for s in sets or []], [absolute_paths(g, grid=True) for g in grids or []]
+    from_file = isinstance(sweep, str) and is_sweep_file(sweep)
     profile = get_profile(experiment, profile_name)
     config_cls = experiment.trainable.config_cls
     overrides = {k: coerce(config_cls, k, v, "--set") for k, v in parse_sets(sets or []).items()}
@@ -117,8 +150,11 @@ def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None
     # every cell must make a valid config, checked now (the learning rate, tuned later, has no check)
     typed = {cell_key(cell): from_dict(config_cls, trial_config(base, cell, None),
                                        where=f"sweep '{sweep_name}' cell {cell_key(cell)}") for cell in cells}
-    return SweepPlan(experiment, profile_name, profile, base, cells, typed,
-                     args=dict(sets=list(sets or []), samples=samples, epochs=epochs, grids=list(grids or [])))
+    args = dict(sets=sets, samples=samples, epochs=epochs, grids=grids)
+    if from_file:       # a resume checks that the file still says what it said (orchestrator/sweep.py)
+        args["sweep_file_sha256"] = sweep_file_digest(sweep)
+    return SweepPlan(experiment, profile_name, profile, base, cells, typed, args=args,
+                     sweep_file=str(Path(sweep).resolve()) if from_file else None)
 
 
 def _unique(cells: list[dict]) -> list[dict]:

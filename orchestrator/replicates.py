@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
 from common.names import REPLICATE_KEY, cell_key, is_replicate_cell
-from orchestrator.plan import SweepPlan
-from store.runs import CELL_TAG, SUPERSEDED_TAG, children
+from orchestrator.plan import SweepPlan, cell_epochs
+from store.runs import trials
 
 
 def check_replicates(plan: SweepPlan, n: int) -> None:
@@ -31,21 +31,19 @@ def check_replicates(plan: SweepPlan, n: int) -> None:
 def chosen_lrs(client: MlflowClient, experiment: str, parent: str, score: str) -> dict[str, float]:
     """cell key -> the learning rate of its best tuning trial on `score` (diverged ones excluded)."""
     best: dict[str, tuple[float, float]] = {}
-    for run in children(client, experiment, parent):
-        cell, tags = run.data.tags.get(CELL_TAG, ""), run.data.tags
-        value, lr = run.data.metrics.get(score), run.data.params.get("lr")
-        if (SUPERSEDED_TAG in tags or is_replicate_cell(cell) or value is None or lr is None
-                or run.data.metrics.get("diverged") == 1 or value != value):
+    for trial in trials(client, experiment, parent):
+        value, cell = trial.metric(score), trial.cell
+        if trial.superseded or is_replicate_cell(cell) or value is None or trial.lr is None or trial.diverged:
             continue
         if cell not in best or value > best[cell][0]:
-            best[cell] = (value, float(lr))
+            best[cell] = (value, trial.lr)
     return {cell: lr for cell, (_, lr) in best.items()}
 
 
 def replicate_plan(plan: SweepPlan, lrs: dict[str, float], n: int) -> SweepPlan:
     """One trial per (cell, replicate 1..n) at the cell's chosen learning rate; ASHA's first rung
     at the last epoch, so no replicate is stopped early."""
-    epochs = int(plan.base.get("epochs", 1))
+    epochs = max(cell_epochs(plan).values(), default=1)
     cells, filled = [], {}
     for cell in plan.cells:
         lr = lrs.get(cell_key(cell))

@@ -27,7 +27,8 @@ from mlflow.tracking import MlflowClient
 
 from common.names import cell_key
 from orchestrator.plan import SweepPlan
-from store.runs import CELL_TAG, SUPERSEDED_TAG, children
+from store.records import SUPERSEDED_TAG, TrialRecord
+from store.runs import trials as child_trials
 from trainables.checkpoints import checkpoint_epoch
 
 # How a child run ended (tag `outcome`). Only these three mean "this trial is over".
@@ -68,36 +69,24 @@ class SweepRecord:
         return sum(len(v) for v in self.done.values())
 
 
-def is_done(run) -> bool:
+def is_done(trial: TrialRecord) -> bool:
     """Whether a child run ended as a trial ends. Runs logged before the `outcome` tag existed
     are judged by their status and stop reason."""
-    status, tags = run.info.status, run.data.tags
-    if status not in ("FINISHED", "KILLED") or SUPERSEDED_TAG in tags:
+    if trial.status not in ("FINISHED", "KILLED") or trial.superseded:
         return False
-    outcome = tags.get("outcome")
-    if outcome is not None:
-        return outcome in DONE
-    reason = tags.get("stop_reason", "")
-    return status == "FINISHED" or reason.startswith(("stopped early by ASHA", "non-finite"))
-
-
-def _lr(run) -> float | None:
-    value = run.data.params.get("lr")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    if trial.outcome is not None:
+        return trial.outcome in DONE
+    return trial.status == "FINISHED" or trial.stop_reason.startswith(("stopped early by ASHA", "non-finite"))
 
 
 def read_trials(client: MlflowClient, experiment: str, parent: str, metric: str) -> list[PastTrial]:
     out = []
-    for run in children(client, experiment, parent):
-        if SUPERSEDED_TAG in run.data.tags:
+    for trial in child_trials(client, experiment, parent):
+        if trial.superseded:
             continue
-        history = sorted({m.step: m.value for m in client.get_metric_history(run.info.run_id, metric)}.items())
-        ids = run.data.tags.get("ray_trial_ids") or run.data.tags.get("ray_trial_id", "")
-        out.append(PastTrial(run.info.run_id, run.data.tags.get(CELL_TAG, ""), _lr(run), is_done(run),
-                             tuple(history), tuple(i for i in ids.split() if i), run.info.start_time or 0))
+        history = sorted({m.step: m.value for m in client.get_metric_history(trial.run_id, metric)}.items())
+        out.append(PastTrial(trial.run_id, trial.cell, trial.lr, is_done(trial), tuple(history), trial.trial_ids,
+                             trial.start_time))
     return sorted(out, key=lambda t: t.start_time)
 
 

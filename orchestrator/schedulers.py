@@ -23,20 +23,30 @@ TIME = "epoch"
 
 
 class PerCellASHA(FIFOScheduler):
-    def __init__(self, metric: str, mode: str, max_t: int, grace_period: int, reduction_factor: int):
+    """`max_t`: the epochs of every cell, or cell key -> that cell's epochs (a grid over epochs:
+    each cell's trials run to its own last epoch)."""
+
+    def __init__(self, metric: str, mode: str, max_t: int | dict[str, int], grace_period: int, reduction_factor: int):
         super().__init__()
         self._metric, self._mode = metric, mode
-        self._asha_args = dict(time_attr=TIME, metric=metric, mode=mode, max_t=max_t,
-                               grace_period=min(grace_period, max_t), reduction_factor=reduction_factor)
+        self._max_t = max_t if isinstance(max_t, dict) else {}
+        self._default_t = max_t if isinstance(max_t, int) else max(max_t.values(), default=1)
+        self._grace, self._rf = grace_period, reduction_factor
         self.cells: dict[str, AsyncHyperBandScheduler] = {}
         self.stopped: dict[str, str] = {}   # trial id -> cell, for trials this scheduler stopped
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True     # metric and mode are fixed at construction
 
+    def max_t(self, cell: str) -> int:
+        return self._max_t.get(cell, self._default_t)
+
     def _asha(self, cell: str) -> AsyncHyperBandScheduler:
         if cell not in self.cells:
-            self.cells[cell] = AsyncHyperBandScheduler(**self._asha_args)
+            max_t = self.max_t(cell)
+            self.cells[cell] = AsyncHyperBandScheduler(time_attr=TIME, metric=self._metric, mode=self._mode,
+                                                       max_t=max_t, grace_period=min(self._grace, max_t),
+                                                       reduction_factor=self._rf)
         return self.cells[cell]
 
     def _cell(self, trial) -> AsyncHyperBandScheduler:
@@ -70,7 +80,7 @@ class PerCellASHA(FIFOScheduler):
     def on_trial_result(self, tune_controller, trial, result) -> str:
         result = self._timed(result)
         action = self._cell(trial).on_trial_result(tune_controller, self._key(trial), result)
-        if action == TrialScheduler.STOP and result[TIME] < self._asha_args["max_t"]:
+        if action == TrialScheduler.STOP and result[TIME] < self.max_t(trial.config.get(CELL_KEY, "")):
             self.stopped[trial.trial_id] = trial.config.get(CELL_KEY, "")
         return action
 

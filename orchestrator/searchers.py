@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
@@ -21,6 +22,15 @@ from ray.tune.search import Searcher
 from common.names import RESUME_KEY, RUN_KEY, cell_key
 from orchestrator.plan import SweepPlan, trial_config
 from orchestrator.resume import Continuation, SweepRecord
+
+
+def cell_seed(seed: int, index: int, before: int) -> int:
+    """The seed of a cell's sampler. A resumed cell already has `before` trials: its sampler must
+    not start its stream again, or its first new proposal is the one an earlier trial already got
+    (a seeded sampler draws the same numbers, and replayed or enqueued trials draw none)."""
+    if before == 0:
+        return seed + index
+    return int(np.random.SeedSequence([seed, index, before]).generate_state(1)[0])
 
 
 def _sampler(mode: str, seed: int, samples: int) -> optuna.samplers.BaseSampler:
@@ -52,8 +62,10 @@ class CellSearcher(Searcher):
         profile = plan.profile
         self.distribution = (FloatDistribution(profile.lr.low, profile.lr.high, log=True)
                              if profile.lr is not None else None)
+        def before(key: str) -> int:
+            return len(record.done.get(key, [])) + len(record.unfinished.get(key, [])) if record else 0
         self.studies = {cell_key(c): optuna.create_study(
-            direction="maximize", sampler=_sampler(mode, seed + i, profile.samples))
+            direction="maximize", sampler=_sampler(mode, cell_seed(seed, i, before(cell_key(c))), profile.samples))
             for i, c in enumerate(plan.cells)}
         self.queue = round_robin(plan, record)
         self.live: dict[str, tuple[str, optuna.trial.Trial]] = {}

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from common.errors import UserError
 from common.names import BEST_ARTIFACT, cell_key
 from orchestrator.plan import SweepPlan
-from store.runs import SUPERSEDED_TAG, SWEEP_TAG, children, latest_parent
+from store.records import TrialRecord, read_parent, read_trial, run_id
+from store.runs import SWEEP_TAG, latest_parent, trials
 from store.uri import store_exists
 from trainables.source_models import Source, SourceRun
 
@@ -23,45 +24,48 @@ def _missing(plan: SweepPlan, source: Source, uri: str, why: str) -> UserError:
                      f"(same --tracking-uri), or --set source_run=RUN_ID")
 
 
-def _matches(run, where: dict) -> bool:
-    return all(run.data.params.get(k) == str(v) for k, v in where.items())
+def _matches(trial: TrialRecord, where: dict) -> bool:
+    return all(trial.params.get(k) == str(v) for k, v in where.items())
 
 
-def best_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source, uri: str):
+def best_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source, uri: str) -> TrialRecord:
     """The best-on-validation trial of the source's cell in the latest sweep of the same profile."""
-    parent = latest_parent(client, source.sweep, plan.profile_name)
-    if parent is None:
+    found = latest_parent(client, source.sweep, plan.profile_name)
+    if found is None:
         raise _missing(plan, source, uri, f"no '{source.sweep}' sweep of profile '{plan.profile_name}'")
-    usable = [r for r in children(client, parent.info.experiment_id, parent.info.run_id)
-              if SUPERSEDED_TAG not in r.data.tags and _matches(r, source.where) and r.data.metrics.get("diverged", 0) != 1
-              and "best_val_acc" in r.data.metrics and r.info.status in ("FINISHED", "KILLED")]
+    parent = read_parent(found)
+    usable = [t for t in trials(client, parent.experiment_id, parent.run_id)
+              if not t.superseded and _matches(t, source.where) and not t.diverged
+              and t.metric("best_val_acc") is not None and t.status in ("FINISHED", "KILLED")]
     if not usable:
-        raise _missing(plan, source, uri, f"no finished trial of that cell in sweep run {parent.info.run_id}")
-    return max(usable, key=lambda r: r.data.metrics["best_val_acc"])
+        raise _missing(plan, source, uri, f"no finished trial of that cell in sweep run {parent.run_id}")
+    return max(usable, key=lambda t: t.metric("best_val_acc"))
 
 
-def pinned_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source, run_id: str, uri: str):
-    """A run the user named with --set source_run: it must be a trial of the source's cell."""
+def pinned_source_run(client: MlflowClient | None, plan: SweepPlan, source: Source, given: str,
+                      uri: str) -> TrialRecord:
+    """A run the user named with --set source_run (or a resumed sweep recorded): it must be a
+    trial of the source's cell."""
     try:
-        run = client.get_run(run_id) if client else None
+        trial = read_trial(client.get_run(run_id(given, "source run"))) if client else None
     except Exception:  # noqa: BLE001 - MLflow raises several kinds for an unknown id
-        run = None
-    if run is None or run.data.tags.get(SWEEP_TAG) != source.sweep or not _matches(run, source.where):
-        raise UserError(f"--set source_run={run_id}: no trial of the {source.describe()} has that id in {uri}; "
+        trial = None
+    if trial is None or trial.tags.get(SWEEP_TAG) != source.sweep or not _matches(trial, source.where):
+        raise UserError(f"--set source_run={given!r}: no trial of the {source.describe()} has that id in {uri}; "
                         f"pick one in the MLflow UI (experiment '{source.sweep}')")
-    return run
+    return trial
 
 
-def read_source_run(client: MlflowClient, run) -> SourceRun:
+def read_source_run(client: MlflowClient, trial: TrialRecord) -> SourceRun:
     """A source run's params, metrics and best parameters, as the trial will get them."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = client.download_artifacts(run.info.run_id, BEST_ARTIFACT, tmp)
+            path = client.download_artifacts(trial.run_id, BEST_ARTIFACT, tmp)
         except Exception:  # noqa: BLE001 - missing artifact: one line below
-            raise UserError(f"run {run.info.run_id} has no {BEST_ARTIFACT} artifact; it ended before "
+            raise UserError(f"run {trial.run_id} has no {BEST_ARTIFACT} artifact; it ended before "
                             f"its first epoch, so pick another (--set source_run=RUN_ID)") from None
         tensors = load_file(path)
-    return SourceRun(run.info.run_id, dict(run.data.params), dict(run.data.metrics), tensors)
+    return SourceRun(trial.run_id, dict(trial.params), dict(trial.metrics), tensors)
 
 
 def attach_sources(plan: SweepPlan, uri: str, recorded: dict | None = None) -> tuple[SweepPlan, dict[str, SourceRun]]:
@@ -79,7 +83,7 @@ def attach_sources(plan: SweepPlan, uri: str, recorded: dict | None = None) -> t
         pinned = (recorded or {}).get(key) or plan.base.get("source_run")
         run = (pinned_source_run(client, plan, source, pinned, uri) if pinned
                else best_source_run(client, plan, source, uri))
-        if run.info.run_id not in sources:
-            sources[run.info.run_id] = read_source_run(client, run)
-        filled[key] = {**filled.get(key, {}), "source_run": run.info.run_id}
+        if run.run_id not in sources:
+            sources[run.run_id] = read_source_run(client, run)
+        filled[key] = {**filled.get(key, {}), "source_run": run.run_id}
     return replace(plan, filled=filled), sources

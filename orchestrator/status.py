@@ -4,9 +4,6 @@ done of planned, cells complete, the best so far per dataset, its driver (the le
 heartbeat) and the command that resumes it."""
 from __future__ import annotations
 
-import json
-import math
-import re
 import shlex
 import time
 from collections import Counter
@@ -15,14 +12,12 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
-from common.names import REPLICATE_KEY
 from orchestrator.plan import DEFAULT_PROFILE
 from orchestrator.resume import DONE
 from reports.markdown import pct
-from store.lease import LEASE_TAG, holder
-from store.runs import CELL_TAG, PROFILE_TAG, SUPERSEDED_TAG, children, parents
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from store.lease import holder
+from store.records import ParentRecord, TrialRecord, printable, read_parent
+from store.runs import current_trials, parents
 
 
 @dataclass
@@ -39,6 +34,7 @@ class SweepStatus:
     best: dict = field(default_factory=dict)    # dataset -> (test score, its validation score)
     driver: str = ""
     resume: str | None = None
+    sweep_file: str | None = None       # a sweep from a TOML file: commands name the file
 
 
 def resume_command(sweep: str, profile: str, **flags: str | None) -> str:
@@ -56,58 +52,54 @@ def _ago(seconds: float) -> str:
         else f"{seconds / 3600:.1f} h ago"
 
 
-def _driver(parent, runs: list, now: float) -> tuple[bool, str]:
+def _driver(parent: ParentRecord, runs: list[TrialRecord], now: float) -> tuple[bool, str]:
     """(whether a live driver holds the sweep, a line about it)."""
-    tags = parent.data.tags
-    live = holder(tags, now)
+    live = holder(parent.lease, now)
     if live is not None:
         return True, f"pid {live['pid']} on {live['host']}, heartbeat {_ago(live['age'])}"
-    try:
-        last = json.loads(tags[LEASE_TAG])
-        return False, (f"none alive (the last, pid {last['pid']} on {last['host']}, "
-                       f"{'released it' if last.get('released') else 'beat'} {_ago(now - float(last['time']))})")
-    except (KeyError, ValueError, TypeError):
-        times = [t for r in [parent, *runs] for t in (r.info.end_time, r.info.start_time) if t]
-        return False, f"no lease recorded; last write {_ago(now - max(times) / 1000)}"
+    last = parent.lease
+    if last is not None:
+        return False, (f"none alive (the last, pid {last.pid} on {last.host}, "
+                       f"{'released it' if last.released else 'beat'} {_ago(now - last.time)})")
+    times = [t for t in (parent.end_time, parent.start_time, *(r.start_time for r in runs)) if t]
+    return False, "no lease recorded" + (f"; last write {_ago(now - max(times) / 1000)}" if times else "")
 
 
-def _best(runs: list) -> dict:
+def _best(runs: list[TrialRecord]) -> dict:
     """dataset -> (test score, validation score) of the best-on-validation trial so far."""
     best: dict = {}
     for run in runs:
-        metrics = run.data.metrics
-        val = metrics.get("best_val_acc")
-        if val is None or math.isnan(val) or metrics.get("diverged", 0) == 1:
+        val = run.metric("best_val_acc")
+        if val is None or run.diverged:
             continue
-        dataset = run.data.params.get("dataset", "all")
+        dataset = str(run.params.get("dataset", "all"))
         if dataset not in best or val > best[dataset][1]:
-            best[dataset] = (metrics.get("test_acc"), val)
+            best[dataset] = (run.metric("test_acc"), val)
     return dict(sorted(best.items()))
 
 
-def sweep_status(client: MlflowClient, parent, now: float, **flags: str | None) -> SweepStatus:
-    runs = [r for r in children(client, parent.info.experiment_id, parent.info.run_id)
-            if SUPERSEDED_TAG not in r.data.tags]
-    params, tags = parent.data.params, parent.data.tags
-    try:
-        cells, per_cell = int(params["cells"]), int(params["samples_per_cell"])
-        replicates = int(params.get("replicates", 0))
-    except (KeyError, ValueError):
-        cells, per_cell, replicates = len({r.data.tags.get(CELL_TAG) for r in runs}), 1, 0
-    done = [r for r in runs if r.data.tags.get("outcome") in DONE]
+def sweep_status(client: MlflowClient, run, now: float, **flags: str | None) -> SweepStatus:
+    parent = read_parent(run)
+    runs, _ = current_trials(client, parent)
+    cells, per_cell = parent.cells, parent.samples_per_cell
+    if cells is None or per_cell is None:
+        cells, per_cell = len({r.cell for r in runs}), 1
+    replicates = parent.replicates
+    done = [r for r in runs if r.outcome in DONE]
     # a cell is complete when its tuning is; its --replicates runs count as trials, not as cells
-    by_cell = Counter(r.data.tags.get(CELL_TAG) for r in done if REPLICATE_KEY not in r.data.tags)
+    by_cell = Counter(r.cell for r in done if not r.is_replicate)
     live, driver = _driver(parent, runs, now)
-    status = parent.info.status
-    state = ("finished" if status == "FINISHED" else "failed" if status == "FAILED"
+    state = ("finished" if parent.status == "FINISHED" else "failed" if parent.status == "FAILED"
              else "running" if live else "interrupted")
-    profile = tags.get(PROFILE_TAG, DEFAULT_PROFILE)
-    name = tags.get("sweep", "")
-    return SweepStatus(name, profile, parent.info.run_id, state, len(done),
-                       sum(r.info.status == "RUNNING" for r in runs), cells * (per_cell + replicates),
+    profile = parent.profile or DEFAULT_PROFILE
+    # a sweep from a TOML file is resumed and reported by naming its file (recorded as it was typed)
+    name = parent.sweep
+    return SweepStatus(name, profile, parent.run_id, state, len(done),
+                       sum(r.status == "RUNNING" for r in runs), cells * (per_cell + replicates),
                        sum(n >= per_cell for n in by_cell.values()), cells,
-                       _best([r for r in runs if REPLICATE_KEY not in r.data.tags]), driver,
-                       None if state in ("finished", "running") else resume_command(name, profile, **flags))
+                       _best([r for r in runs if not r.is_replicate]), driver,
+                       None if state in ("finished", "running") else
+                       resume_command(parent.sweep_file or name, profile, **flags), parent.sweep_file)
 
 
 def latest_sweeps(client: MlflowClient, name: str | None = None) -> list:
@@ -118,7 +110,7 @@ def latest_sweeps(client: MlflowClient, name: str | None = None) -> list:
     latest: dict = {}
     for exp in experiments:
         for run in parents(client, exp.experiment_id):
-            latest.setdefault((exp.name, run.data.tags.get(PROFILE_TAG)), run)
+            latest.setdefault((exp.name, read_parent(run).profile), run)
     if name is not None and not latest:
         raise UserError(f"no '{name}' sweep in MLflow at {client.tracking_uri}; `python -m orchestrator status` "
                         f"lists those it holds")
@@ -128,7 +120,8 @@ def latest_sweeps(client: MlflowClient, name: str | None = None) -> list:
 def format_status(s: SweepStatus) -> list[str]:
     head = f"{s.name} ({s.profile}): {s.state}, run {s.run_id}"
     if s.state == "finished":
-        return [f"{head}: {s.done} of {s.planned} trials; report: python -m orchestrator report {shlex.quote(s.name)}"]
+        return [f"{head}: {s.done} of {s.planned} trials; report: python -m orchestrator report "
+                f"{shlex.quote(s.sweep_file or s.name)}"]
     best = ", ".join(f"{d} {pct(test)} % (val {pct(val)} %)" for d, (test, val) in s.best.items()) or "none yet"
     lines = [head,
              f"  trials: {s.done} of {s.planned} done, {s.running} running; cells complete: {s.cells_done} of {s.cells}",
@@ -144,4 +137,4 @@ def status_lines(client: MlflowClient, name: str | None = None, now: float | Non
     if not latest:
         return [f"no sweep in MLflow at {client.tracking_uri} yet; `python -m orchestrator list` shows them"]
     # names, hosts and params are values from the store: no control character reaches the terminal
-    return [_CONTROL.sub("?", line) for parent in latest for line in format_status(sweep_status(client, parent, now, **flags))]
+    return [printable(line, 10_000) for parent in latest for line in format_status(sweep_status(client, parent, now, **flags))]

@@ -24,7 +24,7 @@ from orchestrator.cluster import (
     resolve_address,
     resolve_storage,
 )
-from orchestrator.plan import SweepPlan, make_plan
+from orchestrator.plan import SweepPlan, cell_epochs, make_plan
 from orchestrator.preflight import check_inputs
 from orchestrator.progress import SweepProgress
 from orchestrator.replicates import check_replicates, chosen_lrs, replicate_plan
@@ -42,6 +42,15 @@ from orchestrator.source_runs import attach_sources
 from orchestrator.tracking import MLflowTrials, git_commit
 from store.journal import Journal
 from store.lease import Lease, busy, holder
+from store.records import (
+    ARGS_TAG,
+    SOURCES_TAG,
+    SWEEP_FILE_TAG,
+    ParentRecord,
+    read_parent,
+    read_sources,
+    read_sweep_args,
+)
 from store.runs import (
     PROFILE_TAG,
     ROLE_TAG,
@@ -52,12 +61,17 @@ from store.runs import (
     experiment_id,
     latest_parent,
 )
-from store.uri import check_tracking, prepare_store, resolve_tracking_uri, store_exists
+from store.uri import (
+    check_existing_store,
+    check_tracking,
+    prepare_store,
+    resolve_tracking_uri,
+    store_exists,
+)
 
-SOURCES_TAG = "source_runs"
-ARGS_TAG = "sweep_args"
 PATH_VALUES = ("folder:", "file:")      # settings whose value names a path on this machine
-_CHILD_TAGS = (SWEEP_TAG, PROFILE_TAG, "data_kind", "git_commit")
+# settings a resume never takes from the store: the data dir is this command's
+_NOT_FROM_STORE = ("data_dir",)
 
 
 @dataclass(frozen=True)
@@ -112,6 +126,8 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
                                                           "replicates": opts.replicates}))
     if plan.filled:      # which source run each cell evaluates (robustness, cross): kept for --resume
         client.set_tag(run.info.run_id, SOURCES_TAG, json.dumps({k: v["source_run"] for k, v in plan.filled.items()}))
+    if plan.sweep_file:  # for the commands `status` prints (never opened from the store)
+        client.set_tag(run.info.run_id, SWEEP_FILE_TAG, plan.sweep_file)
     return exp, run.info.run_id, {**tags, ROLE_TAG: TRIAL_ROLE}
 
 
@@ -183,40 +199,46 @@ class SweepInterrupted(Exception):
         self.done, self.planned = done, planned
 
 
-def _interrupted(plan: SweepPlan, uri: str):
-    """(experiment id, parent run) of the latest sweep of this name and profile that did not
-    finish: a killed driver leaves its parent RUNNING, an interrupted or failed one KILLED or FAILED."""
+def _interrupted(plan: SweepPlan, uri: str) -> ParentRecord:
+    """The parent run of the latest sweep of this name and profile that did not finish: a killed
+    driver leaves its parent RUNNING, an interrupted or failed one KILLED or FAILED."""
     client = MlflowClient(uri) if store_exists(uri) else None       # a client would create the file
     run = latest_parent(client, plan.experiment.name, plan.profile_name)
-    if run is None or run.info.status == "FINISHED":
+    parent = None if run is None else read_parent(run)      # its run id checked before any use
+    if parent is None or parent.status == "FINISHED":
         raise UserError(f"no interrupted '{plan.experiment.name}' sweep ({plan.profile_name}) to resume in {uri}; "
                         f"run it without --resume")
-    live = holder(run.data.tags)
+    live = holder(parent.lease)
     if live is not None:        # checked before anything is written; Lease.acquire checks again
-        raise busy(plan.experiment.name, run.info.run_id, live)
-    return run.info.experiment_id, run
+        raise busy(plan.experiment.name, parent.run_id, live)
+    return parent
 
 
-def _recorded(plan: SweepPlan, opts: SweepOptions, parent) -> tuple[SweepPlan, SweepOptions]:
+def _recorded(plan: SweepPlan, opts: SweepOptions, parent: ParentRecord) -> tuple[SweepPlan, SweepOptions]:
     """A resumed sweep keeps the settings of its first run (plan and search), whatever is typed now."""
-    tag = parent.data.tags.get(ARGS_TAG)
-    if not tag:
+    args = read_sweep_args(parent.run_id, parent.args_tag)
+    if args is None:
         return plan, opts
-    args = json.loads(tag)
+    if args.sweep_file_sha256 and args.sweep_file_sha256 != plan.args.get("sweep_file_sha256"):
+        raise UserError(f"sweep file {plan.sweep_file or plan.experiment.name} has changed since sweep run "
+                        f"{parent.run_id} started; put it back as it was to resume, or run it without --resume "
+                        f"to start a new sweep of the new shape")
     # the data dir is this command's (--data-dir, $ORCHESTRATOR_DATA_DIR or the default), never a
     # path from the store: trials write archives there, and a tag can be written by anyone
-    sets = [s for s in args.get("sets") or [] if not str(s).startswith("data_dir=")]
-    sets += [f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else []
+    def own(entries: tuple[str, ...]) -> list[str]:     # keyed as make_plan parses them: ' data_dir=' too
+        return [e for e in entries if e.partition("=")[0].strip() not in _NOT_FROM_STORE]
+    sets = own(args.sets) + ([f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else [])
+    grids = own(args.grids)
     # a folder or template file named in the tag is read only if this command names it too
     typed_now = {str(v) for v in [*plan.args.get("sets", []), *plan.args.get("grids", [])]}
-    for value in [*sets, *(args.get("grids") or [])]:
-        if any(p in str(value) for p in PATH_VALUES) and str(value) not in typed_now:
-            raise UserError(f"the interrupted sweep's recorded setting {str(value)[:200]!r} names a path; a resume "
+    for value in [*sets, *grids]:
+        if any(p in value for p in PATH_VALUES) and value not in typed_now:
+            raise UserError(f"the interrupted sweep's recorded setting {value[:200]!r} names a path; a resume "
                             f"reads no path from the store: pass the same --set/--grid again with --resume")
-    plan = make_plan(plan.experiment, plan.profile_name, sets, args.get("samples"), args.get("epochs"),
-                     args.get("grids"))
-    return plan, replace(opts, search=args.get("search", opts.search), seed=int(args.get("seed", opts.seed)),
-                         replicates=int(args.get("replicates", opts.replicates)))
+    plan = replace(make_plan(plan.experiment, plan.profile_name, sets, args.samples, args.epochs, grids),
+                   sweep_file=plan.sweep_file)
+    plan.args.update({k: v for k, v in (("sweep_file_sha256", args.sweep_file_sha256),) if v})
+    return plan, replace(opts, search=args.search, seed=args.seed, replicates=args.replicates)
 
 
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
@@ -238,12 +260,14 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
 
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
+    check_existing_store(uri)       # never migrate another program's SQLite file into a store
     previous = None
     if opts.resume:
-        exp, previous = _interrupted(plan, uri)
+        previous = _interrupted(plan, uri)
+        exp = previous.experiment_id
         plan, opts = _recorded(plan, opts, previous)
     # a resumed sweep evaluates the source runs it started with, whatever has run since
-    recorded = json.loads(previous.data.tags[SOURCES_TAG]) if previous and SOURCES_TAG in previous.data.tags else None
+    recorded = read_sources(previous.run_id, previous.sources_tag) if previous else None
     plan, sources = attach_sources(plan, uri, recorded)
     check_inputs(plan, sources)
     check_replicates(plan, opts.replicates)
@@ -258,17 +282,17 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     fn = tune.with_parameters(plan.trainable.fn, sources=sources) if sources else plan.trainable.fn
     trainable = tune.with_resources(fn, resources)
     if previous is not None:
-        parent = previous.info.run_id
+        parent = previous.run_id
         if Journal(client, parent).flush():     # what an earlier session could not write, first
             raise UserError(f"MLflow at {uri} still refuses the writes an earlier session of this sweep kept in "
                             f"{Journal(client, parent).path}; check the store, then --resume again")
-        child_tags = {**{k: previous.data.tags[k] for k in _CHILD_TAGS if k in previous.data.tags}, ROLE_TAG: TRIAL_ROLE}
+        child_tags = {**previous.tags_for_children, ROLE_TAG: TRIAL_ROLE}
     else:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
     base = f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}"
     planned = plan.n_trials + opts.replicates * len(plan.cells)
     done = failed = 0
-    with Lease(uri, parent, plan.experiment.name):
+    with Lease(uri, parent, plan.experiment.name) as lease:
         callback = None
         status, why = "FAILED", "error"
         try:
@@ -308,7 +332,10 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
             else:
                 status, why = "FINISHED", None
         finally:
-            _close(client, callback.store if callback else Journal(client, parent), exp, parent, status, why)
+            if not lease.lost.is_set():     # a driver that lost its lease writes nothing more
+                _close(client, callback.store if callback else Journal(client, parent), exp, parent, status, why)
+    if lease.lost.is_set():
+        raise lease.lost_error()
     if status == "KILLED":
         raise SweepInterrupted(done, planned)
     return SweepOutcome(parent, uri, plan.experiment.name, planned, failed, exp)
@@ -353,7 +380,8 @@ def _close(client: MlflowClient, store: Journal, exp: str, parent: str, status: 
 def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None, trainable,
            exp: str, parent: str, child_tags: dict, record: SweepRecord | None, name: str):
     from ray import tune
-    scheduler = PerCellASHA(plan.experiment.metric, "max", int(plan.base.get("epochs", 1)),
+    # each cell's own epochs (a grid over epochs), so that ASHA never ends a cell's trials early
+    scheduler = PerCellASHA(plan.experiment.metric, "max", cell_epochs(plan),
                             plan.profile.grace_period, plan.profile.reduction_factor)
     if record is not None:      # the rungs as the interrupted session left them
         for cell, trials in record.done.items():

@@ -27,7 +27,8 @@ from common.names import (
     is_private,
 )
 from store.journal import Journal
-from store.runs import CELL_TAG, PARENT_TAG
+from store.records import CELL_TAG, read_trial
+from store.runs import PARENT_TAG
 
 # Ray's own bookkeeping in every result: not metrics of the experiment.
 _RAY_KEYS = {"timestamp", "time_this_iter_s", "pid", "training_iteration", "time_since_restore",
@@ -62,7 +63,8 @@ class MLflowTrials(Callback):
 
     def __init__(self, uri: str, experiment: str, parent_run_id: str, tags: dict, stopped: dict):
         self.client = MlflowClient(uri)
-        self.store = Journal(self.client, parent_run_id)     # every write goes through it
+        # every write goes through the journal; once the driver has lost its lease, none is made
+        self.store = Journal(self.client, parent_run_id)
         self.experiment, self.parent, self.tags = experiment, parent_run_id, tags
         self.failures: dict[str, int] = {}    # run id -> retries counted in this session
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
@@ -93,12 +95,12 @@ class MLflowTrials(Callback):
     def _adopt(self, run_id: str, trial) -> str:
         """The run of an interrupted trial, reopened: its history stays, and the epochs it
         already logged are not logged again."""
-        run = self.client.get_run(run_id)
-        ids = f"{run.data.tags.get('ray_trial_ids', run.data.tags.get('ray_trial_id', ''))} {trial.trial_id}"
+        run = read_trial(self.client.get_run(run_id))
+        ids = " ".join((*run.trial_ids, trial.trial_id))
         self.store.log_batch(run_id, tags=[RunTag("ray_trial_id", trial.trial_id),
-                                           RunTag("ray_trial_ids", ids.strip())])
+                                           RunTag("ray_trial_ids", ids)])
         for stale in ("stop_reason", "outcome"):
-            if stale in run.data.tags:
+            if stale in run.tags:
                 self.store.delete_tag(run_id, stale)
         self.store.update_run(run_id, status="RUNNING")
         history = self.client.get_metric_history(run_id, "epoch")

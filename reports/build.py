@@ -58,7 +58,7 @@ def build_report(name: str, experiments: list[Reported], tracking_uri: str, out:
             out.rmdir()
         raise
     if sw is not None:
-        log_report(client, sw.parent.info.run_id, final)
+        log_report(client, sw.parent.run_id, final)
     return final / "report.md"
 
 

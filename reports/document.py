@@ -83,7 +83,7 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path,
             continue
         loaded.append((exp, sw))
         body += _demote(exp.report.build(sw))
-        status[number] = f"run {code(sw.parent.info.run_id)} ({text(sw.parent.data.tags.get('profile'))})"
+        status[number] = f"run {code(sw.parent.run_id)} ({text(sw.parent.profile)})"
     contents = [f"- {number} {title}: {status[number]}" for number, title, _ in _contents_order(experiments)]
     head = ["# CLIP prompting and ResNet-18 transfer: the study, reproduced", "",
             "Every number is read from MLflow; the seed's own number stands beside it with the difference "

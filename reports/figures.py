@@ -1,6 +1,7 @@
 """Figures (matplotlib, Agg): heatmaps, learning curves, a padding prompt as an image."""
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -17,8 +18,14 @@ import pandas as pd  # noqa: E402
 
 def figure_name(*parts) -> str:
     """A PNG file name from parts that may be values from MLflow: letters, digits, '-' and '_'
-    only, so no value can name a path outside the report's folder."""
-    return "_".join(re.sub(r"[^A-Za-z0-9_-]+", "-", str(p)).strip("-") or "x" for p in parts) + ".png"
+    only, so no value can name a path outside the report's folder; a long part (a `folder:` path)
+    is cut and told apart by a digest, so the name stays within any file system's limit."""
+    def slug(part) -> str:
+        text = re.sub(r"[^A-Za-z0-9_-]+", "-", str(part)).strip("-") or "x"
+        if len(text) <= 48:
+            return text
+        return f"{text[-36:].strip('-')}-{hashlib.sha1(str(part).encode()).hexdigest()[:10]}"
+    return "_".join(slug(p) for p in parts)[:200] + ".png"
 
 
 def heatmap(best: pd.DataFrame, dataset: str, position: str, path: Path) -> Path:

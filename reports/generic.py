@@ -11,7 +11,7 @@ from reports.trials import SweepRuns, best_per_cell, grid_axes, metric_history
 def report(sw: SweepRuns) -> list[str]:
     best = best_per_cell(sw.trials)
     axes = grid_axes(best)
-    title = sw.parent.data.tags.get("sweep", "sweep")
+    title = sw.parent.sweep or "sweep"
     md = sw.header(f"Sweep {text(title)} (from a sweep file)")
     rows = [[*(text(r[a]) for a in axes), pct(r["best_val_acc"]), pct(r["test_acc"]),
              f"{r['lr']:.3g}" if "lr" in r and r["lr"] == r["lr"] else "—"] for _, r in best.iterrows()]

@@ -13,7 +13,8 @@ from common.names import REPLICATE_KEY, cell_axes, is_replicate_cell
 from reports.markdown import code, pct, text
 from reports.reference import seed_backbone
 from reports.stats import ci_text
-from store.runs import CELL_TAG, PROFILE_TAG, current_children, find_parent
+from store.records import ParentRecord, TrialRecord
+from store.runs import current_trials, find_parent
 
 LEARNED_SCORE = "best_val_acc"      # what every trial of a sweep that learns logs once it has an epoch
 
@@ -21,7 +22,7 @@ LEARNED_SCORE = "best_val_acc"      # what every trial of a sweep that learns lo
 @dataclass
 class SweepRuns:
     client: MlflowClient
-    parent: object
+    parent: ParentRecord
     trials: pd.DataFrame
     out: Path
     superseded: int = 0         # runs a resume set aside (kept in MLflow, not in the tables)
@@ -29,17 +30,16 @@ class SweepRuns:
 
     @property
     def synthetic(self) -> bool:
-        return self.parent.data.tags.get("data_kind") == "synthetic"
+        return self.parent.data_kind == "synthetic"
 
     def header(self, title: str, note: str | None = None) -> list[str]:
         kind = (" — SYNTHETIC DATA (smoke profile; not comparable with the seed)" if self.synthetic else
-                " — SMOKE PROFILE (not comparable with the seed)" if self.parent.data.tags.get(PROFILE_TAG) == "smoke"
+                " — SMOKE PROFILE (not comparable with the seed)" if self.parent.profile == "smoke"
                 else "")
-        tags = self.parent.data.tags
         status = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
         return [f"# {title}{kind}", "",
-                f"MLflow parent run {code(self.parent.info.run_id)} (profile {code(tags.get(PROFILE_TAG))}, "
-                f"search {code(tags.get('search'))}, commit {code(tags.get('git_commit', '')[:10])}): "
+                f"MLflow parent run {code(self.parent.run_id)} (profile {code(self.parent.profile)}, "
+                f"search {code(self.parent.search)}, commit {code(self.parent.git_commit[:10])}): "
                 f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
                 + (f" {len(self.replicates)} replicate run(s) of the chosen learning rates." if len(self.replicates) else "")
                 + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
@@ -56,16 +56,13 @@ class SweepRuns:
     def progress(self) -> list[str]:
         """For a sweep still running (or interrupted): how far it is, and which cells have a
         trial still running (their numbers are the best so far)."""
-        if self.parent.info.status == "FINISHED":
+        if self.parent.status == "FINISHED":
             return []
-        params = self.parent.data.params
-        try:
-            planned = int(params["cells"]) * int(params["samples_per_cell"])
-        except (KeyError, ValueError):
-            planned = len(self.trials)
+        cells, per_cell = self.parent.cells, self.parent.samples_per_cell
+        planned = cells * per_cell if cells is not None and per_cell is not None else len(self.trials)
         running = self.trials[self.trials["status"] == "RUNNING"] if len(self.trials) else self.trials
         done = len(self.trials) - len(running)
-        state = "still running" if self.parent.info.status == "RUNNING" else "interrupted (`sweep --resume` continues it)"
+        state = "still running" if self.parent.status == "RUNNING" else "interrupted (`sweep --resume` continues it)"
         cells = sorted(set(running["cell"])) if len(running) else []
         return [f"**This sweep is {state}: {done} of {planned} trials done.**" +
                 (" Cells with a trial still running (their numbers are the best so far): " +
@@ -77,10 +74,10 @@ def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = 
     """The sweep's latest parent run (or `run_id`) and its trials; `score` is what every
     finished trial of it has (its metric, or the best so far where it learns)."""
     parent = find_parent(client, name, run_id)
-    runs, superseded = current_children(client, parent)
+    runs, superseded = current_trials(client, parent)
     trials = trial_frame(runs)
     if trials.empty or score not in trials:
-        raise UserError(f"sweep run {parent.info.run_id} has no finished trials yet; "
+        raise UserError(f"sweep run {parent.run_id} has no finished trials yet; "
                         f"wait for it or run `python -m orchestrator sweep {name}` again")
     replicate = trials["cell"].map(lambda c: is_replicate_cell(str(c)))
     replicates = trials[replicate & (trials["status"] == "FINISHED")]
@@ -110,13 +107,12 @@ def _typed(value: str):
     return value
 
 
-def trial_frame(runs: list) -> pd.DataFrame:
+def trial_frame(runs: list[TrialRecord]) -> pd.DataFrame:
     """One row per child run: params (typed), last metrics, tags (as tag_NAME), status, stop
     reason, cell, run id."""
-    rows = [{**{k: _typed(v) for k, v in r.data.params.items()}, **r.data.metrics,
-             **{f"tag_{k}": v for k, v in r.data.tags.items() if not k.startswith("mlflow.")},
-             "status": r.info.status, "stop_reason": r.data.tags.get("stop_reason", ""),
-             "cell": r.data.tags.get(CELL_TAG, ""), "run_id": r.info.run_id} for r in runs]
+    rows = [{**{k: _typed(v) for k, v in r.params.items()}, **r.metrics,
+             **{f"tag_{k}": v for k, v in r.tags.items()},
+             "status": r.status, "stop_reason": r.stop_reason, "cell": r.cell, "run_id": r.run_id} for r in runs]
     return with_backbone(pd.DataFrame(rows))
 
 

@@ -2,6 +2,7 @@
 learning curves, each number beside the seed's."""
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -58,23 +59,37 @@ def headline(sw: SweepRuns) -> list[tuple]:
             for p in ("padding", "fixed_patch") for d in DATASETS]
 
 
+MAX_PROMPT_FILE = 64 * 2**20       # a padding prompt of a 1,024 px model is a few MB
+
+
 def padding_image(tensors: dict) -> np.ndarray:
-    """(3, S, S) image of a PaddingPrompt's parameters (top, bottom, left, right)."""
-    top, bottom, left, right = (tensors[k][0] for k in ("top", "bottom", "left", "right"))
-    middle = np.zeros((3, left.shape[1], top.shape[2] - 2 * left.shape[2]), dtype=top.dtype)
+    """(3, S, S) image of a PaddingPrompt's parameters (top, bottom, left, right); ValueError
+    for tensors of any other shape (the file is an artifact anyone could have logged)."""
+    try:
+        top, bottom, left, right = (np.asarray(tensors[k]) for k in ("top", "bottom", "left", "right"))
+    except KeyError as err:
+        raise ValueError(f"no {err} tensor") from None
+    if not all(t.ndim == 4 and t.shape[:2] == (1, 3) for t in (top, bottom, left, right)):
+        raise ValueError("not (1, 3, H, W) tensors")
+    pad, size = top.shape[2], top.shape[3]
+    if bottom.shape != top.shape or left.shape != (1, 3, size - 2 * pad, pad) or right.shape != left.shape:
+        raise ValueError("the four sides do not fit one image")
+    top, bottom, left, right = top[0], bottom[0], left[0], right[0]
+    middle = np.zeros((3, size - 2 * pad, size - 2 * pad), dtype=top.dtype)
     return np.concatenate([top, np.concatenate([left, middle, right], axis=2), bottom], axis=1)
 
 
 def _padding_figure(sw: SweepRuns, row) -> Path | None:
     """The learned prompt as an image; None while its trial runs (artifacts come at its end)."""
-    from mlflow.exceptions import MlflowException
     if row["status"] == "RUNNING":
         return None
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = sw.client.download_artifacts(row["run_id"], BEST_ARTIFACT, tmp)
+            if os.path.getsize(local) > MAX_PROMPT_FILE:
+                return None
             image = padding_image(load_file(local))
-        except (MlflowException, OSError, KeyError, ValueError):
+        except Exception:  # noqa: BLE001 - a missing artifact, or a file of any shape: no figure
             return None
     title = f"{row['dataset']}: padding {row['prompt_size']} (test {100 * row['test_acc']:.1f}%)"
     return figures.prompt_image(image, title, sw.out / figures.figure_name("visual_padding", row["dataset"]))

@@ -7,6 +7,7 @@ is checked against the experiment's typed config before anything starts; an erro
 file, the key and its line."""
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -21,6 +22,19 @@ SUFFIX = ".toml"
 _TOP = {"name", "experiment", "summary", "metric", "profiles"}
 _PROFILE = {"base", "grid", "lr", "samples", "grace_period", "reduction_factor"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,99}")      # a name a trial reports
+_PATHS = ("folder:", "file:")
+
+
+def _beside(f: "_File", value):
+    """A `folder:`/`file:` value relative to the sweep file's own folder, made absolute (trials
+    run in folders of their own)."""
+    if isinstance(value, str):
+        for prefix in _PATHS:
+            if value.startswith(prefix) and value[len(prefix):]:
+                path = Path(value[len(prefix):]).expanduser()
+                return prefix + str((path if path.is_absolute() else f.path.resolve().parent / path).resolve())
+    return value
 
 
 def is_sweep_file(name: str) -> bool:
@@ -74,7 +88,7 @@ def _profile(f: _File, key: str, raw, exp: Experiment) -> Profile:
         if k not in keys:
             raise f.error(where, f"{config_cls.__name__} has no key '{k}'; it has: {', '.join(sorted(keys))}")
         try:
-            return coerce(config_cls, k, v, where)
+            return coerce(config_cls, k, _beside(f, v), where)
         except UserError as err:
             raise f.error(where, str(err).split(": ", 1)[-1]) from None
 
@@ -88,7 +102,8 @@ def _profile(f: _File, key: str, raw, exp: Experiment) -> Profile:
     if "lr" in raw:
         bounds = _table(f, f"{key}.lr", raw["lr"], {"low", "high"})
         low, high = bounds.get("low"), bounds.get("high")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (low, high)) or low >= high:
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                   for v in (low, high)) or low >= high:
             raise f.error(f"{key}.lr", f"needs 0 < low < high, got low={low!r}, high={high!r}")
         if "lr" not in keys:
             raise f.error(f"{key}.lr", f"{config_cls.__name__} has no learning rate to tune")
@@ -129,6 +144,8 @@ def load_sweep_file(path: str) -> Experiment:
     if not profiles:
         raise f.error("profiles", "needs at least one profile, e.g. [profiles.smoke]")
     metric = data.get("metric", exp.metric)
+    if not isinstance(metric, str) or not _METRIC.fullmatch(metric):
+        raise f.error("metric", f"must name a metric its trials report, e.g. metric = \"val_acc\"; got {metric!r}")
     # a sweep that learns nothing (zeroshot, ...) has no best learning rate per cell to show: its
     # experiment's own report, which lists every trial whatever the grid, is the one that fits
     build = generic.report if metric == "val_acc" or exp.report is None else exp.report.build

@@ -9,9 +9,15 @@ journaled, later ones queue behind it, so the store sees them in the order they 
 
 A param or tag longer than MLflow accepts is cut with a marker, and the full value goes into an
 artifact beside it (`values/KEY.txt`), rather than failing the write.
+
+The journal is read back as if a stranger wrote it: its folder is named by a digest of the run id
+(never by the id's text), every entry must have the shape this module writes, and a file it
+uploads must lie inside the journal's own folder, under a plain file name. When the driver has
+lost its lease (store/lease.py), the journal is fenced: it writes nothing more.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,6 +33,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
+from common.errors import UserError
+from store.records import RUN_ID, run_id
+
 log = logging.getLogger(__name__)
 PENDING_TAG = "pending_writes"
 _MARKER = " …[cut; the full value is the artifact values/{key}.txt]"
@@ -37,10 +46,27 @@ _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "BAD_REQUEST
 JOURNAL_ENV = "ORCHESTRATOR_JOURNAL_DIR"
 
 
+_OPS = {"create_run", "log_batch", "set_terminated", "update_run", "delete_tag", "log_artifact", "log_dataset"}
+_LOCAL_ID = re.compile(r"local-[0-9a-f]{32}")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
+_STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
+
+
+# Sweeps whose lease this driver process lost (store/lease.py): their journals write nothing more.
+# A module-level set, not a callable on the journal: Tune pickles its callbacks, and the journal with them.
+_FENCED: set[str] = set()
+
+
+def fence(parent_run_id: str) -> None:
+    _FENCED.add(parent_run_id)
+
+
 def journal_dir(parent_run_id: str) -> Path:
-    """$ORCHESTRATOR_JOURNAL_DIR, else the user's cache: on the driver's machine, one folder per sweep."""
+    """$ORCHESTRATOR_JOURNAL_DIR, else the user's cache: on the driver's machine, one folder per
+    sweep, named by a digest of its checked run id (a store's text never becomes a path)."""
     root = os.environ.get(JOURNAL_ENV) or Path(platformdirs.user_cache_dir("clip-prompt-sweeps")) / "journal"
-    return Path(root) / parent_run_id
+    digest = hashlib.sha256(run_id(parent_run_id, "parent run id").encode()).hexdigest()[:32]
+    return Path(root) / f"sweep-{digest}"
 
 
 def _permanent(err: Exception) -> bool:
@@ -75,12 +101,23 @@ class Journal:
         self.folder = folder or journal_dir(parent_run_id)
         self.path = self.folder / "pending.jsonl"
         self.delayed = 0        # writes this session had to keep on disk
+        self.dropped = 0        # writes refused because the driver lost its lease
         self.recheck_s, self._next_flush = 5.0, 0.0
         self.ids_path = self.folder / "ids.json"
-        try:            # runs created from the journal: the id it handed out -> MLflow's
-            self.ids: dict[str, str] = json.loads(self.ids_path.read_text())
-        except (FileNotFoundError, ValueError):
-            self.ids = {}
+        self.ids: dict[str, str] = self._read_ids()     # runs created from the journal: its id -> MLflow's
+
+    def _read_ids(self) -> dict[str, str]:
+        try:
+            ids = json.loads(self.ids_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            ids = None
+        if not isinstance(ids, dict) or not all(isinstance(k, str) and _LOCAL_ID.fullmatch(k) and isinstance(v, str)
+                                                and RUN_ID.fullmatch(v) for k, v in ids.items()):
+            raise UserError(f"journal {self.ids_path} is not what this project writes; move it away, then "
+                            f"--resume again")
+        return ids
 
     # --- the writes the project makes ---------------------------------------------------------
 
@@ -181,6 +218,9 @@ class Journal:
         return False
 
     def _write(self, op: str, run_id: str, **kw) -> None:
+        if self.fenced():       # another driver holds the sweep now: this one writes nothing more
+            self.dropped += 1
+            return
         if self.pending() and time.monotonic() >= self._next_flush:
             self.flush()
         if not self.pending() and self._try(op, run_id, kw):
@@ -190,15 +230,59 @@ class Journal:
     def _append(self, op: str, run_id: str, kw: dict) -> None:
         self.delayed += 1
         if op == "log_artifact":     # the file may be a trial's temporary checkpoint: keep a copy
-            copy = self.folder / "files" / f"{uuid.uuid4().hex[:8]}-{Path(kw['local_path']).name}"
+            name = kw.get("name") or re.sub(r"[^A-Za-z0-9_.-]", "_", Path(kw["local_path"]).name)[:200]
+            copy = self.folder / "files" / f"{uuid.uuid4().hex[:8]}-{name}"
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(kw["local_path"], copy)
-            kw = {**kw, "local_path": str(copy), "name": kw.get("name") or Path(kw["local_path"]).name}
+            kw = {**kw, "local_path": str(copy), "name": name}
         self.folder.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps({"op": op, "run_id": run_id, **kw}) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def fenced(self) -> bool:
+        return self.parent in _FENCED
+
+    def _checked(self, entry, number: int) -> tuple[str, str, dict]:
+        """(op, run id, arguments) of a journal line, checked as if someone else wrote it."""
+        def bad(what: str) -> UserError:
+            return UserError(f"journal {self.path} line {number}: {what} is not what this project writes; move the "
+                             f"file away (its writes are then lost), then --resume again")
+        if not isinstance(entry, dict) or entry.get("op") not in _OPS:
+            raise bad("the entry")
+        kw = {k: v for k, v in entry.items() if k not in ("op", "run_id")}
+        target = entry.get("run_id")
+        if not isinstance(target, str) or not (RUN_ID.fullmatch(target) or _LOCAL_ID.fullmatch(target)):
+            raise bad("its run id")
+        op = entry["op"]
+        if op in ("set_terminated", "update_run") and kw.get("status") not in _STATUSES:
+            raise bad("its status")
+        if op == "log_artifact":
+            self._check_artifact(kw, bad)
+        elif op == "create_run" and not (isinstance(kw.get("experiment_id"), str) and isinstance(kw.get("run_name"), str)
+                                         and _pairs(list((kw.get("tags") or {}).items()) if isinstance(kw.get("tags"), dict) else None)):
+            raise bad("its new run")
+        elif op == "log_batch" and not (_pairs(kw.get("params")) and _pairs(kw.get("tags")) and _metrics(kw.get("metrics"))):
+            raise bad("its values")
+        elif op == "delete_tag" and not isinstance(kw.get("key"), str):
+            raise bad("its key")
+        elif op == "log_dataset" and not isinstance(kw.get("record"), dict):
+            raise bad("its dataset")
+        return op, target, kw
+
+    def _check_artifact(self, kw: dict, bad) -> None:
+        """An upload from the journal: a regular file inside this journal's folder, logged under a
+        plain name into a relative artifact folder."""
+        source, name, folder = kw.get("local_path"), kw.get("name"), kw.get("artifact_path")
+        inside = self.folder.resolve()
+        if not isinstance(source, str) or Path(source).is_symlink() or \
+                inside not in Path(os.path.realpath(source)).parents or not Path(source).is_file():
+            raise bad("its file to upload")
+        if name is not None and (not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or name in (".", "..")):
+            raise bad("its artifact name")
+        if folder is not None and (not isinstance(folder, str) or folder.startswith("/") or ".." in folder.split("/")):
+            raise bad("its artifact folder")
 
     def pending(self) -> int:
         try:
@@ -213,14 +297,14 @@ class Journal:
         except FileNotFoundError:
             return 0
         done = 0
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             try:
                 entry = json.loads(line)
             except ValueError:      # a line cut by a kill mid-append: nothing to write
                 done += 1
                 continue
-            op, run_id = entry.pop("op"), entry.pop("run_id")
-            if not self._try(op, run_id, entry):
+            op, target, kw = self._checked(entry, number)
+            if self.fenced() or not self._try(op, target, kw):
                 break
             done += 1
         rest = lines[done:]
@@ -232,6 +316,19 @@ class Journal:
         return len(rest)
 
 
+def _pairs(items) -> bool:
+    """[[key, text], ...] (also [] and None for none)."""
+    return items is None or (isinstance(items, list) and all(
+        isinstance(i, (list, tuple)) and len(i) == 2 and all(isinstance(x, str) for x in i) for i in items))
+
+
+def _metrics(items) -> bool:
+    """[[key, value, timestamp, step], ...]."""
+    return items is None or (isinstance(items, list) and all(
+        isinstance(i, list) and len(i) == 4 and isinstance(i[0], str) and isinstance(i[1], (int, float))
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in i[2:]) for i in items))
+
+
 class _renamed:
     """A file under another name for the time of an upload (MLflow names artifacts after files)."""
 
@@ -240,6 +337,8 @@ class _renamed:
 
     def __enter__(self) -> Path:
         import tempfile
+        if not _FILE_NAME.fullmatch(self.name) or self.name in (".", ".."):
+            raise ValueError(f"artifact name {self.name!r}")
         self.tmp = tempfile.TemporaryDirectory()
         target = Path(self.tmp.name) / self.name
         shutil.copy(self.source, target)

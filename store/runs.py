@@ -8,17 +8,18 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
+from store.records import CELL_TAG, SUPERSEDED_TAG, ParentRecord, TrialRecord, printable, read_parent, read_trial, run_id
 from store.uri import artifact_location
 
 ROLE_TAG = "role"
 SWEEP_ROLE, TRIAL_ROLE = "sweep", "trial"
 SWEEP_TAG = "sweep"             # the sweep's name, on the parent and on every child
 PROFILE_TAG = "profile"
-CELL_TAG = "cell"               # a child's grid cell: its config's CELL_KEY
 PARENT_TAG = "mlflow.parentRunId"
-# A child run that a resume found beyond its cell's planned trials: kept (never deleted), KILLED,
-# and left out of reports, source choice and the searcher.
-SUPERSEDED_TAG = "superseded_by"
+# CELL_TAG: a child's grid cell, its config's CELL_KEY. SUPERSEDED_TAG: a child run that a resume
+# found beyond its cell's planned trials: kept (never deleted), KILLED, and left out of reports,
+# source choice and the searcher. Both are read back through store/records.py.
+PAGE = 1000                     # runs per query page: every listing pages through all of them
 # What MLflow 3's UI opens an experiment on: its runs (model training), not GenAI traces. The UI
 # guesses a kind for an experiment without one; the guesses end in "_inferred" or say none.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
@@ -50,8 +51,8 @@ def mark_model_training(client: MlflowClient, experiment) -> None:
         client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
 
 
-def parents(client: MlflowClient, experiment: str, profile: str | None = None, max_results: int = 1000) -> list:
-    """A sweep's parent runs (of one profile, if given), newest first."""
+def parents(client: MlflowClient, experiment: str, profile: str | None = None, max_results: int = PAGE) -> list:
+    """A sweep's newest parent runs (of one profile, if given), newest first."""
     where = f"tags.{ROLE_TAG} = '{SWEEP_ROLE}'" + (f" and tags.{PROFILE_TAG} = '{profile}'" if profile else "")
     return client.search_runs([experiment], where, order_by=["attributes.start_time DESC"], max_results=max_results)
 
@@ -66,50 +67,63 @@ def latest_parent(client: MlflowClient | None, sweep: str, profile: str | None =
 
 
 def children(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list:
-    """Every child run of a parent (of one status, if given), superseded ones included."""
-    where = f"tags.`{PARENT_TAG}` = '{parent}'" + (f" and attributes.status = '{status}'" if status else "")
-    return client.search_runs([experiment], where, max_results=10000)
+    """Every child run of a parent (of one status, if given), superseded ones included: every
+    page of them, however many."""
+    where = f"tags.`{PARENT_TAG}` = '{run_id(parent)}'" + (f" and attributes.status = '{status}'" if status else "")
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment], where, max_results=PAGE, page_token=token)
+        out += page
+        token = page.token
+        if not token:
+            return out
 
 
-def current_children(client: MlflowClient, parent) -> tuple[list, int]:
-    """(the sweep's child runs, how many a resume set aside as superseded and left out)."""
-    runs = children(client, parent.info.experiment_id, parent.info.run_id)
-    kept = [r for r in runs if SUPERSEDED_TAG not in r.data.tags]
+def trials(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list[TrialRecord]:
+    """The child runs of a parent as checked records (store/records.py)."""
+    return [read_trial(r) for r in children(client, experiment, parent, status)]
+
+
+def current_trials(client: MlflowClient, parent: ParentRecord) -> tuple[list[TrialRecord], int]:
+    """(the sweep's trials, how many a resume set aside as superseded and left out)."""
+    runs = trials(client, parent.experiment_id, parent.run_id)
+    kept = [r for r in runs if not r.superseded]
     return kept, len(runs) - len(kept)
 
 
 def end_open_children(client: MlflowClient, experiment: str, parent: str, reason: str) -> None:
     """KILLED, outcome 'interrupted', for every child of `parent` still RUNNING: `--resume`
     continues each of them in its own run."""
-    for run in children(client, experiment, parent, "RUNNING"):
-        client.log_batch(run.info.run_id, tags=[RunTag("outcome", "interrupted"), RunTag("stop_reason", reason)])
-        client.set_terminated(run.info.run_id, status="KILLED")
+    for trial in trials(client, experiment, parent, "RUNNING"):
+        client.log_batch(trial.run_id, tags=[RunTag("outcome", "interrupted"), RunTag("stop_reason", reason)])
+        client.set_terminated(trial.run_id, status="KILLED")
 
 
-def find_parent(client: MlflowClient, sweep: str, run_id: str | None = None):
+def find_parent(client: MlflowClient, sweep: str, given: str | None = None) -> ParentRecord:
     """The given parent run, or the latest sweep run of the experiment named after the sweep."""
-    if run_id:
-        return _checked_parent(client, sweep, run_id)
+    if given:
+        return _checked_parent(client, sweep, given)
     run = latest_parent(client, sweep)
     if run is None:
         raise UserError(f"no '{sweep}' sweep in MLflow at {client.tracking_uri}; run "
                         f"`python -m orchestrator sweep {sweep}` first (same --tracking-uri)")
-    return run
+    return read_parent(run)
 
 
-def _checked_parent(client: MlflowClient, sweep: str, run_id: str):
+def _checked_parent(client: MlflowClient, sweep: str, given: str) -> ParentRecord:
     """--run-id must name a sweep's parent run, of this sweep."""
     try:
-        run = client.get_run(run_id)
+        run = client.get_run(run_id(given, "--run-id"))
     except MlflowException:
-        raise UserError(f"--run-id {run_id!r}: no such run in {client.tracking_uri}; the parent run ids are in "
+        raise UserError(f"--run-id {given!r}: no such run in {client.tracking_uri}; the parent run ids are in "
                         f"`mlflow ui` or printed at the end of `sweep`") from None
-    tags = run.data.tags
-    if tags.get(ROLE_TAG) != SWEEP_ROLE:
-        raise UserError(f"--run-id {run_id}: that run is not a sweep's parent run (it is "
-                        f"{'a trial of one' if tags.get(ROLE_TAG) == TRIAL_ROLE else 'not from this project'}); "
+    role = read_trial(run).tags.get(ROLE_TAG)
+    if role != SWEEP_ROLE:
+        raise UserError(f"--run-id {given}: that run is not a sweep's parent run (it is "
+                        f"{'a trial of one' if role == TRIAL_ROLE else 'not from this project'}); "
                         f"pass the parent's id")
-    if tags.get(SWEEP_TAG) != sweep:
-        raise UserError(f"--run-id {run_id}: that run is a '{tags.get(SWEEP_TAG)}' sweep, not '{sweep}'; "
-                        f"use `report {tags.get(SWEEP_TAG)}` for it")
-    return run
+    parent = read_parent(run)
+    if parent.sweep != sweep:
+        raise UserError(f"--run-id {given}: that run is a '{printable(parent.sweep)}' sweep, not '{sweep}'; "
+                        f"use `report {printable(parent.sweep)}` for it")
+    return parent

@@ -461,7 +461,7 @@ def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(
     trial(latest, None)                                          # ended before its first epoch
     plan = make_plan("robustness", "smoke")
     run = best_source_run(client, plan, Source("visual", {"dataset": "cifar100", "prompt": "padding"}), uri)
-    assert run.info.run_id == expected
+    assert run.run_id == expected
     with pytest.raises(UserError, match="no finished trial of that cell in sweep run " + other_profile):
         best_source_run(client, make_plan("robustness", "full"),
                         Source("visual", {"dataset": "cifar10", "prompt": "padding"}), uri)
@@ -730,9 +730,9 @@ def test_the_source_run_may_be_stopped_early_and_need_not_log_divergence(tmp_pat
         client.log_metric(runs[name], "best_val_acc", val)
         client.set_terminated(runs[name], status)
     plan = make_plan("robustness", "smoke")
-    assert best_source_run(client, plan, Source("finetune", {"variant": "fc"}), uri).info.run_id == runs["killed"]
+    assert best_source_run(client, plan, Source("finetune", {"variant": "fc"}), uri).run_id == runs["killed"]
     client.log_metric(runs["killed"], "diverged", 1)
-    assert best_source_run(client, plan, Source("finetune", {"variant": "fc"}), uri).info.run_id == runs["plain"]
+    assert best_source_run(client, plan, Source("finetune", {"variant": "fc"}), uri).run_id == runs["plain"]
     with pytest.raises(UserError, match=f"no finished trial of that cell in sweep run {parent} in {uri}"):
         best_source_run(client, plan, Source("finetune", {"variant": "none"}), uri)
     with pytest.raises(UserError, match=f"no 'visual' sweep of profile 'smoke' in {uri}"):
@@ -844,7 +844,8 @@ def test_the_store_finds_the_latest_parent_of_any_or_one_profile_and_filters_chi
 
     from mlflow.tracking import MlflowClient
 
-    from store.runs import children, current_children, latest_parent
+    from store.records import read_parent
+    from store.runs import children, current_trials, latest_parent
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     assert latest_parent(client, "deep") is None and latest_parent(None, "deep") is None
@@ -865,5 +866,5 @@ def test_the_store_finds_the_latest_parent_of_any_or_one_profile_and_filters_chi
     assert {r.info.run_id for r in children(client, exp, parents[3])} == {ended, running}
     assert [r.info.run_id for r in children(client, exp, parents[3], "RUNNING")] == [running]
     client.set_tag(running, "superseded_by", "a resume")        # kept in MLflow, left out of reports
-    kept, superseded = current_children(client, client.get_run(parents[3]))
-    assert [r.info.run_id for r in kept] == [ended] and superseded == 1
+    kept, superseded = current_trials(client, read_parent(client.get_run(parents[3])))
+    assert [r.run_id for r in kept] == [ended] and superseded == 1

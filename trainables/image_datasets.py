@@ -123,12 +123,13 @@ def folder_classes(path: str) -> list[str]:
 
 
 def _fingerprint(items: list[tuple[Path, int]]) -> str:
-    """What the prepared file was made from: each image's path, label, size and mtime, so a changed
-    folder is prepared again."""
+    """What the prepared file was made from: each image's path, label, size, mtime, inode and ctime,
+    so a changed folder is prepared again. The ctime (which no user can set back, unlike the
+    mtime) and the inode catch an image replaced in place or by a rename with its mtime kept."""
     h = hashlib.blake2b(digest_size=16)
     for path, label in items:
         st = path.stat()
-        h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -189,17 +190,24 @@ def _write_split(items, size: int, interpolation: str, target: Path, what: str) 
         os.replace(Path(tmp) / "images.npy", target)        # last: its presence means the split is whole
 
 
-def _read_split(target: Path, size: int) -> Split:
-    """A prepared split, memory-mapped; its shape checked against what it must be."""
+def _read_split(target: Path, size: int, n_classes: int) -> Split:
+    """A prepared split, memory-mapped, read as if someone else wrote it: shapes checked against
+    what they must be and against the files' sizes before anything is allocated (both files are
+    mapped, so a header that claims more than the file holds is refused by the mapping itself),
+    every label a class of the dataset."""
     fix = f"delete {target} and it is prepared again"
     try:
         images = np.load(target, mmap_mode="c", allow_pickle=False)   # copy-on-write: the file never changes
-        labels = np.load(target.with_name(target.name + ".labels.npy"), allow_pickle=False)
+        labels = np.load(target.with_name(target.name + ".labels.npy"), mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
         raise UserError(f"prepared split {target} cannot be read ({err}); {fix}") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, size, size) \
             or labels.shape != (images.shape[0],) or labels.dtype != np.int64:
-        raise UserError(f"prepared split {target} has shape {images.shape}, not (N, 3, {size}, {size}); {fix}")
+        raise UserError(f"prepared split {target} has shape {images.shape} (labels {labels.shape}), not "
+                        f"(N, 3, {size}, {size}) with N labels; {fix}")
+    labels = np.array(labels)           # small: 8 bytes an image, checked against the mapping above
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise UserError(f"prepared split {target} has labels outside 0..{n_classes - 1}; {fix}")
     return Split(torch.from_numpy(np.asarray(images)), torch.from_numpy(labels))
 
 
@@ -316,26 +324,31 @@ def load_image_dataset(name: str, root: Path, size: int, interpolation: str) -> 
         loaders = {s: (lambda ds=ds: _torchvision_items(ds)) for s, ds in datasets.items()}
     else:
         raise UserError(f"unknown dataset '{name}'")
-    splits = {s: _prepared(root, name, s, size, interpolation, made_from[s], loaders[s]) for s in made_from}
+    splits = {s: _prepared(root, name, s, size, interpolation, made_from[s], loaders[s], len(classes))
+              for s in made_from}
     if "all" in splits:         # EuroSAT: no official split
         from trainables.pipeline import train_val_split
         splits["train"], splits["test"] = train_val_split(splits.pop("all"), EUROSAT_TEST_FRACTION, seed=0)
     return Cifar(name, tuple(classes), splits["train"], splits["test"], "real", val=splits.get("val"))
 
 
-def _prepared(root: Path, name: str, split: str, size: int, interpolation: str, made_from: str, items) -> Split:
+def _prepared(root: Path, name: str, split: str, size: int, interpolation: str, made_from: str, items,
+              n_classes: int) -> Split:
     target = prepared_path(root, name, split, size, interpolation)
     stamp = target.with_name(target.name + ".json")
 
     def current() -> bool:
         try:
-            return target.is_file() and json.loads(stamp.read_text()).get("made_from") == made_from
+            if not target.is_file() or stamp.stat().st_size > 10_000:
+                return False
+            found = json.loads(stamp.read_text())
         except (OSError, ValueError):
             return False
+        return isinstance(found, dict) and found.get("made_from") == made_from     # anything else: prepare again
     if not current():
         target.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(target.with_name(target.name + ".lock"))):
             if not current():       # another trial on this node prepared it while we waited
                 _write_split(items(), size, interpolation, target, f"{name} {split}")
                 stamp.write_text(json.dumps({"made_from": made_from, "size": size, "interpolation": interpolation}))
-    return _read_split(target, size)
+    return _read_split(target, size, n_classes)

@@ -4,6 +4,7 @@ str.format, so that a template from the command line or from MLflow can neither 
 from __future__ import annotations
 
 import os
+import stat
 
 from common.errors import UserError
 
@@ -65,11 +66,17 @@ def template_set(name: str, single: str) -> tuple[str, ...]:
 def _template_file(path: str) -> tuple[str, ...]:
     fix = "write one template per line, each with one '{}' for the class name"
     try:
-        size = os.stat(path).st_size
-        if size > MAX_TEMPLATE_FILE:
-            raise UserError(f"template file {path} is {size:,} bytes, more than {MAX_TEMPLATE_FILE:,}; {fix}")
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        # opened without blocking (a FIFO would wait for a writer), then checked to be a regular
+        # file (a device such as /dev/zero reports size 0 and never ends), and read no further
+        # than the limit whatever its size said
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise UserError(f"template file {path} is not a regular file; {fix}")
+            data = f.read(MAX_TEMPLATE_FILE + 1)
+        if len(data) > MAX_TEMPLATE_FILE:
+            raise UserError(f"template file {path} is more than {MAX_TEMPLATE_FILE:,} bytes; {fix}")
+        lines = data.decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         raise UserError(f"template file {path} cannot be read ({getattr(err, 'strerror', None) or err}); {fix}") from None
     templates = []

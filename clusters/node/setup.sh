@@ -37,12 +37,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # shellcheck disable=SC2086  # FETCH is a list of arguments
 "$VENV/bin/python" -m orchestrator fetch $FETCH
 
-# The settings of every login shell on this node (Ray's commands run in one).
+# The settings of every login shell on this node (Ray's commands run in one). Values are quoted
+# for the shell (printf %q): a path with `$(...)` in it stays a path, run at no login.
 ENV_FILE="$HOME/.clip-prompt-sweeps.env"
 {
-    echo "export PATH=\"$VENV/bin:\$PATH\""
-    echo "export ORCHESTRATOR_STORAGE_PATH=\"$STORAGE\""
+    printf 'export PATH=%q:"$PATH"\n' "$VENV/bin"
+    printf 'export ORCHESTRATOR_STORAGE_PATH=%q\n' "$STORAGE"
+    # Ray's token authentication on every node and for every client (the driver too): the token
+    # file comes with the cluster file's file_mounts (`ray get-auth-token --generate` makes it)
+    printf 'export RAY_AUTH_MODE=token\n'
+    printf 'export RAY_AUTH_TOKEN_PATH=%q\n' "$HOME/.clip-prompt-sweeps-ray-token"
 } > "$ENV_FILE"
 grep -qF ".clip-prompt-sweeps.env" "$HOME/.bashrc" 2>/dev/null ||
-    echo "[ -f \"$ENV_FILE\" ] && . \"$ENV_FILE\"" >> "$HOME/.bashrc"
+    printf '[ -f %q ] && . %q\n' "$ENV_FILE" "$ENV_FILE" >> "$HOME/.bashrc"
 echo "node set up: venv $VENV, storage $STORAGE"
