@@ -50,7 +50,7 @@ def build_report(name: str, experiments: list[Reported], tracking_uri: str, out:
                 _write_all(client, folder, out / "classify", experiments)
             else:
                 sw.out = folder
-                _write_sweep(folder, "\n".join(exp.report.build(sw)) + "\n", exp.report.title)
+                _write_sweep(folder, "\n".join(_sections(exp, sw)) + "\n", exp.report.title)
             _replace(folder, final)
             folder.mkdir()   # TemporaryDirectory cleans up the (now moved) folder on exit
     except BaseException:
@@ -60,6 +60,18 @@ def build_report(name: str, experiments: list[Reported], tracking_uri: str, out:
     if sw is not None:
         log_report(client, sw.parent.run_id, final)
     return final / "report.md"
+
+
+def _sections(exp: Reported, sw) -> list[str]:
+    """The report's lines; one line instead of a traceback where the runs lack what the report
+    reads (a column a trial of this project always logs, absent or of another type: runs that
+    someone else wrote into the sweep)."""
+    try:
+        return list(exp.report.build(sw))
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as err:
+        raise UserError(f"sweep run {sw.parent.run_id}: its runs lack what the '{exp.name}' report reads "
+                        f"({type(err).__name__}: {str(err)[:120]}); were they logged by this project? "
+                        f"Pick another run with --run-id") from None
 
 
 REPORT_ARTIFACTS = "report"     # the parent run's artifact folder that holds its report

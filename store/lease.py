@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
 from store.journal import fence
-from store.records import LEASE_TAG, LeaseRecord, read_lease
+from store.records import LEASE_TAG, LeaseRecord, read_parent
 
 TIMEOUT_ENV = "ORCHESTRATOR_LEASE_TIMEOUT_S"
 
@@ -90,7 +90,7 @@ class Lease:
         client.set_tag(self.run_id, LEASE_TAG, json.dumps({**lease, **({"released": True} if released else {})}))
 
     def _current(self, client: MlflowClient) -> LeaseRecord | None:
-        return read_lease(client.get_run(self.run_id).data.tags)
+        return read_parent(client.get_run(self.run_id)).lease
 
     def acquire(self, settle_s: float = 0.5) -> None:
         client = MlflowClient(self.uri)

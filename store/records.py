@@ -20,7 +20,7 @@ from common.errors import UserError
 # MLflow's own form of a run id (mlflow.utils.validation._RUN_ID_REGEX); MLflow makes uuid4 hex
 RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
 TRIAL_ID = re.compile(r"[A-Za-z0-9_]{1,64}")        # a Ray trial id: 'a1b2c3d4_00001'
-TOKEN = re.compile(r"[0-9a-f]{1,64}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_PID = 4_194_304                  # the kernel's largest pid_max
 MAX_TEXT = 1000                      # a cell key, a host or a reason longer than this is cut
 MAX_SAMPLES = 10_000                 # learning rates per cell

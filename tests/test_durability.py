@@ -91,6 +91,7 @@ def _check_finished(client: MlflowClient, db: Path, parent: str, before: dict, o
     assert len({c.data.tags["ray_trial_id"] for c in children}) == PLANNED
     assert all(c.info.status in ("FINISHED", "KILLED") and c.data.tags["outcome"] in DONE for c in children)
     assert _deleted_runs(db) == 0                                       # nothing deleted
+    _distinct_learning_rates(children)
     for c in children:
         steps = [m.step for m in client.get_metric_history(c.info.run_id, "val_acc")]
         assert steps == sorted(set(steps)), c.info.run_id               # no epoch logged twice
@@ -100,6 +101,17 @@ def _check_finished(client: MlflowClient, db: Path, parent: str, before: dict, o
         assert _snapshot(client, parent)[run_id] == seen
     assert main(["report", "visual", "--tracking-uri", f"sqlite:///{db}", "--out", str(out)]) == 0
     return children
+
+
+def _distinct_learning_rates(children) -> None:
+    """No two runs of one cell share a learning rate: every sample was drawn once, a continued
+    trial's included (a resumed cell's sampler must not start its stream again)."""
+    by_cell: dict = {}
+    for c in children:
+        if "replicate" not in c.data.tags:
+            by_cell.setdefault(c.data.tags["cell"], []).append(c.data.params["lr"])
+    for cell, lrs in by_cell.items():
+        assert len(set(lrs)) == len(lrs), (cell, sorted(lrs))
 
 
 def _truncate_ray_state(storage: Path) -> int:
@@ -248,16 +260,19 @@ def test_one_driver_per_sweep(data_root, tmp_path, ray_session, capsys, monkeypa
 def test_a_lease_from_another_host_is_honoured_until_it_is_stale(monkeypatch):
     import json
 
-    from store.lease import LEASE_TAG, holder
+    from store.lease import holder
+    from store.records import LEASE_TAG, read_lease
+
+    def held(lease, now: float):
+        return holder(read_lease({LEASE_TAG: lease if isinstance(lease, str) else json.dumps(lease)}), now)
     monkeypatch.setenv("ORCHESTRATOR_LEASE_TIMEOUT_S", "30")
     lease = {"host": "node-7", "pid": 4242, "time": 1000.0, "token": "t"}
-    tags = {LEASE_TAG: json.dumps(lease)}
-    assert holder(tags, now=1010.0)["pid"] == 4242             # fresh: another driver holds it
-    assert holder(tags, now=1031.0) is None                    # stale: taken over
-    assert holder({LEASE_TAG: json.dumps({**lease, "released": True})}, now=1001.0) is None
-    assert holder({LEASE_TAG: "{not json"}, now=1001.0) is None
-    mine_dead = {**lease, "host": __import__("socket").gethostname(), "pid": 2 ** 22 + 1}
-    assert holder({LEASE_TAG: json.dumps(mine_dead)}, now=1001.0) is None     # this host, process gone
+    assert held(lease, now=1010.0)["pid"] == 4242             # fresh: another driver holds it
+    assert held(lease, now=1031.0) is None                    # stale: taken over
+    assert held({**lease, "released": True}, now=1001.0) is None
+    assert held("{not json", now=1001.0) is None
+    mine_dead = {**lease, "host": __import__("socket").gethostname(), "pid": 2 ** 22 - 1}
+    assert held(mine_dead, now=1001.0) is None     # this host, process gone
 
 
 def test_resume_without_an_interrupted_sweep_says_so(tmp_path, capsys):
@@ -336,6 +351,7 @@ def test_a_sweep_killed_twice_in_its_replicates_resumes_to_each_cells_replicates
     assert not [c for c in children if SUPERSEDED_TAG in c.data.tags]   # each phase resumed its own runs
     tuned = [c for c in children if "replicate" not in c.data.tags]
     replicas = [c for c in children if "replicate" in c.data.tags]
+    _distinct_learning_rates(children)
     assert len(tuned) == PLANNED // 2 and all(c.data.tags["outcome"] in DONE for c in children)
     for prompt_cell in {c.data.tags["cell"] for c in tuned}:          # each cell: replicates 1..N, once each
         mine = [c for c in replicas if c.data.tags["cell"].startswith(prompt_cell + ",replicate=")]

@@ -170,3 +170,13 @@ def test_an_experiments_package_that_cannot_be_imported_is_one_line(monkeypatch)
     with pytest.raises(UserError, match=r"\$ORCHESTRATOR_EXPERIMENTS names 'no_such_package_of_experiments', which "
                                         r"cannot be imported .*; put it on PYTHONPATH or remove it"):
         list_experiments()
+
+
+def test_only_the_checked_reader_reads_what_a_store_says():
+    """Tags, params and metrics read back from MLflow go through store/records.py, which checks
+    them once (run ids, numbers, JSON shapes); no other module of the project reads them raw."""
+    import re
+    raw = re.compile(r"\.data\.(tags|params|metrics)\b")
+    readers = [str(path.relative_to(ROOT)) for package in PACKAGES for path in (ROOT / package).rglob("*.py")
+               if raw.search(path.read_text()) and path != ROOT / "store" / "records.py"]
+    assert readers == []
