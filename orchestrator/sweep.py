@@ -24,7 +24,7 @@ from orchestrator.cluster import (
     resolve_address,
     resolve_storage,
 )
-from orchestrator.plan import SweepPlan, cell_epochs, make_plan
+from orchestrator.plan import PATH_PREFIXES, SweepPlan, cell_epochs, make_plan
 from orchestrator.preflight import check_inputs
 from orchestrator.progress import SweepProgress
 from orchestrator.replicates import check_replicates, chosen_lrs, replicate_plan
@@ -69,7 +69,6 @@ from store.uri import (
     store_exists,
 )
 
-PATH_VALUES = ("folder:", "file:")      # settings whose value names a path on this machine
 # settings a resume never takes from the store: the data dir is this command's
 _NOT_FROM_STORE = ("data_dir",)
 
@@ -232,7 +231,7 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent: ParentRecord) -> tupl
     # a folder or template file named in the tag is read only if this command names it too
     typed_now = {str(v) for v in [*plan.args.get("sets", []), *plan.args.get("grids", [])]}
     for value in [*sets, *grids]:
-        if any(p in value for p in PATH_VALUES) and value not in typed_now:
+        if any(p in value for p in PATH_PREFIXES) and value not in typed_now:
             raise UserError(f"the interrupted sweep's recorded setting {value[:200]!r} names a path; a resume "
                             f"reads no path from the store: pass the same --set/--grid again with --resume")
     plan = replace(make_plan(plan.experiment, plan.profile_name, sets, args.samples, args.epochs, grids),

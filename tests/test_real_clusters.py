@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -124,7 +125,10 @@ def _onprem_config(t: Path, key: Path, venv: Path) -> Path:
     config["provider"].update(head_ip="127.0.0.1", worker_ips=[])
     config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key), "ssh_proxy_command": "nc %h 2222"}
     config["min_workers"] = config["max_workers"] = 0
-    config["file_mounts"] = {"~/clip-prompt-sweeps": str(ROOT)}
+    # the token `ray get-auth-token --generate` makes where `ray up` runs: the test's own
+    (t / "ray_token").write_text(secrets.token_hex(32))
+    assert set(config["file_mounts"]) == {"~/clip-prompt-sweeps", "~/.clip-prompt-sweeps-ray-token"}
+    config["file_mounts"] = {"~/clip-prompt-sweeps": str(ROOT), "~/.clip-prompt-sweeps-ray-token": str(t / "ray_token")}
     path = t / "onprem.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -170,6 +174,13 @@ def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(nam
         # the server and the dashboard listen on 127.0.0.1 only; trials ran and are logged
         listening = _listeners(namespace)
         assert listening[5000] == {"127.0.0.1"} and listening[8265] == {"127.0.0.1"}
+        # Ray's doors are locked: a client without the token is turned away, one with it is served
+        probe = "import ray; ray.init(address='127.0.0.1:6379'); print('nodes', len(ray.nodes()))"
+        stranger = namespace.run(f'timeout 60 {sys.executable} -c "{probe}"', env=_env(), check=False, timeout=120)
+        assert stranger.returncode != 0 and "nodes" not in stranger.stdout
+        member = namespace.run(f'timeout 60 {sys.executable} -c "{probe}"', check=False, timeout=120,
+                               env=_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(t / "ray_token")))
+        assert "nodes 1" in member.stdout, member.stdout + member.stderr
         client = MlflowClient(f"sqlite:///{t}/mlflow/mlflow.db")
         parent = latest_parent(client, "visual")
         runs = children(client, parent.info.experiment_id, parent.info.run_id)

@@ -342,12 +342,16 @@ def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
     from types import SimpleNamespace
 
     from orchestrator.plan import make_plan
-    from orchestrator.sweep import ARGS_TAG, SweepOptions, _recorded
-    forged = SimpleNamespace(data=SimpleNamespace(tags={ARGS_TAG: _json.dumps(
-        {"sets": ["template_set=file:/etc/passwd"], "grids": [], "samples": None, "epochs": None})}))
+    from orchestrator.sweep import SweepOptions, _recorded
+    from store.records import ARGS_TAG, read_parent
+
+    def forged(args: dict):
+        info = SimpleNamespace(run_id="0" * 32, experiment_id="1", status="KILLED", start_time=1, end_time=2)
+        return read_parent(SimpleNamespace(info=info, data=SimpleNamespace(
+            tags={ARGS_TAG: _json.dumps(args)}, params={}, metrics={})))
     plan = make_plan("deep", "smoke")
     with pytest.raises(UserError, match="names a path; a resume reads no path from the store"):
-        _recorded(plan, SweepOptions(), forged)
-    forged.data.tags[ARGS_TAG] = _json.dumps({"grids": ["dataset=folder:/srv/x,cifar10"], "sets": []})
+        _recorded(plan, SweepOptions(), forged({"sets": ["template_set=file:/etc/passwd"], "grids": [],
+                                                "samples": None, "epochs": None}))
     with pytest.raises(UserError, match="names a path"):
-        _recorded(plan, SweepOptions(), forged)
+        _recorded(plan, SweepOptions(), forged({"grids": ["dataset=folder:/srv/x,cifar10"], "sets": []}))

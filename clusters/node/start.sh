@@ -26,7 +26,7 @@ STATE="$HOME/.clip-prompt-sweeps-ray"
 mkdir -p "$STATE"
 # a Ray this script started before (`ray up` again): stop it, and nothing else
 if [ -s "$STATE/ray.pid" ] && kill -0 "$(cat "$STATE/ray.pid")" 2>/dev/null; then
-    kill -TERM "$(cat "$STATE/ray.pid")"
+    kill -TERM -- "-$(cat "$STATE/ray.pid")"     # its process group: the watch, `ray start` and its daemons
     for _ in $(seq 60); do kill -0 "$(cat "$STATE/ray.pid")" 2>/dev/null || break; sleep 1; done
 fi
 case "$role" in
@@ -36,9 +36,23 @@ case "$role" in
             args=(--address="$head_ip:6379" --object-manager-port=8076) ;;
     *) echo "start.sh: unknown role '$role'; use head or worker" >&2; exit 2 ;;
 esac
-# in a session of its own, so that it outlives the launcher's SSH connection
+# In a session of its own, so that it outlives the launcher's SSH connection. `ray stop` (which
+# `ray down` runs) ends the daemons with SIGTERM, which `--block` takes for a graceful exit and
+# goes on waiting: the watch below ends it once it has no daemon left.
 : > "$STATE/ray.log"
-setsid nohup ray start "${args[@]}" "$@" --block > "$STATE/ray.log" 2>&1 < /dev/null &
+export RAY_LOG_FILE="$STATE/ray.log"
+setsid nohup bash -c '
+    ray start "$@" --block &
+    ray_pid=$!
+    until grep -q "Ray runtime started" "$RAY_LOG_FILE"; do
+        kill -0 "$ray_pid" 2>/dev/null || exit 1
+        sleep 1
+    done
+    while kill -0 "$ray_pid" 2>/dev/null; do
+        sleep 2
+        pgrep -P "$ray_pid" > /dev/null || { kill "$ray_pid" 2>/dev/null; break; }
+    done
+    wait "$ray_pid"' start-ray "${args[@]}" "$@" > "$STATE/ray.log" 2>&1 < /dev/null &
 echo "$!" > "$STATE/ray.pid"
 for _ in $(seq 180); do
     grep -q "Ray runtime started" "$STATE/ray.log" && { cat "$STATE/ray.log"; exit 0; }
