@@ -318,6 +318,7 @@ def test_a_sweep_killed_after_its_last_trial_ended_resumes_to_finished(data_root
     assert main([*args, "--resume"]) == 0
     (after,) = _parents(client)
     assert after.info.status == "FINISHED" and _snapshot(client, parent.info.run_id) == before
+    _distinct_learning_rates(_children(client, parent.info.run_id))
 
 
 # --replicates: the second phase of a sweep, killed at its start, then (its first resume killed

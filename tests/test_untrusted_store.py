@@ -118,7 +118,7 @@ def test_2_a_recorded_data_dir_is_never_taken_from_the_store(tmp_path, spelled):
 @pytest.mark.parametrize("lease", [
     '{"host": "h", "pid": Infinity, "time": 0}', '{"host": "h", "pid": 100000000000000000000, "time": 0}',
     '{"host": "h", "pid": 1e308, "time": 1}', '{"host": "h", "pid": 5, "time": NaN}',
-    '{"host": "h", "pid": 5, "time": 4000000000}', '{"host": "h", "pid": 5, "time": "soon"}'])
+    '{"host": "node-9", "pid": 5, "time": 4000000000}', '{"host": "h", "pid": 5, "time": "soon"}'])
 def test_3_a_forged_lease_neither_crashes_nor_locks_a_sweep_for_ever(tmp_path, lease):
     from orchestrator.plan import make_plan
     from orchestrator.status import status_lines
