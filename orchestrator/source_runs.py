@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from common.errors import UserError
 from common.names import BEST_ARTIFACT, cell_key
 from orchestrator.plan import SweepPlan
-from store.records import TrialRecord, read_parent, read_trial, run_id
+from store.records import TrialRecord, printable, read_parent, read_trial, run_id
 from store.runs import SWEEP_TAG, latest_parent, trials
 from store.uri import store_exists
 from trainables.source_models import Source, SourceRun
@@ -51,7 +51,7 @@ def pinned_source_run(client: MlflowClient | None, plan: SweepPlan, source: Sour
     except Exception:  # noqa: BLE001 - MLflow raises several kinds for an unknown id
         trial = None
     if trial is None or trial.tags.get(SWEEP_TAG) != source.sweep or not _matches(trial, source.where):
-        raise UserError(f"--set source_run={given!r}: no trial of the {source.describe()} has that id in {uri}; "
+        raise UserError(f"--set source_run={printable(given)}: no trial of the {source.describe()} has that id in {uri}; "
                         f"pick one in the MLflow UI (experiment '{source.sweep}')")
     return trial
 
