@@ -33,7 +33,7 @@ PIECES = {
                                                                    "_error_line")),
     "report's best per cell": ("reports.trials", ("best_per_cell", "best_test")),
     "source selection": ("orchestrator.source_runs", ("best_source_run", "_matches")),
-    "store queries (parents, latest parent, children)": ("store.runs", ("parents", "latest_parent", "children", "current_children")),
+    "store queries (parents, latest parent, children)": ("store.runs", ("parents", "latest_parent", "children", "current_trials")),
     "resize (PIL-exact)": ("trainables.resize", ()),
     "CIFAR unpickler": ("trainables.cifar", ("_CifarUnpickler", "_only_empty", "read_batch")),
     "prompt insertion (deep prompts)": ("trainables.prompts", ("insert_prompts", "DeepPrompt")),

@@ -1,4 +1,4 @@
-"""Apply each of the one-line bugs of issue #18 to a scratch copy of the project, run the tests that
+"""Apply each of the one-line bugs of issues #18 and #28 to a scratch copy of the project, run the tests that
 should catch it there, and say whether they did. Nothing in this checkout is changed.
 
     python scripts/one_line_bugs.py            # all of them (about 4 minutes on 2 cores)
@@ -27,8 +27,8 @@ BUGS = [
      "                      f\"stopped early by ASHA within cell {self.stopped[trial.trial_id]}\")\n", "",
      ["tests/test_core.py::test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened"]),
     ("robustness and cross evaluate the worst source run", "orchestrator/source_runs.py",
-     'return max(usable, key=lambda r: r.data.metrics["best_val_acc"])',
-     'return min(usable, key=lambda r: r.data.metrics["best_val_acc"])',
+     'return max(usable, key=lambda t: t.metric("best_val_acc"))',
+     'return min(usable, key=lambda t: t.metric("best_val_acc"))',
      ["tests/test_core.py::test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep"]),
     ("resize rounding that truncates", "trainables/resize.py",
      "return x.add_(0.5).floor_().clamp_(0, 255)", "return x.floor_().clamp_(0, 255)",
@@ -55,6 +55,21 @@ BUGS = [
     ("the failure path: a second Ctrl-C ends the parent FAILED", "orchestrator/sweep.py",
      '            status, why = "KILLED", "Ctrl-C"\n        finally:', '            pass\n        finally:',
      ["tests/test_durability.py::test_ctrl_c_interrupts_and_resume_finishes[2]"]),
+    # issue #28: the three that passed the suite, and a resume defect of issue #25
+    ("a cell keeps every finished run, more than it planned", "orchestrator/resume.py",
+     "done = [t for t in mine if t.done][:plan.profile.samples]", "done = [t for t in mine if t.done]",
+     ["tests/test_resume_core.py::test_a_cell_with_more_finished_runs_than_planned_keeps_the_first_and_sets_the_rest_aside"]),
+    ("dataset preparation resizes the longer side", "trainables/image_datasets.py",
+     "v2.Resize(size, interpolation=mode, antialias=True)",
+     "v2.Resize(size - 1, max_size=size, interpolation=mode, antialias=True)",
+     ["tests/test_preparation.py::test_prepared_pixels_are_open_clips_transform"]),
+    ("the cost plan promotes the top 1/(rf+1) at each rung", "orchestrator/cost.py",
+     "start, alive = rung, max(1, math.ceil(alive / rf))", "start, alive = rung, max(1, math.ceil(alive / (rf + 1)))",
+     ["tests/test_cost.py::test_asha_epochs_are_the_hand_count"]),
+    ("a resumed cell's sampler starts its stream again (a continued trial's lr drawn again)",
+     "orchestrator/searchers.py", "    if before == 0:\n        return seed + index",
+     "    if True:\n        return seed + index",
+     ["tests/test_untrusted_store.py::test_17_a_resumed_cell_draws_no_learning_rate_it_already_has"]),
 ]
 
 

@@ -1,6 +1,7 @@
 """CUDA checks for a machine with a GPU (not collected by pytest; CI has no GPU):
 
-    python tests/gpu_check.py            (--device cpu: a dry run of the same code here)
+    python tests/gpu_check.py            (--device cpu: a dry run of the same code here;
+                                          --smoke: tiny models, the rehearsal scripts/gpu_check.py runs)
 
 1. the caches are exact to the tolerance of bf16: deep-prompt logits and prompt gradients from
    the cached prefix against the uncached path, at the first, middle and last layer of ViT-B/32
@@ -95,10 +96,13 @@ def feature_cache(device: torch.device, cifar) -> None:
     check("fc feature cache", e < BF16_TOLERANCE, f"logits rel err {e:.2e}")
 
 
-def trainables_run(root: Path, device: torch.device) -> None:
+def trainables_run(root: Path, device: torch.device, only: tuple[str, ...] | None = None,
+                   compiled: bool = True) -> None:
     shared = dict(dataset="cifar10", data="synthetic", data_dir=str(root), model="tiny-clip", pretrained="none",
                   epochs=1, batch_size=64, warmup_steps=2, device=device.type)
     for exp in list_experiments():
+        if only is not None and exp.name not in only:
+            continue
         spec = exp.trainable
         start = time.perf_counter()
         reports, _ = run_tiny(exp, shared)
@@ -110,6 +114,8 @@ def trainables_run(root: Path, device: torch.device) -> None:
             more = m["memory_mb_grad"] > m["memory_mb_no_grad"] >= 0
             check("compare: more CUDA memory kept with gradients than without", more,
                   f"{m['memory_mb_no_grad']:.1f} MB no_grad, {m['memory_mb_grad']:.1f} MB grad")
+    if not compiled:
+        return
     extra = {"model": "tiny-clip", "pretrained": "none", "prompt_size": 4, "warmup_steps": 2}
     reports = []
     start = time.perf_counter()
@@ -149,7 +155,13 @@ def other_backbone(root: Path, device: torch.device, cifar, model: str = "ViT-B-
 
 
 def main() -> int:
-    device = torch.device("cpu" if "--device" in sys.argv and sys.argv[-1] == "cpu" else "cuda")
+    import argparse
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny models (tiny-clip, tiny-clip-6), the deep trainable only, no compile: a rehearsal")
+    args = parser.parse_args()
+    device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("no CUDA GPU: nothing to check here (--device cpu runs the same code on the CPU)")
         return 2
@@ -158,10 +170,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cifar = load_cifar("cifar10", Path(tmp), "synthetic")
         resize_on_device(device)
-        prefix_cache(device, cifar)
-        feature_cache(device, cifar)
-        trainables_run(Path(tmp), device)
-        other_backbone(Path(tmp), device, cifar)
+        prefix_cache(device, cifar, "tiny-clip" if args.smoke else "ViT-B-32")
+        if not args.smoke:
+            feature_cache(device, cifar)
+        trainables_run(Path(tmp), device, only=("deep",) if args.smoke else None, compiled=not args.smoke)
+        other_backbone(Path(tmp), device, cifar, "tiny-clip-6" if args.smoke else "ViT-B-16")
     print("all checks passed" if not failures else f"failed: {', '.join(failures)}")
     return 1 if failures else 0
 

@@ -27,6 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
     (4, 2, 5, 2, [], 8),
     # one trial: it always goes on
     (1, 20, 2, 2, [2, 4, 8, 16], 20),
+    # cases large enough that promoting the top 1/rf differs from 1/(rf+1) and 1/(rf-1):
+    # 64 to 1; 32 on to 2; 16 to 4; 8 to 8; 4 to 16: 64 + 32*1 + 16*2 + 8*4 + 4*8 (1/3: 122)
+    (64, 16, 1, 2, [1, 2, 4, 8], 192),
+    # 100 to 1; 34 on to 3; 12 to 9; 4 to 27: 100 + 34*2 + 12*6 + 4*18 (1/4: 228; 1/2: 584)
+    (100, 27, 1, 3, [1, 3, 9], 312),
+    # the full deep grid's rungs with 48 trials: 48*2 + 24*2 + 12*4 + 6*8 + 3*4 (1/3: 172)
+    (48, 20, 2, 2, [2, 4, 8, 16], 252),
 ])
 def test_asha_epochs_are_the_hand_count(trials, max_t, grace, rf, rungs, epochs):
     assert asha_rungs(max_t, grace, rf) == rungs

@@ -73,10 +73,12 @@ def _write(path: Path, obj: dict) -> None:
         _Py2Pickler(f, protocol=2).dump(obj)
 
 
-def write_synthetic_archive(name: str, spec, root: Path) -> Path:
+def write_synthetic_archive(name: str, spec, root: Path, per_class: tuple[int, int] | None = None) -> Path:
     """Write the extracted archive folder of `name` under root, laid out as its `spec` (a
-    trainables.cifar.ArchiveSpec) says; returns that folder."""
+    trainables.cifar.ArchiveSpec) says; returns that folder. `per_class` (train, test) images per
+    class in place of the small default: scripts/gpu_check.py writes CIFAR's real size."""
     classes, n_train, n_test, seed = _LAYOUT[name]
+    n_train, n_test = per_class or (n_train, n_test)
     folder = root / spec.folder
     folder.mkdir(parents=True, exist_ok=True)
     splits = {"train": synthetic_split(name, n_train, seed + 1),
