@@ -249,19 +249,20 @@ class Journal:
         def bad(what: str) -> UserError:
             return UserError(f"journal {self.path} line {number}: {what} is not what this project writes; move the "
                              f"file away (its writes are then lost), then --resume again")
-        if not isinstance(entry, dict) or entry.get("op") not in _OPS:
+        if not isinstance(entry, dict) or not isinstance(entry.get("op"), str) or entry["op"] not in _OPS:
             raise bad("the entry")
         kw = {k: v for k, v in entry.items() if k not in ("op", "run_id")}
         target = entry.get("run_id")
         if not isinstance(target, str) or not (RUN_ID.fullmatch(target) or _LOCAL_ID.fullmatch(target)):
             raise bad("its run id")
         op = entry["op"]
-        if op in ("set_terminated", "update_run") and kw.get("status") not in _STATUSES:
+        if op in ("set_terminated", "update_run") and not (isinstance(kw.get("status"), str)
+                                                          and kw["status"] in _STATUSES):
             raise bad("its status")
         if op == "log_artifact":
             self._check_artifact(kw, bad)
         elif op == "create_run" and not (isinstance(kw.get("experiment_id"), str) and isinstance(kw.get("run_name"), str)
-                                         and _pairs(list((kw.get("tags") or {}).items()) if isinstance(kw.get("tags"), dict) else None)):
+                                         and isinstance(kw.get("tags"), dict) and _pairs(list(kw["tags"].items()))):
             raise bad("its new run")
         elif op == "log_batch" and not (_pairs(kw.get("params")) and _pairs(kw.get("tags")) and _metrics(kw.get("metrics"))):
             raise bad("its values")

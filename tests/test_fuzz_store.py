@@ -85,11 +85,11 @@ def test_any_lease_is_held_or_not_and_never_raises(lease, now):
 
 @PROPERTY
 @given(lines=st.lists(st.one_of(JSON_TEXT, st.fixed_dictionaries(
-    {"op": st.sampled_from(["create_run", "log_batch", "set_terminated", "update_run", "delete_tag",
-                            "log_artifact", "log_dataset", "rm"]),
+    {"op": st.one_of(st.sampled_from(["create_run", "log_batch", "set_terminated", "update_run", "delete_tag",
+                                      "log_artifact", "log_dataset", "rm"]), JSON_VALUE),
      "run_id": st.one_of(st.just("0" * 32), st.just("../x"), TEXT)},
     optional={"local_path": st.one_of(st.just("/etc/hostname"), TEXT), "name": TEXT, "artifact_path": TEXT,
-              "status": TEXT, "key": TEXT, "params": JSON_VALUE, "tags": JSON_VALUE, "metrics": JSON_VALUE,
+              "status": st.one_of(TEXT, JSON_VALUE), "key": JSON_VALUE, "params": JSON_VALUE, "tags": JSON_VALUE, "metrics": JSON_VALUE,
               "experiment_id": TEXT, "run_name": TEXT, "record": JSON_VALUE}).map(json.dumps)), max_size=4))
 def test_any_journal_is_replayed_or_refused_in_one_line(lines, tmp_path_factory):
     from store.journal import Journal

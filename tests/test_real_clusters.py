@@ -289,6 +289,8 @@ def test_the_sbatch_file_survives_the_time_limit_signal_and_the_next_job_resumes
     assert parent.info.status == "FINISHED" and latest_parent(client, "visual").info.run_id == parent.info.run_id
     assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)   # one run per trial
     assert (shared / "ray-results").is_dir()
+    assert not list(shared.glob(".ray-token-*"))           # each job's Ray token, made and removed by the job
+    assert "RAY_AUTH_MODE=token" in (ROOT / "clusters/slurm/sweep.sbatch").read_text()
     assert _gone(namespace, _is_ray_or_driver) == []
     print(f"measured: SLURM job stopped by the signal {stopped:.1f} s, resumed job "
           f"{time.monotonic() - start - stopped:.1f} s")
