@@ -16,6 +16,10 @@ from common.names import CELL_KEY
 from reports.markdown import pct
 
 EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where stdout is no terminal
+# A sweep of thousands of cells must not print thousands of lines: the first cells get a line each,
+# then a line per tenth of the cells; plain progress lines grow sparser as the sweep grows old.
+CELL_LINES = 40
+SPARSER = 0.25          # a plain line at most every (this fraction of the elapsed time), or every N s
 
 
 def _clock(seconds: float) -> str:
@@ -39,6 +43,8 @@ class SweepProgress(Callback):
         self.every_s = float(os.environ.get(EVERY_ENV, "30")) if every_s is None else every_s
         self._last_line = 0.0
         self._bar = None
+        self.cell_lines = 0             # cells given a line of their own
+        self._next_share = 0.0          # past CELL_LINES: the share of cells complete at the next line
 
     @property
     def out(self):
@@ -72,7 +78,7 @@ class SweepProgress(Callback):
     def _refresh(self, force: bool = False) -> None:
         if self._bar is not None:
             self._bar.update(self._task, completed=self.counts["done"], description=self.line())
-        elif force or time.time() - self._last_line >= self.every_s:
+        elif force or time.time() - self._last_line >= max(self.every_s, SPARSER * (time.time() - self.start)):
             self._last_line = time.time()
             self._print(self.line())
 
@@ -109,11 +115,23 @@ class SweepProgress(Callback):
         cell = trial.config.get(CELL_KEY, "")
         self.done_in_cell[cell] += 1
         if self.done_in_cell[cell] == self.samples:
+            self._cell_complete(cell)
+        self._refresh()
+
+    def _cell_complete(self, cell: str) -> None:
+        if self.cell_lines < CELL_LINES:
+            self.cell_lines += 1
             val, test, lr = self.best.get(cell, (None, None, None))
             best = "no result" if val is None else f"best {self.metric} {pct(val)} %" + (
                 f" (test {pct(test)} %)" if test is not None else "") + (f" at lr {lr:.3g}" if lr else "")
-            self._print(f"cell {cell}: complete, {best}")
-        self._refresh()
+            more = f" (further cells: a line per tenth of them; every cell is in the report)" \
+                if self.cell_lines == CELL_LINES and len(self.cells) > CELL_LINES else ""
+            self._print(f"cell {cell}: complete, {best}{more}")
+            return
+        share = self.complete_cells() / max(1, len(self.cells))
+        if share >= self._next_share:
+            self._next_share = math.floor(share * 10 + 1) / 10
+            self._print(f"cells complete: {self.complete_cells()} of {len(self.cells)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trial, "stopped" if trial.trial_id in self.stopped else "finished")

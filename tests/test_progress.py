@@ -80,3 +80,32 @@ def test_the_progress_callback_pickles_as_tune_saves_it_whatever_its_stream():
     finally:
         progress.on_experiment_end([])
     assert copy.planned == 2 and copy._bar is None and copy.out is not None
+
+
+def test_a_sweep_of_thousands_of_cells_prints_about_a_hundred_lines_at_most(monkeypatch):
+    """10,000 trials (5,000 cells of 2), hours of them: the log stays readable. The first cells get
+    a line each, then one per tenth of the cells; plain lines grow sparser as the sweep grows old."""
+    import io
+    from types import SimpleNamespace
+
+    import orchestrator.progress as progress_module
+    from orchestrator.progress import CELL_LINES, SweepProgress
+    clock = [1_000.0]
+    monkeypatch.setattr(progress_module.time, "time", lambda: clock[0])
+    cells = [f"c={i}" for i in range(5000)]
+    out = io.StringIO()
+    progress = SweepProgress(10_000, 2, cells, "val_acc", {}, out=out, live=False, every_s=30)
+    progress.setup()
+    for i in range(10_000):
+        trial = SimpleNamespace(trial_id=f"t{i}", config={"_cell": cells[i // 2], "lr": 0.1})
+        progress.on_trial_start(0, [], trial)
+        progress.on_trial_result(0, [], trial, {"val_acc": 0.5})
+        clock[0] += 3.6                         # ten hours in all
+        progress.on_step(0, [])
+        progress.on_trial_complete(0, [], trial)
+    progress.on_experiment_end([])
+    lines = out.getvalue().splitlines()
+    assert len(lines) <= 100, len(lines)
+    assert sum(line.startswith("cell ") for line in lines) == CELL_LINES
+    assert [line for line in lines if line.startswith("cells complete")][-1] == "cells complete: 5000 of 5000"
+    assert lines[-1].startswith("10000/10000 done")
