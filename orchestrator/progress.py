@@ -19,7 +19,7 @@ EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where 
 # A sweep of thousands of cells must not print thousands of lines: the first cells get a line each,
 # then a line per tenth of the cells; plain progress lines grow sparser as the sweep grows old.
 CELL_LINES = 40
-SPARSER = 0.25          # a plain line at most every (this fraction of the elapsed time), or every N s
+SPARSER = 0.25          # a plain line at most every (this share of the elapsed time), or every N s
 
 
 def _clock(seconds: float) -> str:
