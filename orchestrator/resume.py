@@ -28,6 +28,7 @@ from mlflow.tracking import MlflowClient
 from common.names import cell_key
 from orchestrator.plan import SweepPlan
 from store.records import SUPERSEDED_TAG, TrialRecord
+from store.runs import metric_histories
 from store.runs import trials as child_trials
 from trainables.checkpoints import checkpoint_epoch
 
@@ -80,13 +81,10 @@ def is_done(trial: TrialRecord) -> bool:
 
 
 def read_trials(client: MlflowClient, experiment: str, parent: str, metric: str) -> list[PastTrial]:
-    out = []
-    for trial in child_trials(client, experiment, parent):
-        if trial.superseded:
-            continue
-        history = sorted({m.step: m.value for m in client.get_metric_history(trial.run_id, metric)}.items())
-        out.append(PastTrial(trial.run_id, trial.cell, trial.lr, is_done(trial), tuple(history), trial.trial_ids,
-                             trial.start_time))
+    kept = [t for t in child_trials(client, experiment, parent) if not t.superseded]
+    histories = metric_histories(client, [t.run_id for t in kept], metric)      # in bulk, not run by run
+    out = [PastTrial(t.run_id, t.cell, t.lr, is_done(t), tuple(sorted(dict(histories[t.run_id]).items())),
+                     t.trial_ids, t.start_time) for t in kept]
     return sorted(out, key=lambda t: t.start_time)
 
 

@@ -1,0 +1,133 @@
+"""Nothing capped (issue #30, item 1): a store with more than 10,000 child runs of one sweep, written
+straight into MLflow's own SQL tables (10,000 real trials would take hours), read by `status`,
+`report`, source selection and `--resume` planning, each of which must see every run. The
+seconds each takes are printed (speed targets live in the bench, not in assertions)."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from common.names import cell_key
+from orchestrator.plan import make_plan
+
+PER_CELL = 2550                 # 4 cells of the visual smoke grid: 10,200 runs
+
+
+@pytest.fixture(scope="module")
+def big_store(tmp_path_factory):
+    from test_core import _store
+    folder = tmp_path_factory.mktemp("big")
+    uri = _store(folder)
+    client = MlflowClient(uri)
+    plan = make_plan("visual", "smoke", samples=PER_CELL)
+    exp = client.create_experiment("visual")
+    parent = client.create_run(exp, tags={"role": "sweep", "sweep": "visual", "profile": "smoke", "search": "tpe",
+                                          "data_kind": "synthetic", "sweep_args": json.dumps({"samples": PER_CELL})})
+    parent_id = parent.info.run_id
+    for key, value in {"cells": len(plan.cells), "samples_per_cell": PER_CELL, "replicates": 0}.items():
+        client.log_param(parent_id, key, value)
+    client.set_terminated(parent_id, "KILLED")          # interrupted: status offers a resume
+    runs, tags, params, metrics, latest = [], [], [], [], []
+    now = int(time.time() * 1000)
+    best = None
+    for c, cell in enumerate(plan.cells):
+        key = cell_key(cell)
+        config = plan.config(cell, None)
+        for i in range(PER_CELL):
+            rid = uuid.uuid4().hex
+            score = 0.2 + 0.5 * i / PER_CELL + 0.01 * c        # the last run of each cell is its best
+            start = now + c * PER_CELL + i
+            runs.append((rid, f"{key} {i}", "LOCAL", "", "", "test", "FINISHED", start, start + 1, "", "active",
+                         f"file:///nowhere/{rid}", exp))
+            tags += [(k, v, rid) for k, v in {"role": "trial", "mlflow.parentRunId": parent_id, "cell": key,
+                                               "outcome": "finished", "ray_trial_id": f"t{c}_{i:05d}",
+                                               "sweep": "visual", "profile": "smoke"}.items()]
+            params += [(k, str(v), rid) for k, v in {**{k: config[k] for k in ("dataset", "prompt", "prompt_size",
+                                                                             "epochs", "model", "pretrained")
+                                                        if k in config}, "lr": 0.5 + i}.items()]
+            for step in (1, 2):
+                metrics.append(("val_acc", score - 0.1 * (2 - step), start, rid, step, 0))
+            latest += [(k, v, start, 2, 0, rid) for k, v in {"val_acc": score, "best_val_acc": score,
+                                                           "test_acc": score - 0.05, "epoch": 2.0}.items()]
+            if config.get("dataset") == "cifar100" and config.get("prompt") == "padding":
+                best = rid
+    db = Path(uri[len("sqlite:///"):])
+    with sqlite3.connect(db) as con:
+        con.executemany("insert into runs values (?,?,?,?,?,?,?,?,?,?,?,?,?,null)", runs)
+        con.executemany("insert into tags values (?,?,?)", tags)
+        con.executemany("insert into params values (?,?,?)", params)
+        con.executemany("insert into metrics values (?,?,?,?,?,?)", metrics)
+        con.executemany("insert into latest_metrics values (?,?,?,?,?,?)", latest)
+    return uri, client, exp, parent_id, plan, best
+
+
+def _timed(what: str, fn):
+    start = time.monotonic()
+    out = fn()
+    print(f"{what}: {time.monotonic() - start:.1f} s")
+    return out
+
+
+def test_status_sees_every_run_of_a_sweep_over_10000(big_store):
+    from orchestrator.status import status_lines
+    uri, client, *_ = big_store
+    lines = _timed("status over 10,200 runs", lambda: status_lines(client, "visual"))
+    total = 4 * PER_CELL
+    assert f"  trials: {total} of {total} done, 0 running; cells complete: 4 of 4" in lines
+
+
+def test_resume_planning_sees_every_run_and_reads_histories_in_bulk(big_store):
+    from orchestrator.resume import build_record, read_trials
+    uri, client, exp, parent, plan, _ = big_store
+    trials = _timed("resume planning: 10,200 runs and their histories",
+                    lambda: read_trials(client, exp, parent, "val_acc"))
+    assert len(trials) == 4 * PER_CELL and all(t.done and len(t.history) == 2 for t in trials)
+    record = build_record(plan, trials, None, "visual-smoke-x")
+    assert record.n_done == plan.n_trials and not record.superseded
+    assert not any(record.unfinished.values())
+
+
+def test_source_selection_sees_every_run(big_store):
+    from orchestrator.source_runs import best_source_run
+    from trainables.source_models import Source
+    uri, client, exp, parent, plan, best = big_store
+    robustness = make_plan("robustness", "smoke")
+    found = _timed("source selection over 10,200 runs", lambda: best_source_run(
+        client, robustness, Source("visual", {"dataset": "cifar100", "prompt": "padding"}), uri))
+    assert found.run_id == best          # the best is among the last runs written: past the first 10,000
+
+
+def test_report_sees_every_run(big_store, tmp_path):
+    from reports.trials import load_sweep
+    uri, client, *_ = big_store
+    sweep = _timed("the report's read of 10,200 runs", lambda: load_sweep(client, "visual", tmp_path))
+    assert len(sweep.trials) == 4 * PER_CELL
+
+
+def test_histories_in_bulk_from_a_real_tracking_server_are_each_runs_own(tmp_path):
+    """The server's bulk endpoint (100 runs a request), against the per-run query it replaces."""
+    from servers import free_port, start_mlflow, stop
+
+    from store.runs import SERVER_CHUNK, metric_histories
+    port = free_port()
+    proc = start_mlflow(tmp_path, port)
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+        exp = client.create_experiment("bulk")
+        ids = []
+        for i in range(SERVER_CHUNK + 5):           # two requests
+            run = client.create_run(exp).info.run_id
+            client.log_batch(run, metrics=[Metric("val_acc", i + step / 10, 0, step) for step in range(1, 1 + i % 4)])
+            ids.append(run)
+        bulk = metric_histories(client, ids, "val_acc")
+        assert bulk == {r: [(m.step, m.value) for m in client.get_metric_history(r, "val_acc")] for r in ids}
+        assert sum(len(v) for v in bulk.values()) > SERVER_CHUNK
+    finally:
+        stop(proc)
