@@ -92,8 +92,7 @@ def sweep_status(client: MlflowClient, run, now: float, **flags: str | None) -> 
     state = ("finished" if parent.status == "FINISHED" else "failed" if parent.status == "FAILED"
              else "running" if live else "interrupted")
     profile = parent.profile or DEFAULT_PROFILE
-    # a sweep from a TOML file is resumed and reported by naming its file (recorded as it was typed)
-    name = parent.sweep
+    name = parent.sweep     # a sweep from a TOML file is resumed and reported by naming its file
     return SweepStatus(name, profile, parent.run_id, state, len(done),
                        sum(r.status == "RUNNING" for r in runs), cells * (per_cell + replicates),
                        sum(n >= per_cell for n in by_cell.values()), cells,

@@ -118,7 +118,8 @@ def metric_histories(client: MlflowClient, run_ids: list[str], key: str) -> dict
                 found = [{"run_id": r, "step": m.step, "value": m.value}
                          for r in chunk for m in client.get_metric_history(r, key)]
             for m in found:
-                out[m["run_id"]].append((int(m.get("step", 0)), float(m["value"])))
+                if m.get("run_id") in out:
+                    out[m["run_id"]].append((int(m.get("step", 0)), float(m.get("value", "nan"))))
         return out
     return {r: [(m.step, m.value) for m in client.get_metric_history(r, key)] for r in ids}
 
