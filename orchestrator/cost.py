@@ -17,7 +17,7 @@ from pathlib import Path
 
 from common.errors import UserError
 from common.names import cell_key
-from orchestrator.plan import SweepPlan
+from orchestrator.plan import SweepPlan, cell_epochs
 from trainables.cifar import image_counts
 
 SHIPPED = Path(__file__).parent / "throughput.json"
@@ -96,33 +96,40 @@ def split_sizes(cfg) -> tuple[int, int, int]:
 
 def cost_lines(plan: SweepPlan, figures: list[Figures], deadline_h: float | None) -> list[str]:
     p, per_cell = plan.profile, plan.profile.samples
-    epochs = int(plan.base.get("epochs", 0)) if "epochs" in plan.base else 0
+    trains = "epochs" in plan.base or any("epochs" in c for c in plan.cells)
+    # each cell's own epochs: a grid over epochs runs each cell to its own last epoch (PerCellASHA)
+    epochs_of = cell_epochs(plan) if trains else {}
+    epochs = max(epochs_of.values(), default=0)
     tuned = (f"{per_cell} learning rate" + ("s" if per_cell > 1 else "")) if p.lr else "1 trial"
     lines = [f"plan for sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {tuned} = "
              f"{plan.n_trials} trials" + (f", up to {epochs} epochs each" if epochs else ", one pass each")]
     if not epochs:
         return lines + ["nothing is trained: no epochs to count and no throughput figure to estimate it from",
                         "nothing was run or written; run it without --dry-run"]
-    expected = asha_epochs(per_cell, epochs, p.grace_period, p.reduction_factor)
+    expected = {key: asha_epochs(per_cell, e, p.grace_period, p.reduction_factor) for key, e in epochs_of.items()}
     rungs = ", ".join(map(str, asha_rungs(epochs, p.grace_period, p.reduction_factor))) or "none"
+    if len(set(epochs_of.values())) > 1:
+        rungs += " (within each cell's own epochs)"
     lines.append(f"ASHA per cell (grace {p.grace_period}, reduction factor {p.reduction_factor}, rungs at epochs "
-                 f"{rungs}): at most {len(plan.cells) * per_cell * epochs:,} trial-epochs if nothing is stopped; "
-                 f"{len(plan.cells) * expected:,} if each rung promotes its top 1/{p.reduction_factor}")
+                 f"{rungs}): at most {per_cell * sum(epochs_of.values()):,} trial-epochs if nothing is stopped; "
+                 f"{sum(expected.values()):,} if each rung promotes its top 1/{p.reduction_factor}")
     images_most = images_expected = 0
     for cell in plan.cells:
-        train, val, _ = split_sizes(plan.typed[cell_key(cell)])
-        images_most += per_cell * epochs * (train + val)
-        images_expected += expected * (train + val)
+        key = cell_key(cell)
+        train, val, _ = split_sizes(plan.typed[key])
+        images_most += per_cell * epochs_of[key] * (train + val)
+        images_expected += expected[key] * (train + val)
     lines.append(f"images through the model (train + validation each epoch): at most {images_most / 1e6:,.1f} M, "
                  f"expected {images_expected / 1e6:,.1f} M")
     lines.append("device time, from measured training throughput (expected epochs; a frozen-part cache is counted "
                  "where its build was measured):")
     for f in figures:
-        lines += ["  " + _estimate(plan, f, per_cell, epochs, expected, deadline_h), f"    figures: {f.source}"]
+        lines += ["  " + _estimate(plan, f, per_cell, epochs_of, expected, deadline_h), f"    figures: {f.source}"]
     return lines + ["nothing was run or written; run it without --dry-run"]
 
 
-def _estimate(plan: SweepPlan, f: Figures, per_cell: int, epochs: int, expected: int, deadline_h: float | None) -> str:
+def _estimate(plan: SweepPlan, f: Figures, per_cell: int, epochs_of: dict[str, int], expected: dict[str, int],
+              deadline_h: float | None) -> str:
     where = f"{f.name}, measured {f.date}"
     models = {getattr(plan.typed[cell_key(c)], "model", f.model) for c in plan.cells}
     if models - {f.model} and plan.trainable.name != "finetune":
@@ -138,8 +145,8 @@ def _estimate(plan: SweepPlan, f: Figures, per_cell: int, epochs: int, expected:
         train, val, test = split_sizes(plan.typed[cell_key(cell)])
         build = f.throughput.get(f"{key}/cache_build")
         once = (train + val + test) / build if build else 0.0      # the frozen part, once per trial
-        most += per_cell * (epochs * (train + val) / rate + once)
-        expected_s += expected * (train + val) / rate + per_cell * once
+        most += per_cell * (epochs_of[cell_key(cell)] * (train + val) / rate + once)
+        expected_s += expected[cell_key(cell)] * (train + val) / rate + per_cell * once
     if missing:
         return f"{where}: no figure for {', '.join(sorted(missing))}: no estimate"
     hours, most_h = expected_s / 3600, most / 3600

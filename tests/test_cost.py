@@ -86,3 +86,16 @@ def test_the_plan_counts_the_images_the_dataset_has(data_root, name):
     data = load_cifar(name, data_root, "synthetic")
     assert image_counts(name, "synthetic") == (len(data.train.labels), len(data.test.labels))
     assert image_counts(name, "real") == (50_000, 10_000)
+
+
+def test_a_grid_over_epochs_is_counted_with_each_cells_own_epochs():
+    """--grid epochs=2,6: each cell runs (and is counted to) its own last epoch, as PerCellASHA runs it."""
+    from orchestrator.cost import cost_lines
+    from orchestrator.plan import make_plan
+    plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding", "prompt_size=4"], samples=4,
+                     grids=["epochs=2,6"])
+    lines = cost_lines(plan, [], None)
+    # 4 trials to epoch 2 and 4 to epoch 6 at most; grace 1, rf 2 (the smoke profile):
+    # epochs 2: 4 to 1, 2 on to 2 = 6; epochs 6: 4 to 1, 2 to 2, 1 to 4, 1 to 6 = 4 + 2 + 2 + 2 = 10
+    assert lines[0].endswith("2 cells x 4 learning rates = 8 trials, up to 6 epochs each")
+    assert "at most 32 trial-epochs if nothing is stopped; 16 if each rung promotes its top 1/2" in lines[1]
