@@ -178,6 +178,7 @@ def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(nam
         probe = "import ray; ray.init(address='127.0.0.1:6379'); print('nodes', len(ray.nodes()))"
         stranger = namespace.run(f'timeout 60 {sys.executable} -c "{probe}"', env=_env(), check=False, timeout=120)
         assert stranger.returncode != 0 and "nodes" not in stranger.stdout
+        assert "InvalidAuthToken" in stranger.stdout + stranger.stderr       # refused for its missing token
         member = namespace.run(f'timeout 60 {sys.executable} -c "{probe}"', check=False, timeout=120,
                                env=_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(t / "ray_token")))
         assert "nodes 1" in member.stdout, member.stdout + member.stderr
