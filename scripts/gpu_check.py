@@ -89,9 +89,10 @@ def estimate_seconds(dry_run: str) -> dict[str, float | None]:
     return found
 
 
-def run_summary(uri: str, sweep: str) -> dict:
-    """From the sweep's latest run in MLflow: trials, epochs run, images through the model and the
-    peak memory any trial reached."""
+def run_summary(uri: str, smoke: bool) -> dict:
+    """From the latest deep sweep in MLflow: trials, epochs run, images through the model and the
+    peak memory any trial reached. The images per epoch come from the slice's own settings (the
+    plan this script typed), never from a value read back from the store."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.cost import split_sizes
@@ -99,12 +100,12 @@ def run_summary(uri: str, sweep: str) -> dict:
     from store.records import read_parent
     from store.runs import latest_parent, trials
     client = MlflowClient(uri)
-    parent = read_parent(latest_parent(client, sweep))
+    parent = read_parent(latest_parent(client, "deep"))
     runs = trials(client, parent.experiment_id, parent.run_id)
     epochs = sum(int(r.metric("epoch") or 0) for r in runs)
     memory = [r.metric("system/peak_gpu_memory_mb") or r.metric("system/peak_rss_mb") or 0.0 for r in runs]
-    cfg = next(iter(make_plan("deep", parent.profile or "smoke", [f"{k}={v}" for k, v in runs[0].params.items()
-                                                                 if k in ("dataset", "data")]).typed.values()))
+    cfg = next(iter(make_plan("deep", "smoke" if smoke else "full",
+                              ["dataset=cifar10", f"data={'synthetic' if smoke else 'real'}"]).typed.values()))
     train, val, _ = split_sizes(cfg)
     return {"trials": len(runs), "trial_epochs": epochs, "images": epochs * (train + val),
             "peak_memory_mb": round(max(memory, default=0.0), 1),
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     result["slice"] = {"dry_run": dry["output"], "estimate_s": {**estimate_seconds(dry["output"]),
                                                                 **estimate_seconds(dry_here["output"])},
                        "measured_s": run["seconds"], "exit": run["exit"], "gpus_per_trial": float(gpus),
-                       **(run_summary(env["MLFLOW_TRACKING_URI"], "deep") if run["exit"] == 0 else {})}
+                       **(run_summary(env["MLFLOW_TRACKING_URI"], args.smoke) if run["exit"] == 0 else {})}
 
     result["packing"] = []
     for per_gpu in PACKING:
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         done = step.run(name, argv, 600)
         row = {"trials_per_gpu": per_gpu, "seconds": done["seconds"], "exit": done["exit"]}
         if done["exit"] == 0:
-            summary = run_summary(env["MLFLOW_TRACKING_URI"], "deep")
+            summary = run_summary(env["MLFLOW_TRACKING_URI"], args.smoke)
             row.update(summary, images_per_s_per_gpu=round(summary["images"] / done["seconds"], 1))
         result["packing"].append(row)
 

@@ -51,10 +51,18 @@ def mark_model_training(client: MlflowClient, experiment) -> None:
         client.set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
 
 
-def parents(client: MlflowClient, experiment: str, profile: str | None = None, max_results: int = PAGE) -> list:
-    """A sweep's newest parent runs (of one profile, if given), newest first."""
+def parents(client: MlflowClient, experiment: str, profile: str | None = None, max_results: int | None = None) -> list:
+    """A sweep's parent runs (of one profile, if given), newest first: the newest `max_results`,
+    else every page of them."""
     where = f"tags.{ROLE_TAG} = '{SWEEP_ROLE}'" + (f" and tags.{PROFILE_TAG} = '{profile}'" if profile else "")
-    return client.search_runs([experiment], where, order_by=["attributes.start_time DESC"], max_results=max_results)
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment], where, order_by=["attributes.start_time DESC"],
+                                  max_results=min(PAGE, max_results or PAGE), page_token=token)
+        out += page
+        token = page.token
+        if not token or (max_results and len(out) >= max_results):
+            return out[:max_results] if max_results else out
 
 
 def latest_parent(client: MlflowClient | None, sweep: str, profile: str | None = None):
