@@ -184,8 +184,10 @@ class Journal:
             return
         run_id = self.ids.get(run_id, run_id)
         if op == "log_batch":
-            c.log_batch(run_id, metrics=[Metric(*m) for m in kw["metrics"]],
-                        params=[Param(*p) for p in kw["params"]], tags=[RunTag(*t) for t in kw["tags"]])
+            # an entry's lists may be absent or None (the check admits both): nothing of that kind
+            c.log_batch(run_id, metrics=[Metric(*m) for m in kw.get("metrics") or ()],
+                        params=[Param(*p) for p in kw.get("params") or ()],
+                        tags=[RunTag(*t) for t in kw.get("tags") or ()])
         elif op == "set_terminated":
             c.set_terminated(run_id, status=kw["status"])
         elif op == "update_run":
