@@ -96,9 +96,9 @@ def split_sizes(cfg) -> tuple[int, int, int]:
 
 def cost_lines(plan: SweepPlan, figures: list[Figures], deadline_h: float | None) -> list[str]:
     p, per_cell = plan.profile, plan.profile.samples
-    trains = "epochs" in plan.base or any("epochs" in c for c in plan.cells)
-    # each cell's own epochs: a grid over epochs runs each cell to its own last epoch (PerCellASHA)
-    epochs_of = cell_epochs(plan) if trains else {}
+    # each cell's own epochs: a grid over epochs runs each cell to its own last epoch (PerCellASHA);
+    # none for a sweep that trains nothing (its config has no epochs)
+    epochs_of = cell_epochs(plan) if "epochs" in plan.config(plan.cells[0], None) else {}
     epochs = max(epochs_of.values(), default=0)
     tuned = (f"{per_cell} learning rate" + ("s" if per_cell > 1 else "")) if p.lr else "1 trial"
     lines = [f"plan for sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {tuned} = "
@@ -113,12 +113,9 @@ def cost_lines(plan: SweepPlan, figures: list[Figures], deadline_h: float | None
     lines.append(f"ASHA per cell (grace {p.grace_period}, reduction factor {p.reduction_factor}, rungs at epochs "
                  f"{rungs}): at most {per_cell * sum(epochs_of.values()):,} trial-epochs if nothing is stopped; "
                  f"{sum(expected.values()):,} if each rung promotes its top 1/{p.reduction_factor}")
-    images_most = images_expected = 0
-    for cell in plan.cells:
-        key = cell_key(cell)
-        train, val, _ = split_sizes(plan.typed[key])
-        images_most += per_cell * epochs_of[key] * (train + val)
-        images_expected += expected[key] * (train + val)
+    per_epoch = {key: sum(split_sizes(plan.typed[key])[:2]) for key in epochs_of}     # train + validation
+    images_most = sum(per_cell * epochs_of[key] * n for key, n in per_epoch.items())
+    images_expected = sum(expected[key] * n for key, n in per_epoch.items())
     lines.append(f"images through the model (train + validation each epoch): at most {images_most / 1e6:,.1f} M, "
                  f"expected {images_expected / 1e6:,.1f} M")
     lines.append("device time, from measured training throughput (expected epochs; a frozen-part cache is counted "
@@ -134,21 +131,18 @@ def _estimate(plan: SweepPlan, f: Figures, per_cell: int, epochs_of: dict[str, i
     models = {getattr(plan.typed[cell_key(c)], "model", f.model) for c in plan.cells}
     if models - {f.model} and plan.trainable.name != "finetune":
         return f"{where}: measured on {f.model}, not {', '.join(sorted(models - {f.model}))}: no estimate"
-    most = expected_s = 0.0
-    missing = set()
-    for cell in plan.cells:
-        key = figure_key(plan, cell)
-        rate = f.throughput.get(key) if key else None
-        if not rate:
-            missing.add(key or plan.trainable.name)
-            continue
-        train, val, test = split_sizes(plan.typed[cell_key(cell)])
-        build = f.throughput.get(f"{key}/cache_build")
-        once = (train + val + test) / build if build else 0.0      # the frozen part, once per trial
-        most += per_cell * (epochs_of[cell_key(cell)] * (train + val) / rate + once)
-        expected_s += expected[cell_key(cell)] * (train + val) / rate + per_cell * once
+    keys = {cell_key(c): figure_key(plan, c) for c in plan.cells}
+    missing = sorted({k or plan.trainable.name for k in keys.values() if not (k and f.throughput.get(k))})
     if missing:
-        return f"{where}: no figure for {', '.join(sorted(missing))}: no estimate"
+        return f"{where}: no figure for {', '.join(missing)}: no estimate"
+    epoch_s, once_s = {}, {}        # per cell: one epoch of one trial; its frozen part, once per trial
+    for cell, key in keys.items():
+        train, val, test = split_sizes(plan.typed[cell])
+        build = f.throughput.get(f"{key}/cache_build")
+        epoch_s[cell] = (train + val) / f.throughput[key]
+        once_s[cell] = (train + val + test) / build if build else 0.0
+    most = sum(per_cell * (epochs_of[c] * epoch_s[c] + once_s[c]) for c in keys)
+    expected_s = sum(expected[c] * epoch_s[c] + per_cell * once_s[c] for c in keys)
     hours, most_h = expected_s / 3600, most / 3600
     line = f"{where}: about {_hours(hours)} device-hours (at most {_hours(most_h)})"
     if deadline_h:
