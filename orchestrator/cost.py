@@ -128,8 +128,9 @@ def cost_lines(plan: SweepPlan, figures: list[Figures], deadline_h: float | None
 def _estimate(plan: SweepPlan, f: Figures, per_cell: int, epochs_of: dict[str, int], expected: dict[str, int],
               deadline_h: float | None) -> str:
     where = f"{f.name}, measured {f.date}"
+    # a config without a CLIP model (finetune's ResNet-18) is measured by its own keys on any figures
     models = {getattr(plan.typed[cell_key(c)], "model", f.model) for c in plan.cells}
-    if models - {f.model} and plan.trainable.name != "finetune":
+    if models - {f.model}:
         return f"{where}: measured on {f.model}, not {', '.join(sorted(models - {f.model}))}: no estimate"
     keys = {cell_key(c): figure_key(plan, c) for c in plan.cells}
     missing = sorted({k or plan.trainable.name for k in keys.values() if not (k and f.throughput.get(k))})

@@ -38,7 +38,8 @@ def test_the_plan_of_the_full_deep_grid_is_the_hand_count(deep):
                         "trial-epochs if nothing is stopped; 396 if each rung promotes its top 1/2")
     # 720 * 50,000 and 396 * 50,000 images
     assert lines[2] == "images through the model (train + validation each epoch): at most 36.0 M, expected 19.8 M"
-    assert lines[3].startswith("device time, from measured training throughput (expected epochs;")
+    assert lines[3] == ("device time, from measured training throughput (expected epochs; a frozen-part cache is "
+                        "counted where its build was measured):")
     # expected: 6 cells a layer x 22 epochs x 50,000 images / rate, plus the last layer's cache built once
     # per trial (60,000 images / 600 per s = 100 s) x 2 trials x 6 cells:
     # 6.6 M x (1/1000 + 1/2000 + 1/4000) + 1,200 = 11,550 + 1,200 = 12,750 s = 3.54 h
@@ -190,3 +191,26 @@ def test_a_sweep_without_a_training_figure_and_a_synthetic_dataset():
     cfg = plan.typed[next(iter(plan.typed))]
     assert cfg.data == "synthetic"
     assert split_sizes(cfg) == (train - round(train * 0.1), round(train * 0.1), test)
+
+
+def test_no_estimate_names_every_missing_figure_and_model():
+    plan = make_plan("deep", "smoke", ["dataset=cifar10", "layer=first"], grids=["model=tiny-clip,ViT-B-32"])
+    assert cost_lines(plan, [_figures(model="RN50")], None)[4].endswith(
+        "measured on RN50, not ViT-B-32, tiny-clip: no estimate")
+    full = make_plan("deep", "full", ["dataset=cifar10"], samples=2)
+    rates = {"deep_prompt/last": 1.0}
+    assert cost_lines(full, [_figures(throughput=rates)], None)[4].endswith(
+        "no figure for deep_prompt/first, deep_prompt/middle: no estimate")
+
+
+def test_finetune_is_estimated_from_its_own_figures_whatever_clip_model_they_were_measured_on():
+    # ResNet-18 fine-tuning: 9 cells (3 variants x 3 augmentations), one trial each to the last epoch
+    # (one trial: nothing to compare), 50,000 images an epoch; only `fc` without augmentation runs
+    # on cached features
+    plan = make_plan("finetune", "full", ["dataset=cifar10"], samples=1)
+    epochs = plan.base["epochs"]
+    cached = sum(1 for c in plan.cells if figure_key(plan, c) == "finetune/cached")
+    line = cost_lines(plan, [_figures(model="RN50", throughput={"finetune/cached": 1000.0,
+                                                                 "finetune/uncached": 100.0})], None)[4]
+    hours = (cached * epochs * 50_000 / 1000 + (9 - cached) * epochs * 50_000 / 100) / 3600
+    assert cached == 2 and line.endswith(f"about {_hours(hours)} device-hours (at most {_hours(hours)})")

@@ -591,7 +591,7 @@ def test_an_upload_kept_while_the_store_is_down_is_a_copy_under_a_plain_name(sto
     outage = Outage(client)
     j = _journal(outage, parent, retries=1)
     outage.down = True
-    odd = tmp_path / "my prompt (1).pt"
+    odd = tmp_path / "My Prompt (1).pt"
     odd.write_bytes(b"odd")
     long_name = tmp_path / ("p" * 250)
     long_name.write_bytes(b"long")
@@ -600,11 +600,11 @@ def test_an_upload_kept_while_the_store_is_down_is_a_copy_under_a_plain_name(sto
     j.log_batch(child, params=[Param("grid/cells", "q" * (MAX_PARAM_VAL_LENGTH + 1))])
     copies = sorted(p.name for p in (j.folder / "files").iterdir())
     assert len(copies) == 4 and all(re.fullmatch(r"[0-9a-f]{8}-.+", c) for c in copies)
-    assert sorted(c[9:] for c in copies) == sorted(["grid_cells.txt", "my_prompt__1_.pt", "my_prompt__1_.pt", "p" * 200])
+    assert sorted(c[9:] for c in copies) == sorted(["grid_cells.txt", "My_Prompt__1_.pt", "My_Prompt__1_.pt", "p" * 200])
     odd.unlink()                              # the originals may be gone by the time the store answers
     long_name.unlink()
     outage.down = False
     j._next_flush = 0.0
     assert j.flush() == 0
-    assert sorted(a.path for a in client.list_artifacts(child, "prompt")) == ["prompt/my_prompt__1_.pt", f"prompt/{'p' * 200}"]
+    assert sorted(a.path for a in client.list_artifacts(child, "prompt")) == ["prompt/My_Prompt__1_.pt", f"prompt/{'p' * 200}"]
     assert [a.path for a in client.list_artifacts(child, "values")] == ["values/grid_cells.txt"]

@@ -169,6 +169,18 @@ def test_labels_must_be_classes_of_the_dataset(tmp_path):
             _read_split(target, 8, 3)
 
 
+def test_a_header_claiming_more_images_than_the_file_holds_is_refused_before_anything_is_allocated(tmp_path):
+    from common.errors import UserError
+    from trainables.image_datasets import _read_split
+    target = _split(tmp_path)
+    with open(target, "wb") as f:        # a terabyte claimed, 64 bytes there: mapped, never read into memory
+        np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
+                                                 "shape": (2 ** 34, 3, 8, 8)})
+        f.write(b"\0" * 64)
+    with pytest.raises(UserError, match=rf"prepared split {re.escape(str(target))} cannot be read"):
+        _read_split(target, 8, 3)
+
+
 class _Planted:
     """What a pickle in a forged .npy would run when loaded."""
 
@@ -199,7 +211,7 @@ def test_the_prepared_file_is_named_for_its_dataset_size_and_interpolation(tmp_p
     from trainables.image_datasets import PREPARED, prepared_path
     assert prepared_path(tmp_path, "stl10", "test", 224, "bicubic") == tmp_path / PREPARED / "stl10" / "test-224px-bicubic.npy"
     for name, slug in [("My Photos (2024)", "My-Photos-2024"), ("-x-", "x"), ("!!!", "folder"),
-                       ("CamelCase_1", "CamelCase_1"), ("a" * 50, "a" * 40)]:
+                       ("CamelCase_1", "CamelCase_1"), ("Xylo-X", "Xylo-X"), ("a" * 50, "a" * 40)]:
         folder = tmp_path / name
         digest = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
         path = prepared_path(tmp_path, f"folder:{folder}", "train", 32, "bilinear")

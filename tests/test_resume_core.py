@@ -256,3 +256,35 @@ def test_a_continued_trial_replays_only_the_epochs_its_checkpoint_holds(tmp_path
     trials = [_trial("u1", cell, False, 1, history=history, ids=("abc12_00000",))]
     (going,) = build_record(plan, trials, str(tmp_path), "visual-smoke-x").unfinished[cell]
     assert (going.epoch, going.history) == (2, ((1, 0.3), (2, 0.4)))
+
+
+# --- each cell to its own last epoch; a resumed cell's sampler seed -----------------------------------
+
+def _result(sched, cell: str, trial_id: str, epoch: int, value: float) -> str:
+    trial = SimpleNamespace(trial_id=trial_id, config={"_cell": cell})
+    if epoch == 1:
+        sched.on_trial_add(None, trial)
+    return sched.on_trial_result(None, trial, {"epoch": epoch, "val_acc": value})
+
+
+def test_per_cell_asha_runs_each_cell_to_its_own_last_epoch():
+    sched = PerCellASHA("val_acc", "max", max_t={"short": 2, "long": 6}, grace_period=1, reduction_factor=2)
+    assert (sched.max_t("short"), sched.max_t("long"), sched.max_t("another")) == (2, 6, 6)
+    # the short cell's trial ends at epoch 2: ASHA stops it there, and that is its end, not an early stop
+    assert _result(sched, "short", "s1", 1, 0.5) == "CONTINUE"
+    assert _result(sched, "short", "s1", 2, 0.6) == "STOP"
+    assert sched.stopped == {}
+    # the long cell goes on past epoch 2; a worse trial there is stopped early, within its cell
+    assert [_result(sched, "long", "l1", e, 0.5 + e / 100) for e in (1, 2, 3)] == ["CONTINUE"] * 3
+    assert _result(sched, "long", "l2", 1, 0.1) == "STOP" and sched.stopped == {"l2": "long"}
+    assert PerCellASHA("val_acc", "max", max_t=4, grace_period=1, reduction_factor=2).max_t("any") == 4
+    assert PerCellASHA("val_acc", "max", max_t={}, grace_period=1, reduction_factor=2).max_t("any") == 1
+
+
+def test_a_resumed_cell_seeds_its_sampler_apart_from_its_first_session():
+    from orchestrator.searchers import cell_seed
+    assert [cell_seed(7, i, 0) for i in range(3)] == [7, 8, 9]          # a fresh sweep: seed + cell index
+    later = [cell_seed(7, 2, before) for before in (1, 2, 5)]
+    assert later == [cell_seed(7, 2, before) for before in (1, 2, 5)]   # the same on every resume
+    assert len({9, *later}) == 4 and cell_seed(8, 2, 1) != later[0] and cell_seed(7, 3, 1) != later[0]
+    assert all(0 <= s < 2 ** 32 for s in later)

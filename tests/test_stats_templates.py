@@ -113,7 +113,8 @@ def test_a_template_file_one_per_line(tmp_path):
     path.write_text("\n  a photo of a {}.  \n\nart of the {}\n")
     assert template_set(f"file:{path}", "x") == ("a photo of a {}.", "art of the {}")
     path.write_text("a photo of a {}\nno brace here\n")
-    with pytest.raises(UserError, match=rf"template file {path}, line 2: template 'no brace here' has no"):
+    with pytest.raises(UserError, match=rf"template file {path}, line 2: template 'no brace here' has no '{{}}' for "
+                                        rf"the class name"):
         template_set(f"file:{path}", "x")
     path.write_text("\n \n")
     with pytest.raises(UserError, match=rf"template file {path} holds no template; write one template per line"):
@@ -126,6 +127,18 @@ def test_a_template_file_one_per_line(tmp_path):
     os.mkfifo(tmp_path / "fifo")            # never written to: opened without waiting, and refused
     with pytest.raises(UserError, match=r"fifo is not a regular file"):
         template_set(f"file:{tmp_path / 'fifo'}", "x")
+
+
+def test_a_huge_template_file_is_refused_without_being_read(tmp_path):
+    import resource
+    path = tmp_path / "huge.txt"
+    with open(path, "wb") as f:          # 2 GB on paper, nothing on disk (a sparse file)
+        f.write(b"a photo of a {}\n")
+        f.truncate(2 << 30)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UserError, match="is more than 1,048,576 bytes"):
+        template_set(f"file:{path}", "x")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000      # KiB: under 100 MB read
 
 
 def test_a_template_file_is_read_to_its_limit_and_no_further(tmp_path):
