@@ -20,6 +20,7 @@ TOOLS = ("unshare", "nsenter", "ip")
 
 _INIT = """#!/bin/bash
 set -e
+{hostname}
 ip link set lo up
 ip addr add 127.0.0.2/32 dev lo
 mkdir -p /tmp/ray
@@ -42,16 +43,21 @@ def available() -> str | None:
 
 
 class Namespace:
-    def __init__(self, root: Path):
+    """One machine: its own PID and mount namespace, and its own network namespace (a new one
+    with loopback alone, or the named one `netns`, which a Network joined to its bridge)."""
+
+    def __init__(self, root: Path, netns: str | None = None, hostname: str | None = None):
         self.root = root
         for sub in ("tmpray", "home-layer"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         init = root / "ns_init.sh"
-        init.write_text(_INIT.format(root=root, home=Path.home()))
+        init.write_text(_INIT.format(root=root, home=Path.home(), hostname=f"hostname {hostname}" if hostname else ""))
         init.chmod(0o755)
-        self.proc = subprocess.Popen(
-            ["unshare", "--net", "--pid", "--mount", "--fork", "--mount-proc", "--propagation", "private", str(init)],
-            start_new_session=True, stdout=(root / "ns.log").open("w"), stderr=subprocess.STDOUT)
+        isolate = ["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--propagation", "private",
+                   *(["--uts"] if hostname else []), str(init)]
+        argv = ["ip", "netns", "exec", netns, *isolate] if netns else [isolate[0], "--net", *isolate[1:]]
+        self.proc = subprocess.Popen(argv, start_new_session=True, stdout=(root / "ns.log").open("w"),
+                                     stderr=subprocess.STDOUT)
         deadline = time.time() + 20
         while not (root / "ready").exists():
             if self.proc.poll() is not None or time.time() > deadline:
@@ -61,7 +67,7 @@ class Namespace:
         self.pid = self._init_pid()
 
     def _init_pid(self) -> int:
-        """The namespace's first process (a child of `unshare`)."""
+        """The namespace's first process: the child of `unshare` (which `ip netns exec` becomes)."""
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         return int(children[0])
 
@@ -90,3 +96,61 @@ class Namespace:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+
+class Network:
+    """Several machines on one: a node is a Namespace in a network namespace of its own, joined by
+    a veth pair to a bridge that lives in a namespace of its own (../shared/cluster-testing.md, C).
+    The addresses (10.77.0.K/24) exist only inside these namespaces, and none has a route out.
+    One host folder is at the same path in every node (their mount namespaces are copies of this
+    machine's): the test's shared "NFS" folder. close() ends every process of every node and
+    removes the namespaces, and with them the veths and the bridge."""
+
+    SUBNET = "10.77.0"
+
+    def __init__(self, root: Path, n: int):
+        self.tag = f"t{os.getpid() % 10000}x{time.monotonic_ns() % 100000}"     # unique names in /run/netns
+        self.bridge = f"{self.tag}br"
+        self.nodes: list[Namespace] = []
+        self._netns = [f"{self.tag}n{k}" for k in range(1, n + 1)]
+        try:
+            self._ip("netns", "add", self.bridge)
+            self._ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
+            self._ip("-n", self.bridge, "link", "set", "br0", "up")
+            for k, netns in enumerate(self._netns, 1):
+                self._ip("netns", "add", netns)
+                veth, peer = f"{self.tag}v{k}", f"{self.tag}b{k}"
+                self._ip("link", "add", veth, "type", "veth", "peer", "name", peer)
+                self._ip("link", "set", veth, "netns", netns)
+                self._ip("link", "set", peer, "netns", self.bridge)
+                self._ip("-n", self.bridge, "link", "set", peer, "master", "br0")
+                self._ip("-n", self.bridge, "link", "set", peer, "up")
+                self._ip("-n", netns, "link", "set", veth, "name", "eth0")
+                self._ip("-n", netns, "addr", "add", f"{self.address(k - 1)}/24", "dev", "eth0")
+                self._ip("-n", netns, "link", "set", "eth0", "up")
+                # a default route into the bridge, which leads nowhere: software that finds its own
+                # address by routing towards a public one (Ray does) finds eth0's
+                self._ip("-n", netns, "route", "add", "default", "dev", "eth0")
+                self.nodes.append(Namespace(root / f"node{k}", netns=netns, hostname=f"node{k}"))
+        except BaseException:
+            self.close()
+            raise
+
+    def address(self, index: int) -> str:
+        return f"{self.SUBNET}.{index + 1}"
+
+    @staticmethod
+    def _ip(*args: str) -> None:
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        for netns in [*self._netns, self.bridge]:
+            subprocess.run(["ip", "netns", "del", netns], capture_output=True, timeout=30)
+
+    def left_behind(self) -> list[str]:
+        """Namespaces and interfaces of this network still on the machine."""
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+        return [line for line in (names + links).splitlines() if self.tag in line]
