@@ -3,17 +3,22 @@
 # interface: reach it through `ray attach CLUSTER -p 5000`), and the head's login settings: the
 # store, and the study's profile for `python -m orchestrator sweep NAME`.
 #
-#   head.sh --artifacts URI [--store DIR]
+#   head.sh --artifacts URI [--store DIR] [--database URI]
 #     --artifacts  where the server keeps artifacts: s3://BUCKET/PATH or file:///NFS/PATH
-#     --store      the folder of the server's SQLite database (default ~/mlflow; only the server
-#                  writes it)
+#     --store      the folder of the server's log, and of its SQLite database unless --database
+#                  (default ~/mlflow; only the server writes it)
+#     --database   the server's database instead of SQLite: postgresql://USER@HOST:PORT/DB, the
+#                  store MLflow recommends for a server that several sweeps or users write at once
+#                  (README "Which MLflow store"). The password goes in ~/.pgpass, never here.
 set -euo pipefail
 STORE="$HOME/mlflow"
 ARTIFACTS=""
+DATABASE=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --artifacts) ARTIFACTS="$2"; shift 2 ;;
         --store) STORE="$2"; shift 2 ;;
+        --database) DATABASE="$2"; shift 2 ;;
         *) echo "head.sh: unknown argument '$1'; see the header of $0" >&2; exit 2 ;;
     esac
 done
@@ -21,9 +26,16 @@ done
 ENV_FILE="$HOME/.clip-prompt-sweeps.env"
 . "$ENV_FILE"       # setup.sh's: the venv on PATH
 answers() { python -c "import urllib.request as u; u.urlopen('http://127.0.0.1:5000/health', timeout=2)" 2>/dev/null; }
+case "$DATABASE" in
+    "") DATABASE="sqlite:///$STORE/mlflow.db" ;;
+    postgresql://*|postgresql+psycopg://*)
+        python -c "import psycopg" 2>/dev/null || { echo "head.sh: --database $DATABASE needs PostgreSQL's driver" \
+            "in the node's venv: pip install 'psycopg[binary]>=3.2'" >&2; exit 2; } ;;
+    *) echo "head.sh: --database must be postgresql://USER@HOST:PORT/DB (or leave it out for SQLite)" >&2; exit 2 ;;
+esac
 mkdir -p "$STORE"
 if ! answers; then
-    nohup mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "sqlite:///$STORE/mlflow.db" \
+    nohup mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "$DATABASE" \
         --artifacts-destination "$ARTIFACTS" > "$STORE/server.log" 2>&1 < /dev/null &
     echo "$!" > "$STORE/server.pid"
     for _ in $(seq 90); do answers && break; sleep 1; done
@@ -32,4 +44,4 @@ fi
 grep -q MLFLOW_TRACKING_URI "$ENV_FILE" || echo 'export MLFLOW_TRACKING_URI=http://127.0.0.1:5000' >> "$ENV_FILE"
 # `python -m orchestrator sweep NAME` on the head runs the study; the laptop default stays smoke
 grep -q ORCHESTRATOR_PROFILE "$ENV_FILE" || echo 'export ORCHESTRATOR_PROFILE=full' >> "$ENV_FILE"
-echo "MLflow server on http://127.0.0.1:5000 (database $STORE/mlflow.db, artifacts $ARTIFACTS)"
+echo "MLflow server on http://127.0.0.1:5000 (database ${DATABASE%%\?*}, artifacts $ARTIFACTS)"
