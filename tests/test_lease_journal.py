@@ -438,7 +438,8 @@ def test_a_dataset_record_is_cut_to_mlflows_columns_and_a_bad_one_is_not_logged(
     j = _journal(client, parent)
     with caplog.at_level(logging.WARNING, logger="store.journal"):
         j.log_dataset(child, {"splits": {"train": "many"}})
-    assert f"run {child}: dataset record not logged (invalid literal for int()" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        f"run {child}: dataset record not logged (invalid literal for int() with base 10: 'many')"]
     assert not client.get_run(child).inputs.dataset_inputs
 
 
@@ -514,8 +515,9 @@ def test_a_lease_is_taken_renewed_and_released_on_the_parent_run(store, tmp_path
         assert "released" not in first and abs(first["time"] - time.time()) < 60
         assert lease._thread is not None and lease._thread.daemon and lease._thread.is_alive()
         assert read_parent(client.get_run(parent)).lease.token == lease.token
-        with pytest.raises(UserError, match=f"is being run by pid {os.getpid()} on"):
+        with pytest.raises(UserError, match=rf"^sweep 'visual' \(run {parent}\) is being run by pid {os.getpid()} on"):
             Lease(uri, parent, "visual").acquire(settle_s=0.0)        # a second driver
+        assert lease._thread.name == "sweep-lease"                     # as thread dumps show it
         time.sleep(0.01)
         assert lease.renew(client) is True and _tag(client, parent)["time"] > first["time"]
         assert not lease.lost.is_set()
@@ -608,3 +610,27 @@ def test_an_upload_kept_while_the_store_is_down_is_a_copy_under_a_plain_name(sto
     assert j.flush() == 0
     assert sorted(a.path for a in client.list_artifacts(child, "prompt")) == ["prompt/My_Prompt__1_.pt", f"prompt/{'p' * 200}"]
     assert [a.path for a in client.list_artifacts(child, "values")] == ["values/grid_cells.txt"]
+
+
+def test_a_driver_whose_lease_is_taken_is_stopped_as_on_ctrl_c(store, monkeypatch):
+    import signal
+    import threading
+    client, _, parent, _ = store
+    monkeypatch.setenv("ORCHESTRATOR_LEASE_TIMEOUT_S", "2")       # a heartbeat every 0.5 s
+    interrupted = threading.Event()
+    before = signal.signal(signal.SIGINT, lambda *_: interrupted.set())
+    lease = Lease(client.tracking_uri, parent, "visual")          # interrupt: the default
+    try:
+        lease.acquire(settle_s=0.0)
+        first = _tag(client, parent)["time"]
+        deadline = time.monotonic() + 4          # a beat every 0.5 s (a quarter of the timeout)
+        while _tag(client, parent)["time"] == first and time.monotonic() < deadline:
+            threading.Event().wait(0.05)         # time.sleep is the fixture's no-op here
+        assert _tag(client, parent)["time"] > first, "no heartbeat within 4 s"
+        client.set_tag(parent, LEASE_TAG, json.dumps({"host": "node-2", "pid": 9, "time": time.time(),
+                                                      "token": "e" * 32}))
+        assert interrupted.wait(timeout=10), "the driver was not stopped"
+    finally:
+        signal.signal(signal.SIGINT, before)
+        lease.release()
+        journal_module._FENCED.discard(parent)

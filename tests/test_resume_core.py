@@ -288,3 +288,22 @@ def test_a_resumed_cell_seeds_its_sampler_apart_from_its_first_session():
     assert later == [cell_seed(7, 2, before) for before in (1, 2, 5)]   # the same on every resume
     assert len({9, *later}) == 4 and cell_seed(8, 2, 1) != later[0] and cell_seed(7, 3, 1) != later[0]
     assert all(0 <= s < 2 ** 32 for s in later)
+
+
+def test_a_fresh_sweep_seeds_each_cells_sampler_with_the_seed_plus_its_index():
+    # reproducible from the command line: --seed S gives cell i the sampler seed S + i
+    import optuna
+    from optuna.distributions import FloatDistribution
+
+    from orchestrator.searchers import CellSearcher
+    plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding"], samples=1, grids=["prompt_size=2,4,6"])
+    searcher = CellSearcher(plan, "random", seed=7)
+    got = {}
+    for i in range(3):
+        config = searcher.suggest(f"t{i}")
+        got[config["_cell"]] = config["lr"]
+    lr = plan.profile.lr
+    for i, cell in enumerate(plan.cells):
+        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=7 + i))
+        expected = study.ask({"lr": FloatDistribution(lr.low, lr.high, log=True)}).params["lr"]
+        assert got[cell_key(cell)] == expected
