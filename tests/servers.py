@@ -89,3 +89,4 @@ def stop_postgres(proc: subprocess.Popen, folder: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     shutil.rmtree(folder, ignore_errors=True)
+    Path(folder.parent, f"{folder.name}.log").unlink(missing_ok=True)      # the server's log, beside it
