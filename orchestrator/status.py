@@ -16,7 +16,7 @@ from orchestrator.plan import DEFAULT_PROFILE
 from orchestrator.resume import DONE
 from reports.markdown import pct
 from store.lease import holder
-from store.records import ParentRecord, TrialRecord, printable, read_parent
+from store.records import ParentRecord, TrialRecord, printable, read_parent, served_by
 from store.runs import current_trials, parents
 
 
@@ -35,6 +35,7 @@ class SweepStatus:
     driver: str = ""
     resume: str | None = None
     sweep_file: str | None = None       # a sweep from a TOML file: commands name the file
+    nodes: int = 0                      # machines that ran at least one of its trials
 
 
 def resume_command(sweep: str, profile: str, **flags: str | None) -> str:
@@ -98,7 +99,12 @@ def sweep_status(client: MlflowClient, run, now: float, **flags: str | None) -> 
                        sum(n >= per_cell for n in by_cell.values()), cells,
                        _best([r for r in runs if not r.is_replicate]), driver,
                        None if state in ("finished", "running") else
-                       resume_command(parent.sweep_file or name, profile, **flags), parent.sweep_file)
+                       resume_command(parent.sweep_file or name, profile, **flags), parent.sweep_file,
+                       served_by(runs))
+
+
+def _on_nodes(n: int) -> str:
+    return f" on {n} node{'s' if n != 1 else ''}" if n else ""
 
 
 def latest_sweeps(client: MlflowClient, name: str | None = None) -> list:
@@ -119,11 +125,12 @@ def latest_sweeps(client: MlflowClient, name: str | None = None) -> list:
 def format_status(s: SweepStatus) -> list[str]:
     head = f"{s.name} ({s.profile}): {s.state}, run {s.run_id}"
     if s.state == "finished":
-        return [f"{head}: {s.done} of {s.planned} trials; report: python -m orchestrator report "
+        return [f"{head}: {s.done} of {s.planned} trials{_on_nodes(s.nodes)}; report: python -m orchestrator report "
                 f"{shlex.quote(s.sweep_file or s.name)}"]
     best = ", ".join(f"{d} {pct(test)} % (val {pct(val)} %)" for d, (test, val) in s.best.items()) or "none yet"
     lines = [head,
-             f"  trials: {s.done} of {s.planned} done, {s.running} running; cells complete: {s.cells_done} of {s.cells}",
+             f"  trials: {s.done} of {s.planned} done, {s.running} running{_on_nodes(s.nodes)}; "
+             f"cells complete: {s.cells_done} of {s.cells}",
              f"  best so far, test top-1 of the best-on-validation trial: {best}",
              f"  driver: {s.driver}"]
     return lines + ([f"  resume: {s.resume}"] if s.resume else [])

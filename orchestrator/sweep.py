@@ -133,9 +133,10 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
 @contextlib.contextmanager
 def _pending_trials(n: int | None):
     """With a custom searcher Tune keeps one trial pending at a time: the autoscaler then sees
-    the demand of one trial, and a cluster scales up (and fills) one trial at a time. A wave of
-    one pending trial per cell fills the nodes at once; a cell's next learning rate is still
-    proposed only after its previous one started. $TUNE_MAX_PENDING_TRIALS_PG, if set, wins."""
+    the demand of one trial, and a cluster scales up (and fills) one trial at a time, and Ray
+    places each lone pending trial on the first node with room (the driver's). A wave of one
+    pending trial per cell (at most --max-concurrent) fills the nodes at once; a cell's next learning
+    rate is still proposed only after its previous one started. $TUNE_MAX_PENDING_TRIALS_PG, if set, wins."""
     if n is None or "TUNE_MAX_PENDING_TRIALS_PG" in os.environ:
         yield
         return
@@ -310,7 +311,7 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
                 callback, tuner = _tuner(phase_plan, opts, client, uri, storage, trainable, exp, parent, child_tags,
                                          record, name)
                 try:
-                    with _pending_trials(len(phase_plan.cells) if opts.max_concurrent is None else None), \
+                    with _pending_trials(min(len(phase_plan.cells), opts.max_concurrent or len(phase_plan.cells))), \
                             _second_ctrl_c() as pressed:
                         if tuner is not None:       # None: every trial had ended, only the parent was open
                             tuner.fit()

@@ -27,7 +27,7 @@ from common.names import (
     is_private,
 )
 from store.journal import Journal
-from store.records import CELL_TAG, read_trial
+from store.records import CELL_TAG, MAX_NODES, NODES_TAG, read_trial
 from store.runs import PARENT_TAG
 
 # Ray's own bookkeeping in every result: not metrics of the experiment.
@@ -70,6 +70,7 @@ class MLflowTrials(Callback):
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.logged: dict[str, int] = {}  # run id -> last epoch logged
+        self.nodes: dict[str, list[str]] = {}   # run id -> the nodes it ran on, oldest first
         self.last: dict[str, dict] = {}
         self.checkpoints: dict = {}
         self.ended: dict[str, str] = {}   # run id -> outcome, for the runs that ended in this session
@@ -97,6 +98,7 @@ class MLflowTrials(Callback):
         already logged are not logged again."""
         run = read_trial(self.client.get_run(run_id))
         ids = " ".join((*run.trial_ids, trial.trial_id))
+        self.nodes[run_id] = list(run.nodes)
         self.store.log_batch(run_id, tags=[RunTag("ray_trial_id", trial.trial_id),
                                            RunTag("ray_trial_ids", ids)])
         for stale in ("stop_reason", "outcome"):
@@ -120,9 +122,12 @@ class MLflowTrials(Callback):
             # the history shows where this session picked the trial up (1: started again)
             self.store.log_batch(run_id, metrics=[Metric("resumed_at_epoch", step, _now(), step)],
                                  tags=[RunTag("resumed_at_epoch", str(step))])
+        moved = self._moved(run_id, str(result.get("node_ip", "")))
         if step <= self.logged.get(run_id, 0):
             # an epoch logged before the driver died, run again from an older checkpoint: the
             # run keeps the values it already has, so no step appears twice
+            if moved:
+                self.store.log_batch(run_id, tags=moved)
             self.last[trial.trial_id] = result
             return
         self.logged[run_id] = step
@@ -131,6 +136,7 @@ class MLflowTrials(Callback):
         tags = [RunTag("node", str(result.get("node_ip", ""))),
                 RunTag("node_id", str(result.get("node_id", ""))),
                 RunTag("hostname", str(result.get("hostname", "")))]
+        tags += moved
         if "stop_reason" in result:
             tags.append(RunTag("stop_reason", str(result["stop_reason"])))
         # words a trial reports beside its numbers (where a figure comes from, the device)
@@ -139,6 +145,15 @@ class MLflowTrials(Callback):
         if isinstance(result.get(DATASET_KEY), dict) and run_id not in self.datasets:
             self._log_dataset(run_id, result[DATASET_KEY])
         self.last[trial.trial_id] = result
+
+    def _moved(self, run_id: str, node: str) -> list[RunTag]:
+        """The `nodes` tag again where the trial reports from a node it had not run on (a retry
+        after a node was lost moves it): every node it ran on, oldest first."""
+        nodes = self.nodes.setdefault(run_id, [])
+        if not node or node in nodes:
+            return []
+        nodes.append(node)
+        return [RunTag(NODES_TAG, " ".join(nodes[-MAX_NODES:]))]
 
     def _log_dataset(self, run_id: str, record: dict) -> None:
         """The trial's data as its run's dataset input, and once on the parent too, so the

@@ -13,7 +13,7 @@ from common.names import REPLICATE_KEY, cell_axes, is_replicate_cell
 from reports.markdown import code, pct, text
 from reports.reference import seed_backbone
 from reports.stats import ci_text
-from store.records import ParentRecord, TrialRecord
+from store.records import ParentRecord, TrialRecord, served_by
 from store.runs import current_trials, find_parent
 
 LEARNED_SCORE = "best_val_acc"      # what every trial of a sweep that learns logs once it has an epoch
@@ -27,6 +27,7 @@ class SweepRuns:
     out: Path
     superseded: int = 0         # runs a resume set aside (kept in MLflow, not in the tables)
     replicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # `--replicates` runs; `of_cell` names their cell
+    nodes: int = 0              # machines that ran at least one trial
 
     @property
     def synthetic(self) -> bool:
@@ -40,7 +41,8 @@ class SweepRuns:
         return [f"# {title}{kind}", "",
                 f"MLflow parent run {code(self.parent.run_id)} (profile {code(self.parent.profile)}, "
                 f"search {code(self.parent.search)}, commit {code(self.parent.git_commit[:10])}): "
-                f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items())) + "."
+                f"{len(self.trials)} trials, " + ", ".join(f"{v} {k}" for k, v in sorted(status.items()))
+                + (f"; {self.nodes} node{'s' if self.nodes != 1 else ''} ran them." if self.nodes else ".")
                 + (f" {len(self.replicates)} replicate run(s) of the chosen learning rates." if len(self.replicates) else "")
                 + (f" {self.superseded} run(s) superseded on resume, left out." if self.superseded else ""),
                 *self.progress(), *self.models(),
@@ -83,7 +85,7 @@ def load_sweep(client: MlflowClient, name: str, out: Path, run_id: str | None = 
     replicates = trials[replicate & (trials["status"] == "FINISHED")]
     replicates = replicates.assign(of_cell=replicates["cell"].map(base_cell))
     return SweepRuns(client, parent, trials[~replicate].reset_index(drop=True), out, superseded,
-                     replicates.reset_index(drop=True))
+                     replicates.reset_index(drop=True), served_by(runs))
 
 
 def base_cell(key: str) -> str:

@@ -21,6 +21,8 @@ from common.errors import UserError
 RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
 TRIAL_ID = re.compile(r"[A-Za-z0-9_]{1,64}")        # a Ray trial id: 'a1b2c3d4_00001'
 TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,254}")        # a node's address or host name, as Ray reports it
+MAX_NODES = 64                       # nodes a trial ran on that its run remembers
 MAX_PID = 4_194_304                  # the kernel's largest pid_max
 MAX_TEXT = 1000                      # a cell key, a host or a reason longer than this is cut
 MAX_SAMPLES = 10_000                 # learning rates per cell
@@ -39,6 +41,7 @@ SUPERSEDED_TAG = "superseded_by"
 CELL_TAG = "cell"
 OUTCOME_TAG = "outcome"
 REPLICATE_TAG = "replicate"
+NODES_TAG = "nodes"                 # every node a trial ran on, oldest first (a retry moves it)
 LR = "lr"
 
 
@@ -240,6 +243,7 @@ class TrialRecord:
     stop_reason: str
     replicate: int | None
     trial_ids: tuple[str, ...]      # every Ray trial id the run has had, oldest first
+    nodes: tuple[str, ...]          # every node it ran on, oldest first (its last `node` where older)
     superseded: bool
     start_time: int
     params: dict                    # as logged (text); the reports type them for their tables
@@ -259,6 +263,19 @@ class TrialRecord:
         return self.metrics.get("diverged") == 1
 
 
+def read_nodes(tags: dict) -> tuple[str, ...]:
+    """The nodes a trial ran on: its `nodes` tag, or its last `node` (runs logged before the tag);
+    anything that is not an address or a host name is left out."""
+    raw = tags.get(NODES_TAG) or tags.get("node") or ""
+    words = str(raw)[:20_000].split()
+    return tuple(dict.fromkeys(w for w in words if NODE.fullmatch(w)))[:MAX_NODES]
+
+
+def served_by(runs: list[TrialRecord]) -> int:
+    """How many nodes ran at least one of the trials (a trial that moved counts each of its)."""
+    return len({node for r in runs for node in r.nodes})
+
+
 def read_trial(run) -> TrialRecord:
     tags, params, info = run.data.tags, run.data.params, run.info
     rid = run_id(info.run_id, "child run id")
@@ -268,6 +285,7 @@ def read_trial(run) -> TrialRecord:
     return TrialRecord(
         rid, _text(tags.get(CELL_TAG, ""), 5000), finite(params.get(LR), 0.0) or None, str(info.status),
         tags.get(OUTCOME_TAG), _text(tags.get("stop_reason", ""), MAX_TEXT), replicate, trial_ids,
+        read_nodes(tags),
         SUPERSEDED_TAG in tags, int(info.start_time or 0), dict(params),
         {k: float(v) for k, v in run.data.metrics.items()},
         {k: v for k, v in tags.items() if not k.startswith("mlflow.")})

@@ -3,7 +3,7 @@
 see, and a namespace whose only network device is loopback keeps every listener on this machine.
 
 Inside: loopback up (and 127.0.0.2, for SLURM's `localhost`), a private /tmp/ray, and an overlay
-on root's home, so that what the launcher and the node scripts write there (~/.bashrc,
+on root's home (its writes on a tmpfs, or on the node's "disk" in the test's folder), so that what the launcher and the node scripts write there (~/.bashrc,
 ~/ray_bootstrap_config.yaml, caches) never reaches the real one. Ending the namespace's first
 process ends everything in it.
 """
@@ -22,10 +22,11 @@ _INIT = """#!/bin/bash
 set -e
 {hostname}
 ip link set lo up
-ip addr add 127.0.0.2/32 dev lo
+ip addr replace 127.0.0.2/32 dev lo
 mkdir -p /tmp/ray
 mount --bind {root}/tmpray /tmp/ray
-mount -t tmpfs tmpfs {root}/home-layer
+{hosts}
+{home_layer}
 mkdir -p {root}/home-layer/upper {root}/home-layer/work
 mount -t overlay overlay -o lowerdir={home},upperdir={root}/home-layer/upper,workdir={root}/home-layer/work {home}
 touch {root}/ready
@@ -46,12 +47,19 @@ class Namespace:
     """One machine: its own PID and mount namespace, and its own network namespace (a new one
     with loopback alone, or the named one `netns`, which a Network joined to its bridge)."""
 
-    def __init__(self, root: Path, netns: str | None = None, hostname: str | None = None):
+    def __init__(self, root: Path, netns: str | None = None, hostname: str | None = None, disk: bool = False,
+                 hosts: Path | None = None):
+        """`disk`: what is written over the home folder stays in `root` when the namespace ends, as
+        a machine's disk outlives a power cut (a Namespace on the same root starts "rebooted");
+        otherwise it is a tmpfs that ends with the namespace. `hosts`: the node's /etc/hosts."""
         self.root = root
         for sub in ("tmpray", "home-layer"):
             (root / sub).mkdir(parents=True, exist_ok=True)
+        (root / "ready").unlink(missing_ok=True)
         init = root / "ns_init.sh"
-        init.write_text(_INIT.format(root=root, home=Path.home(), hostname=f"hostname {hostname}" if hostname else ""))
+        init.write_text(_INIT.format(root=root, home=Path.home(), hostname=f"hostname {hostname}" if hostname else "",
+                                     home_layer="" if disk else f"mount -t tmpfs tmpfs {root}/home-layer",
+                                     hosts=f"mount --bind {hosts} /etc/hosts" if hosts else ""))
         init.chmod(0o755)
         isolate = ["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--propagation", "private",
                    *(["--uts"] if hostname else []), str(init)]
@@ -80,6 +88,11 @@ class Namespace:
         if check and out.returncode != 0:
             raise AssertionError(f"{command!r} exited {out.returncode}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
         return out
+
+    def popen(self, command: str, log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
+        """`command` (bash) inside the namespace, in the background, its output in `log`."""
+        return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "-p", "-m", "bash", "-c", command],
+                                stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
     def processes(self) -> list[str]:
         """The command lines of every process in the namespace but its first and this query."""
@@ -113,6 +126,11 @@ class Network:
         self.bridge = f"{self.tag}br"
         self.nodes: list[Namespace] = []
         self._netns = [f"{self.tag}n{k}" for k in range(1, n + 1)]
+        # every node knows the others by name (nodeK, and nK as SLURM names them), as a lab's DNS does
+        self.hosts = root / "hosts"
+        root.mkdir(parents=True, exist_ok=True)
+        self.hosts.write_text("127.0.0.1 localhost\n" + "".join(
+            f"{self.address(k - 1)} node{k} n{k}\n" for k in range(1, n + 1)))
         try:
             self._ip("netns", "add", self.bridge)
             self._ip("-n", self.bridge, "link", "add", "br0", "type", "bridge")
@@ -131,10 +149,23 @@ class Network:
                 # a default route into the bridge, which leads nowhere: software that finds its own
                 # address by routing towards a public one (Ray does) finds eth0's
                 self._ip("-n", netns, "route", "add", "default", "dev", "eth0")
-                self.nodes.append(Namespace(root / f"node{k}", netns=netns, hostname=f"node{k}"))
+                self.nodes.append(Namespace(root / f"node{k}", netns=netns, hostname=f"node{k}", disk=True,
+                                            hosts=self.hosts))
         except BaseException:
             self.close()
             raise
+
+    def power_cut(self, index: int) -> None:
+        """Node `index` dies at once: every process in it (its first process ends, and the kernel
+        kills the rest of its PID namespace). Its address and disk stay, as a machine's do."""
+        self.nodes[index].close()
+
+    def power_on(self, index: int) -> Namespace:
+        """Node `index` boots again: a new namespace on the same network namespace and disk."""
+        old = self.nodes[index]
+        self.nodes[index] = Namespace(old.root, netns=self._netns[index], hostname=f"node{index + 1}", disk=True,
+                                      hosts=self.hosts)
+        return self.nodes[index]
 
     def address(self, index: int) -> str:
         return f"{self.SUBNET}.{index + 1}"

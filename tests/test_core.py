@@ -248,7 +248,8 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
     # a run an earlier session left at epoch 2: the continued trial adopts it
     earlier = client.create_run(exp, tags={"mlflow.parentRunId": parent, "cell": "c=4", "ray_trial_id": "old",
-                                           "outcome": "interrupted", "stop_reason": "was cut"}).info.run_id
+                                           "outcome": "interrupted", "stop_reason": "was cut",
+                                           "node": "10.0.0.9"}).info.run_id      # logged before `nodes`
     for e in (1, 2):
         client.log_metric(earlier, "epoch", e, step=e)
         client.log_metric(earlier, "val_acc", e / 10, step=e)
@@ -276,6 +277,9 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
                                                      stop_reason="non-finite loss at step 3"))
     cb.on_trial_result(0, [], trials["crash"], _result(1, 0.3))
     cb.on_trial_recover(0, [], trials["crash"])
+    # its retry runs on another node (the first was lost, say) and on the first again
+    cb.on_trial_result(0, [], trials["crash"], {**_result(1, 0.3), "node_ip": "10.0.0.2"})
+    cb.on_trial_result(0, [], trials["crash"], {**_result(2, 0.3), "node_ip": "10.0.0.1"})
     cb.on_trial_result(0, [], trials["cut"], _result(1, 0.3))
     # the continued trial starts again at its checkpoint's epoch 2: epoch 2 is not logged twice
     cb.on_trial_result(0, [], trials["again"], {**_result(2, 0.9), "iterations_since_restore": 1})
@@ -309,6 +313,9 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     assert client.list_artifacts(runs["asha"].info.run_id) == []                     # it had no checkpoint
     assert runs["crash"].data.tags["failures"] == "1"
     assert runs["crash"].data.tags["last_failure"] == "RuntimeError: CUDA out of memory"
+    nodes = {k: r.data.tags.get("nodes") for k, r in runs.items()}
+    assert nodes == {"done": "10.0.0.1", "asha": "10.0.0.1", "nan": "10.0.0.1", "crash": "10.0.0.1 10.0.0.2",
+                     "cut": "10.0.0.1", "again": "10.0.0.9 10.0.0.1"}
     again = runs["again"]
     assert again.info.run_id == earlier and again.data.tags["ray_trial_ids"] == "old again"
     assert [(m.step, m.value) for m in client.get_metric_history(earlier, "val_acc")] == [

@@ -119,8 +119,9 @@ def _onprem_config(t: Path, key: Path, venv: Path) -> Path:
     text = (ROOT / "clusters" / "onprem.yaml").read_text()
     text = text.replace('--fetch "--weights"', f'--fetch "--data synthetic" --venv {venv}')
     text = text.replace("file:///nfs/clip-sweeps/ray-results", f"file://{t}/nfs/ray-results")
-    text = text.replace("--artifacts file:///nfs/clip-sweeps/mlflow-artifacts",
-                        f"--artifacts file://{t}/nfs/mlflow-artifacts --store {t}/mlflow")
+    old = "--artifacts file:///nfs/clip-sweeps/mlflow-artifacts --store /nfs/clip-sweeps/mlflow"
+    assert old in text
+    text = text.replace(old, f"--artifacts file://{t}/nfs/mlflow-artifacts --store {t}/mlflow")
     config = yaml.safe_load(text)
     config["provider"].update(head_ip="127.0.0.1", worker_ips=[])
     config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key), "ssh_proxy_command": "nc %h 2222"}
@@ -204,47 +205,68 @@ def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(nam
 
 # --- SLURM -------------------------------------------------------------------------------------
 
-def _slurm(ns: Namespace, t: Path) -> dict:
-    """munged and a single-node slurmctld/slurmd inside the namespace; the environment for sbatch."""
-    for sub in ("munge", "slurm/state", "slurm/spool", "slurm/log"):
-        (t / sub).mkdir(parents=True, exist_ok=True)
+MUNGE_SOCKET = "/tmp/ray/munge-run"      # each namespace's own /tmp/ray, open to all as munged wants
+
+
+def munged(ns: Namespace, t: Path, key: Path) -> None:
+    """munged inside the namespace, with the cluster's one key (files of its own under `t`)."""
+    (t / "munge").mkdir(parents=True, exist_ok=True)
     (t / "munge").chmod(0o700)
-    # munged wants every folder above its socket open to all: the namespace's own /tmp/ray is
-    sock = "/tmp/ray/munge-run"
-    ns.run(f"mkdir -p {sock} && chmod 755 {sock}")
-    ns.run(["mungekey", "--create", f"--keyfile={t}/munge/munge.key"])
-    ns.run(["munged", f"--socket={sock}/munge.socket", f"--key-file={t}/munge/munge.key",
-            f"--log-file={t}/munge/munged.log", f"--pid-file={sock}/munged.pid", f"--seed-file={t}/munge/seed"])
+    ns.run(f"mkdir -p {MUNGE_SOCKET} && chmod 755 {MUNGE_SOCKET}")
+    ns.run(["munged", f"--socket={MUNGE_SOCKET}/munge.socket", f"--key-file={key}", f"--log-file={t}/munge/munged.log",
+            f"--pid-file={MUNGE_SOCKET}/munged.pid", f"--seed-file={t}/munge/seed"])
+
+
+def slurm_conf(t: Path, controller: str, nodes: dict[str, str], options: tuple[str, ...] = ()) -> Path:
+    """slurm.conf of a test cluster: the controller's host, node name -> address, 2 CPUs each."""
+    for sub in ("state", "log"):
+        (t / "slurm" / sub).mkdir(parents=True, exist_ok=True)
     conf = t / "slurm.conf"
     conf.write_text("\n".join([
-        "ClusterName=test", "SlurmctldHost=localhost", "SlurmUser=root", "SlurmdUser=root",
-        "AuthType=auth/munge", f"AuthInfo=socket={sock}/munge.socket", "CredType=cred/munge",
-        "CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",
-        f"StateSaveLocation={t}/slurm/state", f"SlurmdSpoolDir={t}/slurm/spool",
-        f"SlurmctldPidFile={t}/slurm/slurmctld.pid", f"SlurmdPidFile={t}/slurm/slurmd.pid",
-        f"SlurmctldLogFile={t}/slurm/log/slurmctld.log", f"SlurmdLogFile={t}/slurm/log/slurmd.log",
+        "ClusterName=test", f"SlurmctldHost={controller}", "SlurmUser=root", "SlurmdUser=root",
+        "AuthType=auth/munge", f"AuthInfo=socket={MUNGE_SOCKET}/munge.socket", "CredType=cred/munge", *options,
+        f"StateSaveLocation={t}/slurm/state", f"SlurmdSpoolDir={t}/slurm/spool-%n",
+        f"SlurmctldPidFile={t}/slurm/slurmctld.pid", f"SlurmdPidFile={t}/slurm/slurmd-%n.pid",
+        f"SlurmctldLogFile={t}/slurm/log/slurmctld.log", f"SlurmdLogFile={t}/slurm/log/slurmd-%n.log",
         "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU", "AccountingStorageType=accounting_storage/none",
         "JobAcctGatherType=jobacct_gather/none", "JobCompType=jobcomp/none", "MpiDefault=none",
-        "NodeName=localhost NodeAddr=127.0.0.1 CPUs=2 RealMemory=8000 State=UNKNOWN",
-        "PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP", ""]))
+        *(f"NodeName={name} NodeAddr={address} CPUs=2 RealMemory=4000 State=UNKNOWN" for name, address in nodes.items()),
+        f"PartitionName=debug Nodes={','.join(nodes)} Default=YES MaxTime=INFINITE State=UP", ""]))
+    return conf
+
+
+def wait_idle(ns: Namespace, env: dict, t: Path, nodes: int) -> None:
+    deadline = time.time() + 60
+    while ns.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, check=False).stdout.split().count("idle") < nodes:
+        assert time.time() < deadline, "\n".join(p.read_text()[-2000:] for p in (t / "slurm" / "log").glob("*.log"))
+        time.sleep(0.5)
+
+
+def _slurm(ns: Namespace, t: Path) -> dict:
+    """munged and a single-node slurmctld/slurmd inside the namespace; the environment for sbatch."""
+    (t / "munge").mkdir(parents=True, exist_ok=True)
+    ns.run(["mungekey", "--create", f"--keyfile={t}/munge/munge.key"])
+    munged(ns, t, t / "munge" / "munge.key")
+    conf = slurm_conf(t, "localhost", {"localhost": "127.0.0.1"}, ("CommunicationParameters=NoCtldInAddrAny,NoInAddrAny",))
     ns.run(["slurmctld", "-f", str(conf)])
     ns.run(["slurmd", "-f", str(conf), "-N", "localhost"])
     env = _env(SLURM_CONF=str(conf))
-    deadline = time.time() + 60
-    while "idle" not in ns.run(["sinfo", "-h", "-o", "%T"], env=env, check=False).stdout:
-        assert time.time() < deadline, (t / "slurm" / "log" / "slurmd.log").read_text()[-2000:]
-        time.sleep(0.5)
+    wait_idle(ns, env, t, 1)
     return env
 
 
-def _submit(ns: Namespace, env: dict, t: Path, sweep_args: str) -> str:
-    out = ns.run(["sbatch", "--nodes=1", "--cpus-per-task=2", "--gpus-per-node=0", f"--output={t}/job-%j.out",
-                  str(ROOT / "clusters" / "slurm" / "sweep.sbatch"), sweep_args], env=env, cwd=ROOT)
+def submit(ns: Namespace, env: dict, sbatch: list[str], sweep_args: str) -> str:
+    out = ns.run([*sbatch, sweep_args], env=env, cwd=ROOT)
     return re.search(r"Submitted batch job (\d+)", out.stdout).group(1)
 
 
-def _wait_for(ns: Namespace, env: dict, job: str, t: Path, until=None, timeout: float = 240) -> str:
+def _submit(ns: Namespace, env: dict, t: Path, sweep_args: str) -> str:
+    return submit(ns, env, ["sbatch", "--nodes=1", "--cpus-per-task=2", "--gpus-per-node=0", f"--output={t}/job-%j.out",
+                            str(ROOT / "clusters" / "slurm" / "sweep.sbatch")], sweep_args)
+
+
+def wait_for_job(ns: Namespace, env: dict, job: str, t: Path, until=None, timeout: float = 240) -> str:
     """The job's output once the job has ended (or, given `until`, once `until(output)` holds)."""
     deadline = time.time() + timeout
     while True:
@@ -269,10 +291,10 @@ def test_the_sbatch_file_survives_the_time_limit_signal_and_the_next_job_resumes
     args = "visual --profile smoke --gpus-per-trial 0 --epochs 4 --max-concurrent 1"
     start = time.monotonic()
     first = _submit(namespace, env, t, args)
-    _wait_for(namespace, env, first, t, until=lambda out: re.search(r"^cell .*: complete", out, re.MULTILINE))
+    wait_for_job(namespace, env, first, t, until=lambda out: re.search(r"^cell .*: complete", out, re.MULTILINE))
     # what SLURM sends at --signal=B:TERM@300: SIGTERM to the batch script alone
     namespace.run(["scancel", "--batch", "--signal=TERM", first], env=env)
-    out = _wait_for(namespace, env, first, t)
+    out = wait_for_job(namespace, env, first, t)
     assert "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials" in out, out[-3000:]
     assert "interrupted: " in out and "continue with `python -m orchestrator sweep visual" in out, out[-3000:]
     assert f"job {first}: Ray stopped" in out and "submit again with --resume" in out, out[-3000:]
@@ -283,7 +305,7 @@ def test_the_sbatch_file_survives_the_time_limit_signal_and_the_next_job_resumes
     stopped = time.monotonic() - start
 
     second = _submit(namespace, env, t, f"{args} --resume")
-    out = _wait_for(namespace, env, second, t)
+    out = wait_for_job(namespace, env, second, t)
     assert "8 trials, 0 failed; MLflow parent run" in out and f"job {second}: Ray stopped" in out, out[-3000:]
     parent = client.get_run(parent.info.run_id)
     runs = children(client, parent.info.experiment_id, parent.info.run_id)

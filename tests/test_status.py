@@ -74,18 +74,18 @@ def test_status_of_a_finished_an_interrupted_and_a_running_sweep(ray_session, da
 
     linear = blocks["linear"]
     assert len(linear) == 1 and linear[0].startswith("linear (smoke): finished, run ")
-    assert linear[0].endswith(": 2 of 2 trials; report: python -m orchestrator report linear")
+    assert linear[0].endswith(": 2 of 2 trials on 1 node; report: python -m orchestrator report linear")
 
     deep = "\n".join(blocks["deep"])
     assert deep.startswith("deep (smoke): running, run ")
     assert f"driver: pid {running.pid} on {socket.gethostname()}, heartbeat " in deep
     assert "best so far, test top-1 of the best-on-validation trial: cifar10 " in deep
-    assert "of 36 done, 1 running; cells complete: " in deep and " of 18" in deep     # 18 cells x 2 lr
+    assert "of 36 done, 1 running on 1 node; cells complete: " in deep and " of 18" in deep     # 18 cells x 2 lr
     assert "resume:" not in deep                                                    # it runs
 
     visual = "\n".join(blocks["visual"])
     assert visual.startswith("visual (smoke): interrupted, run ")
-    assert f"trials: {_expected_done(client, 'visual')} of 8 done, 0 running; cells complete: " in visual
+    assert f"trials: {_expected_done(client, 'visual')} of 8 done, 0 running on 1 node; cells complete: " in visual
     assert f"driver: none alive (the last, pid {stopped.pid} on {socket.gethostname()}, released it" in visual
     assert f"resume: python -m orchestrator sweep visual --resume --tracking-uri {uri}" in visual
 

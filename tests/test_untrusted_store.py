@@ -495,3 +495,12 @@ def test_17_a_resumed_cell_draws_no_learning_rate_it_already_has(search):
     assert sorted(continued) == sorted(lr for lrs in proposed.values() for lr in lrs[1:])
     for key, lrs in drawn.items():
         assert len(lrs) == 4 and len(set(lrs)) == 4, (key, lrs)
+
+
+def test_a_forged_nodes_tag_counts_only_addresses_and_host_names_and_is_bounded():
+    from store.records import MAX_NODES, read_nodes
+    forged = "10.0.0.1 \x1b[2J;rm -rf ~ gpu-1.lab 10.0.0.1 ../../etc fe80::1 " + " ".join(f"n{k}" for k in range(500))
+    nodes = read_nodes({"nodes": forged, "node": "ignored-when-nodes-is-there"})
+    assert nodes[:3] == ("10.0.0.1", "gpu-1.lab", "fe80::1") and len(nodes) == MAX_NODES
+    assert read_nodes({"node": "10.0.0.7"}) == ("10.0.0.7",)            # a run logged before the tag
+    assert read_nodes({"nodes": "x" * 300}) == () and read_nodes({}) == ()

@@ -24,8 +24,10 @@ chmod 600 "$RAY_AUTH_TOKEN_PATH"
 
 STATE="$HOME/.clip-prompt-sweeps-ray"
 mkdir -p "$STATE"
-# a Ray this script started before (`ray up` again): stop it, and nothing else
-if [ -s "$STATE/ray.pid" ] && kill -0 "$(cat "$STATE/ray.pid")" 2>/dev/null; then
+# a Ray this script started before (`ray up` again): stop it, and nothing else. After a reboot
+# the recorded pid may be another process's: only the watch below (named start-ray) is stopped.
+ours() { [ -s "$STATE/ray.pid" ] && ps -o args= -p "$(cat "$STATE/ray.pid")" 2>/dev/null | grep -q -- ' start-ray '; }
+if ours; then
     kill -TERM -- "-$(cat "$STATE/ray.pid")"     # its process group: the watch, `ray start` and its daemons
     for _ in $(seq 60); do kill -0 "$(cat "$STATE/ray.pid")" 2>/dev/null || break; sleep 1; done
 fi
