@@ -63,7 +63,9 @@ class Namespace:
         init.chmod(0o755)
         isolate = ["unshare", "--pid", "--mount", "--fork", "--mount-proc", "--propagation", "private",
                    *(["--uts"] if hostname else []), str(init)]
-        argv = ["ip", "netns", "exec", netns, *isolate] if netns else [isolate[0], "--net", *isolate[1:]]
+        # into a named network namespace with nsenter, not `ip netns exec`, which mounts a sysfs of
+        # its own and so hides the machine's cgroups (slurmd will not start without them)
+        argv = ["nsenter", f"--net=/run/netns/{netns}", *isolate] if netns else [isolate[0], "--net", *isolate[1:]]
         self.proc = subprocess.Popen(argv, start_new_session=True, stdout=(root / "ns.log").open("w"),
                                      stderr=subprocess.STDOUT)
         deadline = time.time() + 20
@@ -75,7 +77,7 @@ class Namespace:
         self.pid = self._init_pid()
 
     def _init_pid(self) -> int:
-        """The namespace's first process: the child of `unshare` (which `ip netns exec` becomes)."""
+        """The namespace's first process: the child of `unshare` (which `nsenter` becomes)."""
         children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split()
         return int(children[0])
 
@@ -83,7 +85,7 @@ class Namespace:
             cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """`command` inside the namespace (a string runs in bash)."""
         argv = ["bash", "-c", command] if isinstance(command, str) else command
-        out = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "-p", "-m", *argv], capture_output=True,
+        out = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "-p", "-m", "-u", *argv], capture_output=True,
                              text=True, timeout=timeout, env=env, cwd=cwd)
         if check and out.returncode != 0:
             raise AssertionError(f"{command!r} exited {out.returncode}:\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}")
@@ -91,7 +93,7 @@ class Namespace:
 
     def popen(self, command: str, log: Path, env: dict | None = None, cwd: Path | None = None) -> subprocess.Popen:
         """`command` (bash) inside the namespace, in the background, its output in `log`."""
-        return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "-p", "-m", "bash", "-c", command],
+        return subprocess.Popen(["nsenter", "-t", str(self.pid), "-n", "-p", "-m", "-u", "bash", "-c", command],
                                 stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, cwd=cwd)
 
     def processes(self) -> list[str]:

@@ -92,7 +92,9 @@ def test_sweep_honours_orchestrator_profile_and_says_so(tmp_path, monkeypatch, c
 def test_cluster_files_run_the_study_on_the_head(cluster_file):
     import yaml
     config = yaml.safe_load((ROOT / cluster_file).read_text())
-    assert all("clusters/node/head.sh" in c for c in config["head_setup_commands"])
+    # the head's server among the start commands, which `ray up` runs again on a rebooted head
+    assert "clusters/node/head.sh" in config["head_start_ray_commands"][0]
+    assert "start.sh head" in config["head_start_ray_commands"][-1]
     assert all("clusters/node/setup.sh" in c for c in config["setup_commands"])
     assert "export ORCHESTRATOR_PROFILE=full" in (ROOT / "clusters/node/head.sh").read_text()
     assert "ORCHESTRATOR_PROFILE" not in (ROOT / "clusters/node/setup.sh").read_text()   # workers take no profile

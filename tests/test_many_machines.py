@@ -144,7 +144,7 @@ def _cluster_file(t: Path, net: Network, key: Path) -> Path:
     config["provider"].update(head_ip=net.address(0), worker_ips=[net.address(1), net.address(2)])
     config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key)}
     assert config["min_workers"] == config["max_workers"] == 2           # as shipped: the two workers
-    assert f"--store {t}/nfs/mlflow" in str(config["head_setup_commands"])  # the record on the shared folder
+    assert f"--store {t}/nfs/mlflow" in str(config["head_start_ray_commands"])  # the record on the shared folder
     (t / "ray_token").write_text(secrets.token_hex(32))
     config["file_mounts"] = {"~/clip-prompt-sweeps": str(ROOT), "~/.clip-prompt-sweeps-ray-token": str(t / "ray_token")}
     path = t / "onprem.yaml"
@@ -216,8 +216,8 @@ def test_1_ray_up_starts_three_nodes_and_a_sweep_runs_on_all_three(cluster):
         assert "RAY_AUTH_MODE=token" in worker.run(f"cat {Path.home()}/.clip-prompt-sweeps.env").stdout
 
     start = time.monotonic()
-    out = c.exec(SWEEP.format(epochs=6))
-    c.times["smoke sweep, 8 trials on three nodes"] = time.monotonic() - start
+    out = c.exec(SWEEP.format(epochs=12))
+    c.times["smoke sweep, 8 trials of 12 epochs on three nodes"] = time.monotonic() - start
     assert "8 trials, 0 failed; MLflow parent run" in out, out[-3000:]
     runs = c.runs()
     where = _where(runs)
@@ -299,7 +299,7 @@ def test_2_a_worker_lost_mid_sweep_its_trials_go_on_elsewhere_and_it_comes_back(
     _boot(c, 2)
     c.wait_for_nodes("worker booted -> alive in Ray again")
     before = _parents(c)
-    out = c.exec(SWEEP.format(epochs=6))
+    out = c.exec(SWEEP.format(epochs=12))
     assert "8 trials, 0 failed; MLflow parent run" in out, out[-3000:]
     where = _where(c.runs((_parents(c) - before).pop()))
     assert where[lost] >= 1, where                                          # it takes trials again
