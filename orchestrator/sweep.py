@@ -252,9 +252,11 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         # takes that long now and then, and the user can do nothing about it
         os.environ.setdefault("TUNE_WARN_THRESHOLD_S", "2")
     # MLflow's HTTP client retries a dead server for minutes per call; the journal retries
-    # instead and keeps what fails, so the driver's Tune loop is never held that long.
+    # instead and keeps what fails, so the driver's Tune loop is never held that long. Against a
+    # server, MLflow prints two links each time a run ends (two lines per trial); the sweep prints
+    # the runs' page once at its end.
     for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
-                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")):
+                       ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20"), ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
         os.environ.setdefault(key, value)
     from ray import tune
 

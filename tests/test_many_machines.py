@@ -312,6 +312,7 @@ def _midway(runs) -> bool:
 
 def test_3_the_head_lost_mid_sweep_is_booted_and_the_sweep_resumed_from_mlflow(cluster):
     c = cluster
+    assert set(c.alive()) == c.addresses(), "a node is down before the test (an earlier test failed)"
     before = _parents(c)
     command = SWEEP.format(epochs=6)
     driver = c.head.popen(f"ray exec {c.config} '{command}'", c.t / "head.log", env=c.env, cwd=ROOT)
