@@ -131,13 +131,13 @@ def _parent_run(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
 
 
 @contextlib.contextmanager
-def _pending_trials(n: int | None):
+def _pending_trials(n: int):
     """With a custom searcher Tune keeps one trial pending at a time: the autoscaler then sees
     the demand of one trial, and a cluster scales up (and fills) one trial at a time, and Ray
     places each lone pending trial on the first node with room (the driver's). A wave of one
     pending trial per cell (at most --max-concurrent) fills the nodes at once; a cell's next learning
     rate is still proposed only after its previous one started. $TUNE_MAX_PENDING_TRIALS_PG, if set, wins."""
-    if n is None or "TUNE_MAX_PENDING_TRIALS_PG" in os.environ:
+    if "TUNE_MAX_PENDING_TRIALS_PG" in os.environ:
         yield
         return
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max(1, n))

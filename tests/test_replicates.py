@@ -88,7 +88,7 @@ def test_replicates_rerun_the_chosen_lr_and_the_report_marks_only_the_planted_di
         assert {r.data.params["seed"] for r in mine} == {"0"}                         # the split's seed stays
     (tmp_path / "out").mkdir()
     from orchestrator.status import status_lines
-    assert ": 24 of 24 trials;" in "\n".join(status_lines(client, "planted"))   # tuned + replicates
+    assert ": 24 of 24 trials on 1 node;" in "\n".join(status_lines(client, "planted"))   # tuned + replicates
     sw = load_sweep(client, "planted", tmp_path / "out")
     assert len(sw.trials) == 8 and len(sw.replicates) == 16      # tables read the tuned trials; CIs the replicates
     md = "\n".join(deep.report(sw))
