@@ -3,9 +3,9 @@
 see, and a namespace whose only network device is loopback keeps every listener on this machine.
 
 Inside: loopback up (and 127.0.0.2, for SLURM's `localhost`), a private /tmp/ray, and an overlay
-on root's home (its writes on a tmpfs, or on the node's "disk" in the test's folder), so that what the launcher and the node scripts write there (~/.bashrc,
-~/ray_bootstrap_config.yaml, caches) never reaches the real one. Ending the namespace's first
-process ends everything in it.
+on root's home (its writes on a tmpfs, or on the node's "disk" in the test's folder), so that
+what the launcher and the node scripts write there (~/.bashrc, ~/ray_bootstrap_config.yaml,
+caches) never reaches the real one. Ending the namespace's first process ends everything in it.
 """
 from __future__ import annotations
 
