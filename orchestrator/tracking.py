@@ -53,6 +53,11 @@ def _numeric(result: dict) -> dict[str, float]:
             if k not in _RAY_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
+def _params(config: dict) -> list[Param]:
+    """A trial's config as its run's params (the driver's private keys left out)."""
+    return [Param(k, str(v)) for k, v in sorted(config.items()) if not is_private(k)]
+
+
 def _run_name(cell: str, config: dict) -> str:
     return f"{cell} lr={config['lr']:.3g}" if "lr" in config else cell
 
@@ -89,8 +94,7 @@ class MLflowTrials(Callback):
                 "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id,
                 **({REPLICATE_KEY: str(trial.config[REPLICATE_KEY])} if trial.config.get(REPLICATE_KEY) else {})}
         run_id = self.store.create_run(self.experiment, _run_name(cell, trial.config), tags)
-        params = [Param(k, str(v)) for k, v in sorted(trial.config.items()) if not is_private(k)]
-        self.store.log_batch(run_id, params=params)
+        self.store.log_batch(run_id, params=_params(trial.config))
         return run_id
 
     def _adopt(self, run_id: str, trial) -> str:
@@ -99,8 +103,10 @@ class MLflowTrials(Callback):
         run = read_trial(self.client.get_run(run_id))
         ids = " ".join((*run.trial_ids, trial.trial_id))
         self.nodes[run_id] = list(run.nodes)
-        self.store.log_batch(run_id, tags=[RunTag("ray_trial_id", trial.trial_id),
-                                           RunTag("ray_trial_ids", ids)])
+        # a driver that died between creating the run and logging its params left it without them
+        missing = [p for p in _params(trial.config) if p.key not in run.params]
+        self.store.log_batch(run_id, params=missing, tags=[RunTag("ray_trial_id", trial.trial_id),
+                                                           RunTag("ray_trial_ids", ids)])
         for stale in ("stop_reason", "outcome"):
             if stale in run.tags:
                 self.store.delete_tag(run_id, stale)

@@ -318,6 +318,8 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
                      "cut": "10.0.0.1", "again": "10.0.0.9 10.0.0.1"}
     again = runs["again"]
     assert again.info.run_id == earlier and again.data.tags["ray_trial_ids"] == "old again"
+    # its driver died before the params were logged: the continued trial logs them
+    assert again.data.params == {"lr": "3.0", "dataset": "cifar10"}
     assert [(m.step, m.value) for m in client.get_metric_history(earlier, "val_acc")] == [
         (1, pytest.approx(0.1)), (2, pytest.approx(0.2)), (3, pytest.approx(0.4))]
     assert again.data.tags["resumed_at_epoch"] == "2"
