@@ -46,7 +46,7 @@ from test_real_clusters import (
     wait_idle,
 )
 
-from store.records import read_trial
+from store.records import read_parent, read_trial
 from store.runs import children, latest_parent
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,12 +112,13 @@ class Cluster:
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else {}
 
-    def wait_for_nodes(self, what: str, within_s: float = 600) -> dict[str, float]:
+    def wait_for_nodes(self, what: str, since: float | None = None, within_s: float = 600) -> dict[str, float]:
+        """Wait for the three nodes alive in Ray; `what` took the time from `since` (default: now)."""
         start, nodes = time.monotonic(), {}
         while set(nodes) != self.addresses() and time.monotonic() - start < within_s:
             time.sleep(3)
             nodes = self.alive()
-        self.times[what] = time.monotonic() - start
+        self.times[what] = time.monotonic() - (start if since is None else since)
         # what the autoscaler did with each worker (its node updaters' lines), to show on failure
         monitor = self.head.run("cat /tmp/ray/session_latest/logs/monitor.* | grep -v 'idle for' | tail -n 60",
                                 check=False).stdout
@@ -175,8 +176,7 @@ def cluster(tmp_path_factory):
         start = time.monotonic()
         up = c.head.run(["ray", "up", "-y", "--no-config-cache", str(c.config)], timeout=600, env=c.env, cwd=ROOT)
         assert "MLflow server on http://127.0.0.1:5000" in up.stdout + up.stderr
-        c.wait_for_nodes("ray up, three nodes alive")
-        c.times["ray up, three nodes alive"] = time.monotonic() - start
+        c.wait_for_nodes("ray up, three nodes alive", since=start)
         yield c
         start = time.monotonic()
         c.head.run(["ray", "down", "-y", str(c.config)], timeout=300, env=c.env, cwd=ROOT)
@@ -240,8 +240,9 @@ def _running_on(c: Cluster, address: str, parent_id: str, min_epoch: int) -> lis
 def _started_parent(c: Cluster, before: set[str], driver: subprocess.Popen, within_s: float = 300) -> str:
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline and driver.poll() is None:
-        if _parents(c) - before:
-            return (_parents(c) - before).pop()
+        new = _parents(c) - before
+        if new:
+            return new.pop()
         time.sleep(2)
     raise AssertionError(f"no new sweep started; driver exited {driver.poll()}")
 
@@ -321,6 +322,7 @@ def test_3_the_head_lost_mid_sweep_is_booted_and_the_sweep_resumed_from_mlflow(c
         _wait("two trials finished and one running", lambda: _midway(c.runs(parent)), within_s=600)
         finished = {r.info.run_id: [m.step for m in c.client().get_metric_history(r.info.run_id, "epoch")]
                     for r in c.runs(parent) if r.info.status == "FINISHED"}
+        dead_driver = read_parent(c.client().get_run(parent)).lease
         c.net.power_cut(0)          # the driver, the Ray head and the MLflow server with it
         driver.wait(timeout=60)
     finally:
@@ -334,11 +336,13 @@ def test_3_the_head_lost_mid_sweep_is_booted_and_the_sweep_resumed_from_mlflow(c
     _boot(c, 0)
     up = c.head.run(["ray", "up", "-y", "--no-config-cache", str(c.config)], timeout=600, env=c.env, cwd=ROOT)
     assert "MLflow server on http://127.0.0.1:5000" in up.stdout + up.stderr
-    c.wait_for_nodes("head booted: ray up -> three nodes alive")
-    c.times["head booted: ray up -> three nodes alive"] = time.monotonic() - start
+    c.wait_for_nodes("head booted: ray up -> three nodes alive", since=start)
     out = c.exec(command + " --resume")
     assert f"resuming run {parent}: " in out and " of 8 trials done, " in out, out[-3000:]
     assert " trials, 0 failed; MLflow parent run" in out, out[-3000:]
+    lease = read_parent(c.client().get_run(parent)).lease      # the dead driver's, taken over
+    assert dead_driver is not None and not dead_driver.released
+    assert lease is not None and lease.token != dead_driver.token and lease.released
     runs = c.runs(parent)
     by_id = {r.info.run_id: read_trial(r) for r in runs}
     current = {k: r for k, r in by_id.items() if not r.superseded}
