@@ -275,8 +275,17 @@ def wait_for_job(ns: Namespace, env: dict, job: str, t: Path, until=None, timeou
         if (until is not None and until(out)) or (until is None and not running):
             return out
         assert running or until is None, f"job {job} ended first:\n{out[-3000:]}"
-        assert time.time() < deadline, f"job {job}: still waiting after {timeout} s:\n{out[-3000:]}"
+        if time.time() > deadline:
+            raise AssertionError(f"job {job}: still waiting after {timeout} s:\n{out[-3000:]}\n{_why(ns, env, job, t)}")
         time.sleep(0.5)
+
+
+def _why(ns: Namespace, env: dict, job: str, t: Path) -> str:
+    """What SLURM says of a job that keeps the test waiting: its state and reason, the nodes, the logs."""
+    said = [ns.run(argv, env=env, check=False).stdout for argv in (
+        ["squeue", "-h", "-j", job, "-o", "%T %r %N"], ["sinfo", "-h", "-N", "-o", "%N %T %E"])]
+    logs = [f"--- {p.name}\n{p.read_text()[-1500:]}" for p in sorted((t / "slurm" / "log").glob("*.log"))]
+    return "\n".join(["squeue: " + said[0].strip(), "sinfo: " + said[1].strip(), *logs])
 
 
 @pytest.mark.skipif(_skip_reason(SLURM_TOOLS) is not None, reason=str(_skip_reason(SLURM_TOOLS)))
