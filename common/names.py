@@ -14,6 +14,8 @@ REPLICATE_KEY = "replicate"
 # The key of a trial's result that describes its data (trainables/dataset_record.py); the driver
 # logs it as the run's MLflow dataset input.
 DATASET_KEY = "dataset"
+# The profile a sweep runs without --profile: a few minutes on a laptop (`full` is the study)
+DEFAULT_PROFILE = "smoke"
 
 # Datasets a trial trains or evaluates on, and where their images come from.
 DATASETS = ("cifar10", "cifar100")

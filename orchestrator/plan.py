@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common.errors import UserError
-from common.names import CELL_KEY, cell_key
+from common.names import CELL_KEY, DEFAULT_PROFILE, cell_key
 from search_spaces.experiment import Experiment, Profile
 from search_spaces.registry import get_experiment, get_profile
 from search_spaces.sweep_file import is_sweep_file, load_sweep_file
@@ -53,7 +53,6 @@ def trial_config(base: dict, cell: dict, lr: float | None, filled: dict | None =
 
 
 PROFILE_ENV = "ORCHESTRATOR_PROFILE"
-DEFAULT_PROFILE = "smoke"
 
 
 def choose_profile(flag: str | None, environ: dict) -> tuple[str, str]:

@@ -27,13 +27,10 @@ from mlflow.tracking import MlflowClient
 
 from common.names import cell_key
 from orchestrator.plan import SweepPlan
-from store.records import SUPERSEDED_TAG, TrialRecord
+from store.records import DONE, SUPERSEDED_TAG, TrialRecord
 from store.runs import metric_histories
 from store.runs import trials as child_trials
 from trainables.checkpoints import checkpoint_epoch
-
-# How a child run ended (tag `outcome`). Only these three mean "this trial is over".
-DONE = ("finished", "stopped_early", "diverged")
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
-from orchestrator.plan import DEFAULT_PROFILE
-from orchestrator.resume import DONE
+from common.names import DEFAULT_PROFILE
 from reports.markdown import pct
 from store.lease import holder
-from store.records import ParentRecord, TrialRecord, printable, read_parent, served_by
+from store.records import DONE, ParentRecord, TrialRecord, printable, read_parent, served_by
 from store.runs import current_trials, parents
 
 

@@ -40,6 +40,8 @@ SWEEP_FILE_TAG = "sweep_file"       # the absolute path of a TOML sweep file: pr
 SUPERSEDED_TAG = "superseded_by"
 CELL_TAG = "cell"
 OUTCOME_TAG = "outcome"
+# How a child run ended (tag `outcome`). Only these three mean "this trial is over".
+DONE = ("finished", "stopped_early", "diverged")
 REPLICATE_TAG = "replicate"
 NODES_TAG = "nodes"                 # every node a trial ran on, oldest first (a retry moves it)
 LR = "lr"

@@ -3,6 +3,11 @@
 the queries every reader and the driver share."""
 from __future__ import annotations
 
+import gc
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -88,8 +93,76 @@ def children(client: MlflowClient, experiment: str, parent: str, status: str | N
 
 
 def trials(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list[TrialRecord]:
-    """The child runs of a parent as checked records (store/records.py)."""
-    return [read_trial(r) for r in children(client, experiment, parent, status)]
+    """The child runs of a parent as checked records (store/records.py): from an SQL store's
+    tables where the store is one (SQLite, PostgreSQL), else every page of MLflow's search."""
+    store = client._tracking_client.store
+    with _no_cycle_collection():
+        runs = (_sql_children(store, experiment, parent, status) if hasattr(store, "ManagedSessionMaker")
+                and str(experiment).isdigit() else children(client, experiment, parent, status))
+        return [read_trial(r) for r in runs]
+
+
+@contextmanager
+def _no_cycle_collection():
+    """Python's cycle collector paused while a read builds some twenty objects per run, none of
+    them in a cycle: left on, it walks the growing heap again and again (half the time of a
+    read of 20,000 runs). Reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+@dataclass
+class _Info:
+    run_id: str
+    status: str
+    start_time: int | None
+
+
+@dataclass
+class _Data:
+    tags: dict
+    params: dict
+    metrics: dict
+
+
+@dataclass
+class _Run:
+    """What `read_trial` reads of an MLflow run: its id, status and start; tags, params, the
+    latest value of each metric."""
+    info: _Info
+    data: _Data
+
+
+def _sql_children(store, experiment: str, parent: str, status: str | None) -> list[_Run]:
+    """The runs `children` finds (the same runs, in MLflow's order: newest first), read from the
+    SQL store's own tables, through MLflow's own table models, in four plain queries. MLflow's
+    search builds some twenty ORM objects per run: 17 s for 20,000 runs on 2 cores, against 2 s."""
+    from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlParam, SqlRun, SqlTag
+    from sqlalchemy import select
+    ids = select(SqlTag.run_uuid).where(SqlTag.key == PARENT_TAG, SqlTag.value == run_id(parent))
+    where = [SqlRun.run_uuid.in_(ids), SqlRun.experiment_id == int(experiment), SqlRun.lifecycle_stage == "active",
+             *([SqlRun.status == status] if status else [])]
+    chosen = select(SqlRun.run_uuid).where(*where)
+    tags, params, metrics = {}, {}, {}
+    with store.ManagedSessionMaker() as session:
+        rows = session.connection().execute         # plain rows: no ORM objects at all
+        found = rows(select(SqlRun.run_uuid, SqlRun.status, SqlRun.start_time).where(*where)
+                     .order_by(SqlRun.start_time.desc(), SqlRun.run_uuid)).all()
+        for table, into in ((SqlTag, tags), (SqlParam, params)):
+            for uuid, key, value in rows(select(table.run_uuid, table.key, table.value)
+                                         .where(table.run_uuid.in_(chosen))):
+                into.setdefault(uuid, {})[key] = value
+        latest = SqlLatestMetric
+        for uuid, key, value, nan in rows(select(latest.run_uuid, latest.key, latest.value, latest.is_nan)
+                                          .where(latest.run_uuid.in_(chosen))):
+            metrics.setdefault(uuid, {})[key] = math.nan if nan else value
+    return [_Run(_Info(uuid, state, start), _Data(tags.get(uuid, {}), params.get(uuid, {}), metrics.get(uuid, {})))
+            for uuid, state, start in found]
 
 
 def current_trials(client: MlflowClient, parent: ParentRecord) -> tuple[list[TrialRecord], int]:
