@@ -39,7 +39,9 @@ from trainables.pipeline import Augment, DeviceData, Preprocess
 from trainables.prompts import DeepPrompt, PaddingPrompt
 from trainables.resnet import ResNetClassifier, load_resnet18, resnet_features
 
-SECTIONS = ("pipeline", "deep", "finetune", "visual", "overhead")
+SECTIONS = ("pipeline", "deep", "finetune", "visual", "overhead")     # the default run
+# `--only scale` (hours at 10,000 trials): trivial trials per sweep, and at smoke size
+SCALE_TRIALS, SMOKE_SCALE_TRIALS = (100, 1_000, 10_000), (4, 8)
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,8 @@ class Context:
     root: Path                  # where the archive folder lies, for torchvision's dataset
     real: bool
     compile: bool = False       # also time the visual prompt under torch.compile
+    scale_trials: tuple[int, ...] = SCALE_TRIALS
+    progress: Callable = print
 
     def train(self) -> Split:
         return _cycled(self.cifar.train, self.size.images)
@@ -268,8 +272,41 @@ def bench_overhead(ctx: Context) -> list[Row]:
                 t_bare / n, "s/trial", 1.2, {"baseline": "tune.Tuner + MLflowLoggerCallback"})]
 
 
+def bench_scale(ctx: Context) -> list[Row]:
+    """Trivial trials at each count through the sweep and through bare Tune, each run in a
+    process of its own (peak RSS is that driver's): the cost per trial stays flat, and the
+    driver's memory bounded, as the sweep grows."""
+    from orchestrator.overhead import measure_apart
+    address = _ray_address()
+    rows: list[Row] = []
+    first: float | None = None
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
+        for n in ctx.scale_trials:
+            got = {}
+            for kind in ("project", "bare"):
+                got[kind] = measure_apart(kind, n, Path(tmp) / f"{kind}-{n}", address)
+                ctx.progress(f"    scale, {kind}, {n:,} trials: {got[kind]['seconds']:.0f} s, "
+                             f"driver peak {got[kind]['peak_rss_mb']:.0f} MB, {got[kind]['runs']:,} MLflow runs")
+            per_trial = got["project"]["seconds"] / n
+            first = first or per_trial
+            rows += [Row("scale", f"seconds per trivial trial, {n:,} trials (3 reports each)", per_trial,
+                         got["bare"]["seconds"] / n, "s/trial", 1.0,
+                         {"baseline": "tune.Tuner + MLflowLoggerCallback, each count in a new process",
+                          "flat": f"{per_trial / first:.2f}x the project's cost per trial at "
+                                  f"{ctx.scale_trials[0]:,} (target <= 1.3x)"}),
+                     Row("scale", f"driver peak RSS, {n:,} trials", got["project"]["peak_rss_mb"],
+                         got["bare"]["peak_rss_mb"], "MB", None, {"target": "under 1,500 MB, growing less than linearly"})]
+    return rows
+
+
+def _ray_address() -> str | None:
+    """The Ray this process is on (the scale runs join it), or None: each starts its own."""
+    import ray
+    return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
+
+
 BENCHES = {"pipeline": bench_pipeline, "deep": bench_deep, "finetune": bench_finetune,
-           "visual": bench_visual, "overhead": bench_overhead}
+           "visual": bench_visual, "overhead": bench_overhead, "scale": bench_scale}
 
 
 # --- running and printing ---------------------------------------------------------------------
@@ -300,13 +337,16 @@ def machine(device: torch.device) -> dict:
 
 def run_bench(device_name: str = "cpu", sections: tuple[str, ...] = SECTIONS, smoke: bool = False,
               images: int | None = None, batch: int | None = None, compile: bool = False,
-              root: str | None = None, progress=print) -> dict:
+              root: str | None = None, progress=print, scale_trials: tuple[int, ...] | None = None) -> dict:
     unknown = [s for s in sections if s not in BENCHES]
     if unknown:
-        raise UserError(f"unknown bench section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+        raise UserError(f"unknown bench section(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+    if scale_trials is not None and (not scale_trials or min(scale_trials) < 2):
+        raise UserError("--scale-trials: give one or more counts of at least 2 trials, e.g. 100 1000 10000")
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         ctx = make_context(device_name, smoke, images, batch, root, Path(tmp))
-        ctx.compile = compile
+        ctx.compile, ctx.progress = compile, progress
+        ctx.scale_trials = tuple(scale_trials or (SMOKE_SCALE_TRIALS if smoke else SCALE_TRIALS))
         progress(f"bench on {ctx.device.type}: {ctx.size.clip}, {ctx.size.images} images per epoch, "
                  f"batch {ctx.size.batch}, {'CIFAR-100' if ctx.real else 'synthetic CIFAR-100'}")
         rows: list[Row] = []
@@ -337,7 +377,7 @@ def format_table(result: dict) -> str:
 
 
 def _verdict(row: dict, smoke: bool, device: str) -> str:
-    lower_is_better = row["section"] == "overhead"
+    lower_is_better = row["section"] in ("overhead", "scale")
     text = f"{'<=' if lower_is_better else '>='} {row['target']:g}x"
     if smoke:
         return f"{text} (not judged at smoke size)"

@@ -118,7 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda where torch sees a GPU, else cpu")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--only", nargs="+", metavar="SECTION",
-                   help="pipeline, deep, finetune, visual, overhead (default: all)")
+                   help="pipeline, deep, finetune, visual, overhead (default: these), or scale: trivial trials "
+                        "at 100, 1,000 and 10,000 through the sweep and through bare Tune (hours)")
+    p.add_argument("--scale-trials", nargs="+", type=int, metavar="N", help="the counts of `--only scale`")
     p.add_argument("--images", type=int, help="images per timed epoch (default 256 on CPU, 8192 on CUDA)")
     p.add_argument("--batch", type=int, help="batch size (default 64 on CPU, 256 on CUDA)")
     p.add_argument("--compile", action="store_true", help="also time the visual prompt under torch.compile")
@@ -398,7 +400,7 @@ def cmd_bench(args) -> int:
     from orchestrator.bench import SECTIONS, format_table, run_bench, write_json
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_bench(device, tuple(args.only or SECTIONS), args.smoke, args.images, args.batch,
-                       args.compile, args.data_dir)
+                       args.compile, args.data_dir, scale_trials=args.scale_trials)
     print(format_table(result))
     if args.json:
         write_json(result, args.json)

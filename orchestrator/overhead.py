@@ -1,9 +1,17 @@
 """The orchestration cost per trial, for `bench`: trivial trials (no model, three reports each)
 through the project's whole sweep machinery (typed plan, per-cell Optuna and ASHA, parent and
-child MLflow runs) and through bare `tune.Tuner` with Ray's `MLflowLoggerCallback`, on one Ray."""
+child MLflow runs) and through bare `tune.Tuner` with Ray's `MLflowLoggerCallback`, on one Ray.
+
+`bench --only scale` runs each count in a process of its own (`python -m orchestrator.overhead
+KIND TRIALS FOLDER [ADDRESS]`), so that the driver's peak memory is that run's alone."""
 from __future__ import annotations
 
+import json
 import math
+import resource
+import sqlite3
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +35,10 @@ def trivial(config: dict) -> None:
         tune.report({"val_acc": epoch / (1 + abs(math.log10(config["lr"]) + 1)), "epoch": epoch})
 
 
-def _start_ray() -> None:
+def _start_ray(address: str | None = None) -> None:
     import ray
     if not ray.is_initialized():
-        ray.init(logging_level="ERROR", include_dashboard=False)
+        ray.init(address, logging_level="ERROR", include_dashboard=False)
 
 
 def project_seconds(folder: Path, trials: int) -> float:
@@ -65,3 +73,30 @@ def bare_tune_seconds(folder: Path, trials: int) -> float:
     )
     tuner.fit()
     return time.perf_counter() - start
+
+
+KINDS = {"project": project_seconds, "bare": bare_tune_seconds}
+
+
+def measure(kind: str, trials: int, folder: Path, address: str | None = None) -> dict:
+    """Seconds for `trials` trivial trials (Ray's start not counted) and this process's peak RSS."""
+    _start_ray(address)
+    seconds = KINDS[kind](folder, trials)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with sqlite3.connect(folder / "mlflow.db") as db:       # what it logged: a run per trial (and the parent)
+        runs = db.execute("select count(*) from runs").fetchone()[0]
+    return {"seconds": seconds, "peak_rss_mb": peak, "runs": runs}
+
+
+def measure_apart(kind: str, trials: int, folder: Path, address: str | None = None) -> dict:
+    """`measure` in a new Python process: on its own Ray, or on the one at `address`."""
+    argv = [sys.executable, "-m", "orchestrator.overhead", kind, str(trials), str(folder), *([address] if address else [])]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    if out.returncode != 0:
+        raise RuntimeError(f"{kind} at {trials} trials exited {out.returncode}:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    kind, count, where, *ray_address = sys.argv[1:]
+    print(json.dumps(measure(kind, int(count), Path(where), ray_address[0] if ray_address else None)))

@@ -18,3 +18,31 @@ def test_bench_runs_every_section_and_writes_json(ray_session, tmp_path, capsys)
     assert result["machine"]["device"] == "cpu" and result["smoke"] is True
     out = capsys.readouterr().out
     assert "deep prompt training, layer 3 (last)" in out and "not judged at smoke size" in out
+
+
+def test_bench_scale_measures_each_count_in_a_process_of_its_own(ray_session, tmp_path, capsys):
+    """`--only scale` at smoke size: each count through the sweep and bare Tune, on the session's
+    Ray, each driver's own peak memory; the flat-cost note compares with the first count."""
+    path = tmp_path / "scale.json"
+    assert main(["bench", "--smoke", "--device", "cpu", "--only", "scale", "--scale-trials", "2", "4",
+                 "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["what"] for r in rows] == [
+        "seconds per trivial trial, 2 trials (3 reports each)", "driver peak RSS, 2 trials",
+        "seconds per trivial trial, 4 trials (3 reports each)", "driver peak RSS, 4 trials"]
+    assert all(r["project"] > 0 and r["baseline"] > 0 for r in rows)
+    assert all(100 < r["project"] < 20_000 for r in rows if r["unit"] == "MB")     # a driver's, in MB
+    assert rows[0]["notes"]["flat"].startswith("1.00x") and "(target <= 1.3x)" in rows[2]["notes"]["flat"]
+    out = capsys.readouterr().out
+    # each run logged what it ran: the sweep a parent run and a child per trial, bare Tune a run per trial
+    assert "scale, project, 2 trials: " in out and "driver peak" in out and " MB, 3 MLflow runs" in out
+    assert "scale, bare, 4 trials: " in out and " MB, 4 MLflow runs" in out
+
+
+def test_bench_scale_refuses_a_count_below_two():
+    import pytest
+
+    from common.errors import UserError
+    from orchestrator.bench import run_bench
+    with pytest.raises(UserError, match="--scale-trials"):
+        run_bench("cpu", ("scale",), smoke=True, scale_trials=(1,))
