@@ -343,6 +343,8 @@ def run_bench(device_name: str = "cpu", sections: tuple[str, ...] = SECTIONS, sm
         raise UserError(f"unknown bench section(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
     if scale_trials is not None and (not scale_trials or min(scale_trials) < 2):
         raise UserError("--scale-trials: give one or more counts of at least 2 trials, e.g. 100 1000 10000")
+    if scale_trials is not None and "scale" not in sections:
+        raise UserError("--scale-trials sets the counts of the scale section: add `--only scale`")
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         ctx = make_context(device_name, smoke, images, batch, root, Path(tmp))
         ctx.compile, ctx.progress = compile, progress

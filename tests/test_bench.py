@@ -39,10 +39,13 @@ def test_bench_scale_measures_each_count_in_a_process_of_its_own(ray_session, tm
     assert "scale, bare, 4 trials: " in out and " MB, 4 MLflow runs" in out
 
 
-def test_bench_scale_refuses_a_count_below_two():
+def test_bench_scale_refuses_a_count_below_two_and_counts_without_the_section():
     import pytest
 
     from common.errors import UserError
     from orchestrator.bench import run_bench
-    with pytest.raises(UserError, match="--scale-trials"):
+    with pytest.raises(UserError, match="--scale-trials: give one or more counts of at least 2"):
         run_bench("cpu", ("scale",), smoke=True, scale_trials=(1,))
+    # counts for a section that is not run would be ignored without a word
+    with pytest.raises(UserError, match="add `--only scale`"):
+        run_bench("cpu", ("overhead",), smoke=True, scale_trials=(100,))
