@@ -225,7 +225,9 @@ def slurm_conf(t: Path, controller: str, nodes: dict[str, str], options: tuple[s
     conf.write_text("\n".join([
         "ClusterName=test", f"SlurmctldHost={controller}", "SlurmUser=root", "SlurmdUser=root",
         "AuthType=auth/munge", f"AuthInfo=socket={MUNGE_SOCKET}/munge.socket", "CredType=cred/munge", *options,
-        f"StateSaveLocation={t}/slurm/state", f"SlurmdSpoolDir={t}/slurm/spool-%n",
+        # slurmstepd makes unix sockets in its spool: a folder under pytest's basetemp can pass their
+        # 108-byte limit (it did in CI), so each node spools in its namespace's own short /tmp/ray
+        f"StateSaveLocation={t}/slurm/state", "SlurmdSpoolDir=/tmp/ray/slurmd-%n",
         f"SlurmctldPidFile={t}/slurm/slurmctld.pid", f"SlurmdPidFile={t}/slurm/slurmd-%n.pid",
         f"SlurmctldLogFile={t}/slurm/log/slurmctld.log", f"SlurmdLogFile={t}/slurm/log/slurmd-%n.log",
         "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "SelectType=select/cons_tres",
