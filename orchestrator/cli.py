@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed (default 0.5 if GPUs, else 0)")
     p.add_argument("--max-concurrent", type=int)
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial")
+    p.add_argument("--trials-per-experiment", type=int, default=2000, metavar="N",
+                   help="a bigger sweep runs as consecutive Tune experiments over groups of whole cells of at most "
+                        "N trials each, which bounds the driver's memory (default 2000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dry-run", action="store_true",
                    help="print what the sweep would cost (trials, epochs under ASHA, images, device-hours) and stop: "
@@ -233,6 +236,8 @@ def cmd_sweep(args) -> int:
     )
     from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
     args.profile, why = choose_profile(args.profile, os.environ)
+    if args.trials_per_experiment < 1:
+        raise UserError(f"--trials-per-experiment must be at least 1, got {args.trials_per_experiment}")
     experiment = resolve_experiment(args.sweep)
     known = experiment.profiles
     if args.profile not in known and why == f"from ${PROFILE_ENV}":
@@ -262,7 +267,8 @@ def cmd_sweep(args) -> int:
     print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
-                        resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates)
+                        resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates,
+                        trials_per_experiment=args.trials_per_experiment)
     # SLURM's time limit and `kill` send SIGTERM: stop as gracefully as on Ctrl-C (Tune's handler)
     previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:

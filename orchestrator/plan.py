@@ -39,6 +39,12 @@ class SweepPlan:
     def config(self, cell: dict, lr: float | None) -> dict:
         return trial_config(self.base, cell, lr, self.filled)
 
+    def groups(self, max_trials: int) -> list[SweepPlan]:
+        """The plan as consecutive plans of whole cells with at most `max_trials` trials each (a
+        cell with more samples than that is a plan of its own)."""
+        per = max(1, max_trials // max(1, self.profile.samples))
+        return [replace(self, cells=self.cells[i:i + per]) for i in range(0, len(self.cells), per)] or [self]
+
 
 def cell_epochs(plan: SweepPlan) -> dict[str, int]:
     """cell key -> the epochs its trials run (its own where the grid varies them)."""

@@ -92,7 +92,8 @@ class SweepProgress(Callback):
                                  console=Console(file=self.out), transient=True)
             self._task = self._bar.add_task(self.line(), total=self.planned, completed=self.counts["done"])
             self._bar.start()
-        self._refresh(force=True)
+        # a sweep of several Tune experiments sets this up for each: its first line only once
+        self._refresh(force=self._last_line == 0.0)
 
     def on_step(self, iteration, trials, **info):
         self._refresh()

@@ -66,6 +66,11 @@ class SweepRecord:
     def n_done(self) -> int:
         return sum(len(v) for v in self.done.values())
 
+    def only(self, keys: set[str]) -> SweepRecord:
+        """The record of these cells alone (a group of the sweep's cells, run as one Tune experiment)."""
+        return SweepRecord({k: v for k, v in self.done.items() if k in keys},
+                           {k: v for k, v in self.unfinished.items() if k in keys})
+
 
 def is_done(trial: TrialRecord) -> bool:
     """Whether a child run ended as a trial ends. Runs logged before the `outcome` tag existed
@@ -152,7 +157,8 @@ class CheckpointStore:
         found = []
         for experiment in self._dirs(self.root):
             name = Path(experiment).name
-            if name != self.base and not name.startswith(self.base + "-resume-"):
+            # a sweep too big for one Tune experiment runs as several: BASE[-resume-TIME]-cells-KofN
+            if name != self.base and not name.startswith((self.base + "-resume-", self.base + "-cells-")):
                 continue
             for trial_dir in self._dirs(experiment):
                 if any(f"_{tid}_" in Path(trial_dir).name for tid in trial_ids):

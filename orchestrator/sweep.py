@@ -3,6 +3,7 @@ child runs closed whatever happens."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -88,6 +89,8 @@ class SweepOptions:
     progress: bool = True                # the progress line and a line per completed cell (progress.py)
     resume: bool = False                 # continue the latest interrupted sweep (rebuilt from MLflow)
     replicates: int = 0                  # after tuning, each cell's chosen lr again with this many new seeds
+    # a bigger sweep runs as consecutive Tune experiments over groups of whole cells (sweep._run_phase)
+    trials_per_experiment: int = 2000
 
 
 @dataclass(frozen=True)
@@ -293,9 +296,9 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
     base = f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}"
     planned = plan.n_trials + opts.replicates * len(plan.cells)
+    sweep = _Sweep(opts, client, uri, storage, trainable, exp, parent, child_tags, Journal(client, parent))
     done = failed = 0
     with Lease(uri, parent, plan.experiment.name) as lease:
-        callback = None
         status, why = "FAILED", "error"
         try:
             # the tuning phase, then (--replicates) the chosen learning rates again with new seeds
@@ -308,39 +311,87 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
                           f"seed(s) each = {len(phase_plan.cells)} trials")
                 record = None if previous is None else _reopen(client, phase_plan, exp, parent, storage, phase_base,
                                                                phase)
-                name = session_name(phase_base, resumed=record is not None)
-                client.set_tag(parent, "ray_experiment", _experiment_path(storage, name))   # for people; never read
-                callback, tuner = _tuner(phase_plan, opts, client, uri, storage, trainable, exp, parent, child_tags,
-                                         record, name)
-                try:
-                    with _pending_trials(min(len(phase_plan.cells), opts.max_concurrent or len(phase_plan.cells))), \
-                            _second_ctrl_c() as pressed:
-                        if tuner is not None:       # None: every trial had ended, only the parent was open
-                            tuner.fit()
-                except BaseException:
-                    # a second Ctrl-C raises wherever Tune is, and Ray may wrap it: any error after it
-                    # is the interruption, not a failure of the sweep
-                    if not pressed.is_set():
-                        raise
+                phase_done, phase_failed, complete = _run_phase(sweep, phase_plan, phase_base, record)
+                done, failed = done + phase_done, failed + phase_failed
+                if not complete:
                     status, why = "KILLED", "Ctrl-C"
-                finally:
-                    # counted from what this driver knows, so that a store that is down cannot stop the count
-                    outcomes = list(callback.ended.values())
-                    phase_done = (record.n_done if record else 0) + sum(o in DONE for o in outcomes)
-                    done, failed = done + phase_done, failed + outcomes.count("failed")
-                if status == "KILLED" or phase_done + outcomes.count("failed") < phase_plan.n_trials:
-                    status, why = "KILLED", "Ctrl-C"        # the first Ctrl-C returns from fit
                     break
             else:
                 status, why = "FINISHED", None
         finally:
             if not lease.lost.is_set():     # a driver that lost its lease writes nothing more
-                _close(client, callback.store if callback else Journal(client, parent), exp, parent, status, why)
+                _close(client, sweep.store, exp, parent, status, why)
     if lease.lost.is_set():
         raise lease.lost_error()
     if status == "KILLED":
         raise SweepInterrupted(done, planned)
     return SweepOutcome(parent, uri, plan.experiment.name, planned, failed, exp)
+
+
+@dataclass(frozen=True)
+class _Sweep:
+    """What every phase and Tune experiment of one sweep shares."""
+    opts: SweepOptions
+    client: MlflowClient
+    uri: str
+    storage: str | None
+    trainable: object
+    exp: str
+    parent: str
+    child_tags: dict
+    store: Journal          # the sweep's one journal: every write of every experiment goes through it
+
+
+def _run_phase(sweep: _Sweep, plan: SweepPlan, base: str, record: SweepRecord | None) -> tuple[int, int, bool]:
+    """A phase's trials, as one Tune experiment per group of whole cells (`SweepPlan.groups`):
+    an experiment keeps every trial it ran in the driver until it ends, so a sweep of thousands
+    runs as several, one after the other, and the driver's memory stays that of one group. Each
+    cell's Optuna study and ASHA rungs live within its group. Returns (trials done, counting the
+    record's; trials failed; whether every trial ended)."""
+    groups = plan.groups(sweep.opts.trials_per_experiment)
+    session = session_name(base, resumed=record is not None)
+    progress = _progress(plan, sweep.opts, record)
+    done, failed = (record.n_done if record else 0), 0
+    if len(groups) > 1:
+        print(f"{plan.n_trials} trials run as {len(groups)} Tune experiments of whole cells, at most "
+              f"{sweep.opts.trials_per_experiment} trials each (--trials-per-experiment), one after the other")
+        sweep.client.set_tag(sweep.parent, "tune_experiments", str(len(groups)))
+    for number, group in enumerate(groups, 1):
+        name = session if len(groups) == 1 else f"{session}-cells-{number}of{len(groups)}"
+        sweep.client.set_tag(sweep.parent, "ray_experiment", _experiment_path(sweep.storage, name))  # for people
+        mine = record.only({cell_key(c) for c in group.cells}) if record else None
+        callback, tuner = _tuner(group, sweep, mine, name, progress)
+        interrupted = False
+        try:
+            with _pending_trials(min(len(group.cells), sweep.opts.max_concurrent or len(group.cells))), \
+                    _second_ctrl_c() as pressed:
+                if tuner is not None:       # None: every trial had ended, only the parent was open
+                    tuner.fit()
+        except BaseException:
+            # a second Ctrl-C raises wherever Tune is, and Ray may wrap it: any error after it
+            # is the interruption, not a failure of the sweep
+            if not pressed.is_set():
+                raise
+            interrupted = True
+        finally:
+            # counted from what this driver knows, so that a store that is down cannot stop the count
+            outcomes = list(callback.ended.values())
+            ended, lost = sum(o in DONE for o in outcomes), outcomes.count("failed")
+            done, failed = done + ended, failed + lost
+        if interrupted or (mine.n_done if mine else 0) + ended + lost < group.n_trials:
+            return done, failed, False      # the first Ctrl-C returns from fit
+        del tuner, callback
+        gc.collect()        # the finished experiment's trials go before the next one's come
+    return done, failed, True
+
+
+def _progress(plan: SweepPlan, opts: SweepOptions, record: SweepRecord | None) -> SweepProgress | None:
+    """One progress display for the whole phase, whatever the number of its Tune experiments."""
+    if not opts.progress:
+        return None
+    done = Counter({cell: len(trials) for cell, trials in (record.done if record else {}).items()})
+    return SweepProgress(plan.n_trials, plan.profile.samples, [cell_key(c) for c in plan.cells],
+                         plan.experiment.metric, {}, done, live=None if opts.verbose == 0 else False)
 
 
 def _reopen(client: MlflowClient, plan: SweepPlan, exp: str, parent: str, storage: str | None,
@@ -379,9 +430,10 @@ def _close(client: MlflowClient, store: Journal, exp: str, parent: str, status: 
               f"written by the next `sweep --resume` of this sweep", file=sys.stderr)
 
 
-def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, storage: str | None, trainable,
-           exp: str, parent: str, child_tags: dict, record: SweepRecord | None, name: str):
+def _tuner(plan: SweepPlan, sweep: _Sweep, record: SweepRecord | None, name: str,
+           progress: SweepProgress | None):
     from ray import tune
+    opts = sweep.opts
     # each cell's own epochs (a grid over epochs), so that ASHA never ends a cell's trials early
     scheduler = PerCellASHA(plan.experiment.metric, "max", cell_epochs(plan),
                             plan.profile.grace_period, plan.profile.reduction_factor)
@@ -393,22 +445,19 @@ def _tuner(plan: SweepPlan, opts: SweepOptions, client: MlflowClient, uri: str, 
             for c in going:
                 scheduler.replay(cell, c.run_id, c.history, done=False)
     searcher = CellSearcher(plan, opts.search, opts.seed, record)
-    callback = MLflowTrials(uri, exp, parent, child_tags, scheduler.stopped)
+    callback = MLflowTrials(sweep.uri, sweep.exp, sweep.parent, sweep.child_tags, scheduler.stopped, sweep.store)
     if not searcher.queue:
         return callback, None
-    callbacks = [callback]
-    if opts.progress:
-        done = Counter({cell: len(trials) for cell, trials in (record.done if record else {}).items()})
-        callbacks.append(SweepProgress(plan.n_trials, plan.profile.samples, [cell_key(c) for c in plan.cells],
-                                       plan.experiment.metric, scheduler.stopped, done, live=None if opts.verbose == 0
-                                       else False))
+    if progress is not None:
+        progress.stopped = scheduler.stopped        # this experiment's trials stopped by ASHA
     return callback, tune.Tuner(
-        trainable,
+        sweep.trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
                                     num_samples=len(searcher.queue),
                                     max_concurrent_trials=opts.max_concurrent, reuse_actors=True),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage,
-            callbacks=callbacks, failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+            name=name, storage_path=sweep.storage,
+            callbacks=[callback] + ([progress] if progress else []),
+            failure_config=tune.FailureConfig(max_failures=opts.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=opts.verbose),
     )

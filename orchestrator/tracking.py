@@ -66,16 +66,20 @@ class MLflowTrials(Callback):
     """One MLflow child run per trial of the sweep, under the sweep's parent run. A trial that
     continues an interrupted one (its config names the run) logs into that run."""
 
-    def __init__(self, uri: str, experiment: str, parent_run_id: str, tags: dict, stopped: dict):
+    def __init__(self, uri: str, experiment: str, parent_run_id: str, tags: dict, stopped: dict,
+                 store: Journal | None = None):
         self.client = MlflowClient(uri)
-        # every write goes through the journal; once the driver has lost its lease, none is made
-        self.store = Journal(self.client, parent_run_id)
+        # every write goes through the journal (the sweep's own, shared by its Tune experiments);
+        # once the driver has lost its lease, none is made
+        self.store = store or Journal(self.client, parent_run_id)
         self.experiment, self.parent, self.tags = experiment, parent_run_id, tags
         self.failures: dict[str, int] = {}    # run id -> retries counted in this session
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.logged: dict[str, int] = {}  # run id -> last epoch logged
         self.nodes: dict[str, list[str]] = {}   # run id -> the nodes it ran on, oldest first
+        # the latest result and checkpoint of each running trial (dropped as it ends: a sweep of
+        # thousands of trials must not keep them all in the driver)
         self.last: dict[str, dict] = {}
         self.checkpoints: dict = {}
         self.ended: dict[str, str] = {}   # run id -> outcome, for the runs that ended in this session
@@ -179,7 +183,7 @@ class MLflowTrials(Callback):
         one cut short by an interruption (those stay open and end as 'interrupted')."""
         run_id = self._run(trial)
         self._log_parameters(trial, run_id)
-        result = self.last.get(trial.trial_id, {})
+        result = self.last.pop(trial.trial_id, {})
         if result.get("diverged"):
             self._end(run_id, "KILLED", "diverged", result.get("stop_reason", "diverged"))
         elif trial.trial_id in self.stopped:
@@ -197,6 +201,7 @@ class MLflowTrials(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._log_parameters(trial, self._run(trial))
+        self.last.pop(trial.trial_id, None)
         self._end(self._run(trial), "FAILED", "failed", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
@@ -205,7 +210,7 @@ class MLflowTrials(Callback):
             self._end(run_id, "KILLED", "interrupted", "the sweep was interrupted before the trial ended")
 
     def _log_parameters(self, trial, run_id: str) -> None:
-        checkpoint = self.checkpoints.get(trial.trial_id)
+        checkpoint = self.checkpoints.pop(trial.trial_id, None)
         if checkpoint is None:
             return
         with checkpoint.as_directory() as folder:

@@ -186,6 +186,25 @@ def test_the_searcher_proposes_cells_round_robin_while_trials_are_still_running(
     assert all(searcher.studies[k].trials[0].state.name == "RUNNING" for k in keys[2:])
 
 
+def test_a_big_plan_splits_into_groups_of_whole_cells_and_a_record_into_theirs():
+    """A sweep bigger than --trials-per-experiment runs as consecutive Tune experiments: each over
+    whole cells (a cell's study and rungs never span two), every cell in exactly one, in order."""
+    from orchestrator.resume import SweepRecord
+    plan = make_plan("visual", "smoke", samples=3)          # 4 cells x 3 trials
+    keys = [cell_key(c) for c in plan.cells]
+    sizes = {limit: [[cell_key(c) for c in g.cells] for g in plan.groups(limit)] for limit in (1, 3, 7, 12, 10**6)}
+    assert sizes[12] == sizes[10**6] == [keys]                              # fits: one experiment
+    assert sizes[7] == [keys[:2], keys[2:]]                                 # 2 cells = 6 trials <= 7
+    assert sizes[3] == sizes[1] == [[k] for k in keys]     # a cell bigger than the limit stays whole
+    for groups in (plan.groups(7), plan.groups(3)):
+        assert sum(g.n_trials for g in groups) == plan.n_trials
+        assert all(g.profile == plan.profile and g.base == plan.base for g in groups)
+    record = SweepRecord(done={keys[0]: [object()], keys[2]: [object()] * 2}, unfinished={keys[3]: [object()]})
+    mine = record.only(set(keys[2:]))
+    assert mine.done == {keys[2]: record.done[keys[2]]} and mine.unfinished == record.unfinished
+    assert mine.n_done == 2
+
+
 def test_round_robin_of_a_resumed_sweep_puts_each_cells_unfinished_trials_first():
     from orchestrator.resume import Continuation, SweepRecord
     plan = make_plan("visual", "smoke", samples=3)
@@ -324,6 +343,8 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
         (1, pytest.approx(0.1)), (2, pytest.approx(0.2)), (3, pytest.approx(0.4))]
     assert again.data.tags["resumed_at_epoch"] == "2"
     assert cb.ended == {r.info.run_id: ended[k][1] for k, r in runs.items()}
+    # an ended trial's last result and checkpoint are not kept (thousands of trials in one driver)
+    assert set(cb.last) == {"cut"} and cb.checkpoints == {}
 
 
 # --- ASHA within each cell, its time the trial's own epoch --------------------------------------

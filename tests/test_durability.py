@@ -5,6 +5,7 @@ two drivers on one sweep, and Ray's state gone or truncated (as a kill mid-sync 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -16,7 +17,9 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from common.names import cell_key
 from orchestrator.cli import main
+from orchestrator.plan import make_plan
 from orchestrator.resume import DONE
 from store.runs import SUPERSEDED_TAG
 
@@ -362,3 +365,56 @@ def test_a_sweep_killed_twice_in_its_replicates_resumes_to_each_cells_replicates
         assert _snapshot(client, parent.info.run_id)[run_id] == seen
     assert main(["report", "visual", "--tracking-uri", f"sqlite:///{db}", "--out", str(tmp_path / "out")]) == 0
     assert "(n=2)" in (tmp_path / "out" / "visual" / "report.md").read_text()
+
+
+# A sweep bigger than --trials-per-experiment runs as consecutive Tune experiments over groups of
+# whole cells: here two (2 cells x 2 trials each), stopped in either and resumed.
+GROUPED = ["--trials-per-experiment", "4"]
+
+
+def _first_group() -> set[str]:
+    plan = make_plan("visual", "smoke", epochs=EPOCHS)
+    return {cell_key(c) for c in plan.groups(4)[0].cells}
+
+
+def _of(runs, cells: set[str], inside: bool = True) -> list:
+    return [r for r in runs if (r.data.tags.get("cell") in cells) == inside]
+
+
+@pytest.mark.parametrize("how", ["SIGKILL in the first", "Ctrl-C in the first", "SIGKILL in the second"])
+def test_a_sweep_run_as_two_tune_experiments_stopped_in_either_resumes_to_its_planned_trials(
+        how, data_root, tmp_path, ray_session):
+    db, args = tmp_path / "mlflow.db", [*_args(tmp_path, data_root), *GROUPED]
+    client = MlflowClient(f"sqlite:///{db}")
+    first = _first_group()
+    moments = {
+        # a trial of the first past its first checkpoint: the resume finds it in that experiment's folder
+        "SIGKILL in the first": lambda runs: not _of(runs, first, False) and len(_ended(runs)) >= 1 and any(
+            r.info.status == "RUNNING" and r.data.metrics.get("epoch", 0) >= 2 for r in runs),
+        "Ctrl-C in the first": lambda runs: not _of(runs, first, False) and len(_ended(runs)) >= 1,
+        "SIGKILL in the second": lambda runs: bool(_of(runs, first, False)) and len(_ended(runs)) < PLANNED,
+    }
+    driver = _start(args, tmp_path / "first.log")
+    seen = _wait(client, db, driver, moments[how])
+    if how.startswith("Ctrl-C"):
+        os.killpg(driver.pid, signal.SIGINT)
+        assert driver.wait(timeout=120) == 130
+    else:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    (parent,) = _parents(client)
+    children = _children(client, parent.info.run_id)
+    if "first" in how:              # the second experiment never started
+        assert not _of(children, first, False)
+    else:                           # it started once every trial of the first had ended
+        assert len(_of(seen, first)) == PLANNED // 2 and all(r.info.status != "RUNNING" for r in _of(seen, first))
+    before = _snapshot(client, parent.info.run_id)
+
+    assert main([*args, "--resume"]) == 0, (tmp_path / "first.log").read_text()[-3000:]
+    children = _check_finished(client, db, parent.info.run_id, before, tmp_path / "out")
+    assert "trials run as 2 Tune experiments" in (tmp_path / "first.log").read_text()
+    folders = [p.name for p in (tmp_path / "ray").iterdir() if p.is_dir()]
+    assert all(re.search(r"-cells-[12]of2$", name) for name in folders), folders
+    assert {name[-4:] for name in folders} == {"1of2", "2of2"}
+    if how == "SIGKILL in the first":
+        assert any(int(c.data.tags.get("resumed_at_epoch", 0)) > 1 for c in children)
