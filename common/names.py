@@ -17,6 +17,18 @@ DATASET_KEY = "dataset"
 # The profile a sweep runs without --profile: a few minutes on a laptop (`full` is the study)
 DEFAULT_PROFILE = "smoke"
 
+# The learning rate: the key of a trial's config that each cell's Optuna study tunes, its run's
+# MLflow param, and the column the reports read.
+LR_KEY = "lr"
+# The named injection layers of a deep prompt: a ViT's first block, its middle one, its last.
+LAYER_NAMES = ("first", "middle", "last")
+
+
+def named_layers(n_blocks: int) -> dict[str, int]:
+    """Each layer name -> its block on a ViT of `n_blocks` blocks (ViT-B/32's 12: 0, 6, 11)."""
+    return dict(zip(LAYER_NAMES, (0, n_blocks // 2, n_blocks - 1)))
+
+
 # Datasets a trial trains or evaluates on, and where their images come from.
 DATASETS = ("cifar10", "cifar100")
 DATA_KINDS = ("real", "synthetic")

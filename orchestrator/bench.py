@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from common.errors import UserError
+from common.names import named_layers
 from trainables.cifar import Split, archive_root, is_present, load_cifar
 from trainables.clip import (
     PromptedClip,
@@ -185,7 +186,7 @@ def bench_deep(ctx: Context) -> list[Row]:
     text = class_text_features(clip, ctx.cifar.classes, "This is a photo of a {}")
     depth = model_depth(ctx.size.clip)
     rows = []
-    for name, layer in (("first", 0), ("middle", depth // 2), ("last", depth - 1)):
+    for name, layer in named_layers(depth).items():
         data = DeviceData(ctx.train(), ctx.device, clip.preprocess)
         torch.manual_seed(0)
         prompt = DeepPrompt(clip.visual, layer, 4, "front").to(ctx.device)

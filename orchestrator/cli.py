@@ -21,12 +21,20 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m orchestrator",
                                      description="Ray Tune sweeps of the CLIP prompting study, logged to MLflow.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_list_parser, _doctor_parser, _fetch_parser, _sweep_parser, _report_parser, _status_parser,
+                _classify_parser, _bench_parser):
+        add(sub)
+    return parser
 
+
+def _list_parser(sub) -> None:
     p = sub.add_parser("list", help="sweeps and trainables, one line each",
                        description="List the registered sweeps (with profiles) and trainables.")
     p.add_argument("--backbones", action="store_true",
                    help="instead, every open_clip MODEL:TAG, marking ViTs (deep prompts) and cached weights")
 
+
+def _doctor_parser(sub) -> None:
     p = sub.add_parser("doctor", help="what this machine has: torch, GPUs, Ray, MLflow, data, weights",
                        description="Report torch, CUDA, the Ray address, the MLflow store, data and weights.")
     p.add_argument("--data-dir", help="data dir (default: $ORCHESTRATOR_DATA_DIR, else the user cache)")
@@ -35,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="only check a cluster.yaml against Ray's schema, as `ray up` would")
     _add_common(p)
 
+
+def _fetch_parser(sub) -> None:
     p = sub.add_parser("fetch", help="download CIFAR and weights into the caches ahead of time",
                        description="Download the CIFAR archives (md5-checked) and the model weights.")
     p.add_argument("--data-dir")
@@ -47,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", choices=("real", "synthetic"), default="real",
                    help="synthetic: write the smoke profile's stand-in CIFAR instead (offline; to try a cluster)")
 
+
+def _sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a sweep on Ray Tune, logged to MLflow",
                        description="Run SWEEP: one trial per cell and learning rate, ASHA within each cell.")
     p.add_argument("sweep", help="sweep name (see `list`) or a sweep file, path/to/my_sweep.toml")
@@ -87,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="continue the latest interrupted sweep of this name and profile (same MLflow parent run)")
     _add_common(p)
 
+
+def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="tables and figures of a sweep, from MLflow alone",
                        description="Build the markdown report of SWEEP from its latest MLflow parent run.")
     p.add_argument("sweep", help="sweep name, `all`, or a sweep file (path/to/my_sweep.toml)")
@@ -94,12 +108,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="parent run id (default: the latest sweep run)")
     _add_common(p)
 
+
+def _status_parser(sub) -> None:
     p = sub.add_parser("status", help="where each sweep stands, from MLflow alone",
                        description="For each sweep in the MLflow store (or SWEEP): trials done, cells complete, "
                                    "the best so far per dataset, its driver, and the command that resumes it.")
     p.add_argument("sweep", nargs="?", help="only this sweep (default: every sweep in the store)")
     _add_common(p)
 
+
+def _classify_parser(sub) -> None:
     p = sub.add_parser("classify", help="a new CLIP classifier from a template and labels, on images",
                        description="Zero-shot CLIP on a task of your own (seed 2.1b): each image with its "
                                    "label probabilities, as a figure.")
@@ -115,6 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default="openai", help="its pretrained tag, or none (random init)")
     p.add_argument("--out", default="reports_out", help="output folder (default ./reports_out)")
 
+
+def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="speed of the caches, the pipeline and the orchestration, as ratios",
                        description="Measure on this machine, in one run, each speed-up against a baseline "
                                    "measured in the same run; print a table (targets beside, not asserted).")
@@ -129,8 +149,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true", help="also time the visual prompt under torch.compile")
     p.add_argument("--smoke", action="store_true", help="tiny model and a few batches: checks that it runs")
     p.add_argument("--data-dir")
-    return parser
-
 
 def cmd_list(args) -> int:
     if args.backbones:
@@ -246,25 +264,9 @@ def cmd_sweep(args) -> int:
     plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args, experiment), args.samples, args.epochs,
                      args.grids)
     if args.dry_run:
-        from orchestrator.cost import bench_figures, cost_lines, shipped_figures
-        if args.deadline is not None and args.deadline <= 0:
-            raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
-        figures = bench_figures(args.figures) if args.figures else shipped_figures()
-        lines = cost_lines(plan, figures, args.deadline)
-        if args.replicates:
-            epochs = plan.base.get("epochs", 1)
-            lines.insert(1, f"then --replicates {args.replicates}: {args.replicates * len(plan.cells)} more trials "
-                            f"(each cell's chosen learning rate, {epochs} epochs each, none stopped early; "
-                            f"not in the estimate below)")
-        print("\n".join([*lines, f"profile {plan.profile_name}: {why}"]))
+        print("\n".join(_dry_run_lines(plan, args, why)))
         return 0
-    per_cell = (f"{plan.profile.samples} learning rate" + ("s" if plan.profile.samples > 1 else "")) if plan.profile.lr else "1 trial"
-    print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
-          f"{plan.n_trials} trials, trainable {plan.trainable.name}"
-          + (f"; then {args.replicates} replicate(s) of each cell's chosen learning rate" if args.replicates else ""))
-    print(f"profile {plan.profile_name}: {why}")
-    from store.uri import resolve_tracking_uri, runs_page
-    print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
+    _print_header(plan, args, why)
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
                         resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates,
@@ -279,13 +281,42 @@ def cmd_sweep(args) -> int:
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+    _print_footer(plan, out)
+    return 0 if out.errors == 0 else 1
+
+
+def _dry_run_lines(plan, args, why: str) -> list[str]:
+    from orchestrator.cost import bench_figures, cost_lines, shipped_figures
+    if args.deadline is not None and args.deadline <= 0:
+        raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
+    figures = bench_figures(args.figures) if args.figures else shipped_figures()
+    lines = cost_lines(plan, figures, args.deadline)
+    if args.replicates:
+        epochs = plan.base.get("epochs", 1)
+        lines.insert(1, f"then --replicates {args.replicates}: {args.replicates * len(plan.cells)} more trials "
+                        f"(each cell's chosen learning rate, {epochs} epochs each, none stopped early; "
+                        f"not in the estimate below)")
+    return [*lines, f"profile {plan.profile_name}: {why}"]
+
+
+def _print_header(plan, args, why: str) -> None:
+    from store.uri import resolve_tracking_uri
+    per_cell = (f"{plan.profile.samples} learning rate" + ("s" if plan.profile.samples > 1 else "")) if plan.profile.lr else "1 trial"
+    print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
+          f"{plan.n_trials} trials, trainable {plan.trainable.name}"
+          + (f"; then {args.replicates} replicate(s) of each cell's chosen learning rate" if args.replicates else ""))
+    print(f"profile {plan.profile_name}: {why}")
+    print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
+
+
+def _print_footer(plan, out) -> None:
+    from store.uri import runs_page
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")
     serve, page = runs_page(out.tracking_uri, out.experiment_id)
     print(f"open the runs:  {serve + ', then ' if serve else ''}{page}")
     if plan.experiment.report is not None:
         print(f"build a report: python -m orchestrator report {plan.experiment.name}")
-    return 0 if out.errors == 0 else 1
 
 
 def cmd_report(args) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from common.errors import UserError
-from common.names import CELL_KEY, DEFAULT_PROFILE, cell_key
+from common.names import CELL_KEY, DEFAULT_PROFILE, LR_KEY, cell_key
 from search_spaces.experiment import Experiment, Profile
 from search_spaces.registry import get_experiment, get_profile
 from search_spaces.sweep_file import is_sweep_file, load_sweep_file
@@ -55,7 +55,7 @@ def trial_config(base: dict, cell: dict, lr: float | None, filled: dict | None =
     """A trial's config: fixed settings, its cell, what the driver filled in for the cell, its
     learning rate (if it has one), and the cell's key."""
     key = cell_key(cell)
-    return {**base, **cell, **(filled or {}).get(key, {}), **({} if lr is None else {"lr": lr}), CELL_KEY: key}
+    return {**base, **cell, **(filled or {}).get(key, {}), **({} if lr is None else {LR_KEY: lr}), CELL_KEY: key}
 
 
 PROFILE_ENV = "ORCHESTRATOR_PROFILE"
@@ -135,11 +135,11 @@ def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None
     axes = parse_grids(grids or [], config_cls)
     if set(axes) & set(overrides):
         raise UserError(f"--set and --grid both name {', '.join(sorted(set(axes) & set(overrides)))}; keep one")
-    if "lr" in axes:
+    if LR_KEY in axes:
         raise UserError("--grid lr: the learning rate is tuned within each cell; use --samples to try more")
     if axes:
         profile = replace(profile, grid={**profile.grid, **axes})
-    if "lr" in overrides and profile.lr is not None:
+    if LR_KEY in overrides and profile.lr is not None:
         raise UserError(f"--set lr: the learning rate is tuned within each cell "
                         f"({profile.lr.low:g} to {profile.lr.high:g}); use --samples to try more")
     if epochs is not None:

@@ -12,7 +12,7 @@ from collections import Counter
 
 from ray.tune import Callback
 
-from common.names import CELL_KEY
+from common.names import CELL_KEY, LR_KEY
 from reports.markdown import pct
 
 EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where stdout is no terminal
@@ -107,7 +107,7 @@ class SweepProgress(Callback):
             return
         cell = trial.config.get(CELL_KEY, "")
         if cell not in self.best or value > self.best[cell][0]:
-            self.best[cell] = (float(value), result.get("test_acc"), trial.config.get("lr"))
+            self.best[cell] = (float(value), result.get("test_acc"), trial.config.get(LR_KEY))
 
     def _ended(self, trial, how: str) -> None:
         self.running.discard(trial.trial_id)

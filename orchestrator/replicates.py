@@ -13,7 +13,7 @@ from dataclasses import replace
 from mlflow.tracking import MlflowClient
 
 from common.errors import UserError
-from common.names import REPLICATE_KEY, cell_key, is_replicate_cell
+from common.names import LR_KEY, REPLICATE_KEY, cell_key, is_replicate_cell
 from orchestrator.plan import SweepPlan, cell_epochs
 from store.runs import trials
 
@@ -52,6 +52,6 @@ def replicate_plan(plan: SweepPlan, lrs: dict[str, float], n: int) -> SweepPlan:
         for k in range(1, n + 1):
             rcell = {**cell, REPLICATE_KEY: k}
             cells.append(rcell)
-            filled[cell_key(rcell)] = {**plan.filled.get(cell_key(cell), {}), "lr": lr}
+            filled[cell_key(rcell)] = {**plan.filled.get(cell_key(cell), {}), LR_KEY: lr}
     profile = replace(plan.profile, lr=None, samples=1, grace_period=max(epochs, 1))
     return replace(plan, profile=profile, cells=cells, filled=filled, typed={})

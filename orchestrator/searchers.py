@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
-from common.names import RESUME_KEY, RUN_KEY, cell_key
+from common.names import LR_KEY, RESUME_KEY, RUN_KEY, cell_key
 from orchestrator.plan import SweepPlan, trial_config
 from orchestrator.resume import Continuation, SweepRecord
 
@@ -82,13 +82,13 @@ class CellSearcher(Searcher):
                 value = t.history[-1][1] if t.history else float("nan")
                 ok = math.isfinite(value)
                 self.studies[key].add_trial(optuna.trial.create_trial(
-                    params={"lr": t.lr}, distributions={"lr": self.distribution},
+                    params={LR_KEY: t.lr}, distributions={LR_KEY: self.distribution},
                     value=value if ok else None,
                     state=optuna.trial.TrialState.COMPLETE if ok else optuna.trial.TrialState.FAIL))
         for key, going in record.unfinished.items():
             for c in going:
                 if c.lr is not None:
-                    self.studies[key].enqueue_trial({"lr": c.lr}, skip_if_exists=False)
+                    self.studies[key].enqueue_trial({LR_KEY: c.lr}, skip_if_exists=False)
 
     def suggest(self, trial_id: str):
         if not self.queue:
@@ -100,9 +100,9 @@ class CellSearcher(Searcher):
                                                                       if going.checkpoint else {})}
         if self.distribution is None:       # nothing to tune: the cell itself is the trial
             return {**trial_config(self.base, cell, None, self.filled), **resume}
-        trial = self.studies[key].ask({"lr": self.distribution})
+        trial = self.studies[key].ask({LR_KEY: self.distribution})
         self.live[trial_id] = (key, trial)
-        return {**trial_config(self.base, cell, trial.params["lr"], self.filled), **resume}
+        return {**trial_config(self.base, cell, trial.params[LR_KEY], self.filled), **resume}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.live:

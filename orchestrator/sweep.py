@@ -245,6 +245,29 @@ def _recorded(plan: SweepPlan, opts: SweepOptions, parent: ParentRecord) -> tupl
 
 
 def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
+    """Prepare (check everything, then the parent run), run the phases under the sweep's lease,
+    finish (the parent run closed whatever happened)."""
+    _quiet_defaults(opts)
+    plan, sweep, resumed = _prepare(plan, opts)
+    planned = plan.n_trials + sweep.opts.replicates * len(plan.cells)
+    done = failed = 0
+    with Lease(sweep.uri, sweep.parent, plan.experiment.name) as lease:
+        status, why = "FAILED", "error"
+        try:
+            done, failed, complete = _run_phases(sweep, plan, resumed)
+            status, why = ("FINISHED", None) if complete else ("KILLED", "Ctrl-C")
+        finally:
+            if not lease.lost.is_set():     # a driver that lost its lease writes nothing more
+                _close(sweep.client, sweep.store, sweep.exp, sweep.parent, status, why)
+    if lease.lost.is_set():
+        raise lease.lost_error()
+    if status == "KILLED":
+        raise SweepInterrupted(done, planned)
+    return SweepOutcome(sweep.parent, sweep.uri, plan.experiment.name, planned, failed, sweep.exp)
+
+
+def _quiet_defaults(opts: SweepOptions) -> None:
+    """Ray's and MLflow's settings for a sweep's driver, where the user has not set them."""
     # Keeping 2 checkpoints per trial forces a state snapshot each epoch; Ray warns every time.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if opts.verbose == 0:
@@ -261,15 +284,17 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     for key, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
                        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "20"), ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")):
         os.environ.setdefault(key, value)
-    from ray import tune
 
+
+def _prepare(plan: SweepPlan, opts: SweepOptions) -> tuple[SweepPlan, _Sweep, bool]:
+    """Every check first (store, resume, sources, data, Ray, storage), then the first write: the
+    parent run, or the interrupted one's with its journal flushed. (plan, sweep, resumed)."""
+    from ray import tune
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
     check_existing_store(uri)       # never migrate another program's SQLite file into a store
-    previous = None
-    if opts.resume:
-        previous = _interrupted(plan, uri)
-        exp = previous.experiment_id
+    previous = _interrupted(plan, uri) if opts.resume else None
+    if previous is not None:
         plan, opts = _recorded(plan, opts, previous)
     # a resumed sweep evaluates the source runs it started with, whatever has run since
     recorded = read_sources(previous.run_id, previous.sources_tag) if previous else None
@@ -285,47 +310,37 @@ def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
     resources = {"cpu": opts.cpus_per_trial, "gpu": _gpus_per_trial(opts.gpus_per_trial)}
     # a source model travels through Ray's object store, not through MLflow (see sources.py)
     fn = tune.with_parameters(plan.trainable.fn, sources=sources) if sources else plan.trainable.fn
-    trainable = tune.with_resources(fn, resources)
     if previous is not None:
-        parent = previous.run_id
+        exp, parent = previous.experiment_id, previous.run_id
         if Journal(client, parent).flush():     # what an earlier session could not write, first
             raise UserError(f"MLflow at {uri} still refuses the writes an earlier session of this sweep kept in "
                             f"{Journal(client, parent).path}; check the store, then --resume again")
         child_tags = {**previous.tags_for_children, ROLE_TAG: TRIAL_ROLE}
     else:
         exp, parent, child_tags = _parent_run(client, plan, uri, opts)
-    base = f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}"
-    planned = plan.n_trials + opts.replicates * len(plan.cells)
-    sweep = _Sweep(opts, client, uri, storage, trainable, exp, parent, child_tags, Journal(client, parent))
+    sweep = _Sweep(opts, client, uri, storage, tune.with_resources(fn, resources), exp, parent, child_tags,
+                   Journal(client, parent), f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}")
+    return plan, sweep, previous is not None
+
+
+def _run_phases(sweep: _Sweep, plan: SweepPlan, resumed: bool) -> tuple[int, int, bool]:
+    """The tuning phase, then (--replicates) each cell's chosen learning rate again with new
+    seeds. Returns (trials done, failed, whether every trial ended)."""
     done = failed = 0
-    with Lease(uri, parent, plan.experiment.name) as lease:
-        status, why = "FAILED", "error"
-        try:
-            # the tuning phase, then (--replicates) the chosen learning rates again with new seeds
-            for phase in ("tuning", "replicates")[:1 + bool(opts.replicates)]:
-                phase_plan, phase_base = plan, base
-                if phase == "replicates":
-                    lrs = chosen_lrs(client, exp, parent, plan.experiment.score)
-                    phase_plan, phase_base = replicate_plan(plan, lrs, opts.replicates), f"{base}-replicates"
-                    print(f"replicates: the chosen learning rate of each of {len(lrs)} cells, {opts.replicates} new "
-                          f"seed(s) each = {len(phase_plan.cells)} trials")
-                record = None if previous is None else _reopen(client, phase_plan, exp, parent, storage, phase_base,
-                                                               phase)
-                phase_done, phase_failed, complete = _run_phase(sweep, phase_plan, phase_base, record)
-                done, failed = done + phase_done, failed + phase_failed
-                if not complete:
-                    status, why = "KILLED", "Ctrl-C"
-                    break
-            else:
-                status, why = "FINISHED", None
-        finally:
-            if not lease.lost.is_set():     # a driver that lost its lease writes nothing more
-                _close(client, sweep.store, exp, parent, status, why)
-    if lease.lost.is_set():
-        raise lease.lost_error()
-    if status == "KILLED":
-        raise SweepInterrupted(done, planned)
-    return SweepOutcome(parent, uri, plan.experiment.name, planned, failed, exp)
+    for phase in ("tuning", "replicates")[:1 + bool(sweep.opts.replicates)]:
+        phase_plan, base = plan, sweep.base
+        if phase == "replicates":
+            lrs = chosen_lrs(sweep.client, sweep.exp, sweep.parent, plan.experiment.score)
+            phase_plan, base = replicate_plan(plan, lrs, sweep.opts.replicates), f"{sweep.base}-replicates"
+            print(f"replicates: the chosen learning rate of each of {len(lrs)} cells, {sweep.opts.replicates} new "
+                  f"seed(s) each = {len(phase_plan.cells)} trials")
+        record = _reopen(sweep.client, phase_plan, sweep.exp, sweep.parent, sweep.storage, base, phase) \
+            if resumed else None
+        phase_done, phase_failed, complete = _run_phase(sweep, phase_plan, base, record)
+        done, failed = done + phase_done, failed + phase_failed
+        if not complete:
+            return done, failed, False
+    return done, failed, True
 
 
 @dataclass(frozen=True)
@@ -340,6 +355,7 @@ class _Sweep:
     parent: str
     child_tags: dict
     store: Journal          # the sweep's one journal: every write of every experiment goes through it
+    base: str               # the name of its Ray experiments: NAME-PROFILE-PARENT[:8], then each phase's own
 
 
 def _run_phase(sweep: _Sweep, plan: SweepPlan, base: str, record: SweepRecord | None) -> tuple[int, int, bool]:

@@ -22,6 +22,7 @@ from common.names import (
     CELL_KEY,
     DATASET_KEY,
     LATEST_FILE,
+    LR_KEY,
     REPLICATE_KEY,
     RUN_KEY,
     is_private,
@@ -59,7 +60,7 @@ def _params(config: dict) -> list[Param]:
 
 
 def _run_name(cell: str, config: dict) -> str:
-    return f"{cell} lr={config['lr']:.3g}" if "lr" in config else cell
+    return f"{cell} lr={config[LR_KEY]:.3g}" if LR_KEY in config else cell
 
 
 class MLflowTrials(Callback):

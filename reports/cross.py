@@ -4,6 +4,7 @@ from __future__ import annotations
 from common.names import DATASETS
 from reports import figures
 from reports.markdown import pct, table
+from reports.section import HeadlineRow
 from reports.trials import SweepRuns
 
 
@@ -27,8 +28,8 @@ def report(sw: SweepRuns) -> list[str]:
     return md + [f"![CIFAR-110]({path.name})", ""]
 
 
-def headline(sw: SweepRuns) -> list[tuple]:
-    """Its rows of "At a glance": (what, ours, the seed's)."""
+def headline(sw: SweepRuns) -> list[HeadlineRow]:
+    """Its rows of "At a glance"."""
     t = sw.trials.set_index("prompt_from")
-    return [(f"CIFAR-110 with the {d} padding prompt", float(t.loc[d, "combined_acc"]), None)
+    return [HeadlineRow(f"CIFAR-110 with the {d} padding prompt", float(t.loc[d, "combined_acc"]), None)
             for d in DATASETS if d in t.index]

@@ -7,7 +7,7 @@ from statistics import mean
 
 import pandas as pd
 
-from common.names import DATASETS
+from common.names import DATASETS, LAYER_NAMES
 from reports import figures
 from reports.curves import best_curves
 from reports.markdown import Markdown, diff, pct, reference_pct, table, text
@@ -19,6 +19,7 @@ from reports.reference import (
     reference_zeroshot,
     seed_backbone,
 )
+from reports.section import HeadlineRow
 from reports.stats import TEST_LINE, ci_text, holm, mark, p_text, welch_p
 from reports.trials import (
     SweepRuns,
@@ -29,8 +30,6 @@ from reports.trials import (
     replicate_values,
     study_rows,
 )
-
-LAYER_NAMES = ("first", "middle", "last")
 
 
 def _layer_to_reference(layers: list) -> dict:
@@ -163,7 +162,7 @@ def table4(sw: SweepRuns, deep_best: pd.DataFrame) -> list[str]:
     return ["## Table 4: best deep prompt vs best visual prompt vs baseline", "", table(header, rows), ""]
 
 
-def headline(sw: SweepRuns) -> list[tuple]:
-    """Its rows of "At a glance": (what, ours, the seed's)."""
+def headline(sw: SweepRuns) -> list[HeadlineRow]:
+    """Its rows of "At a glance"."""
     best = best_per_cell(study_rows(sw.trials))
-    return [(f"best deep prompt, {d}", best_test(best, dataset=d), reference_best_deep(d)) for d in DATASETS]
+    return [HeadlineRow(f"best deep prompt, {d}", best_test(best, dataset=d), reference_best_deep(d)) for d in DATASETS]

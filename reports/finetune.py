@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from common.names import LR_KEY
 from reports import figures
 from reports.markdown import diff, pct, reference_pct, table
 from reports.reference import reference_results
+from reports.section import HeadlineRow
 from reports.trials import SweepRuns, best_per_cell, best_test, metric_history
 
 
@@ -29,15 +31,15 @@ def report(sw: SweepRuns) -> list[str]:
            "The seed measured fc only, without and with a horizontal flip; it argued for fc + last conv "
            "without measuring it. BatchNorm of the frozen layers: `backbone_bn` = "
            f"{', '.join(sorted(set(sw.trials.get('backbone_bn', pd.Series(['eval'])).astype(str))))}.", ""]
-    curves = {f"{r['variant']}, {r['augment']} lr={r['lr']:.2g}": metric_history(sw.client, r["run_id"], "val_acc")
+    curves = {f"{r['variant']}, {r['augment']} lr={r[LR_KEY]:.2g}": metric_history(sw.client, r["run_id"], "val_acc")
               for _, r in best.iterrows()}
     path = figures.learning_curves(curves, "best learning rate per cell", sw.out / "finetune_curves.png")
     return md + ["## Learning curves", "", f"![curves]({path.name})", ""]
 
 
-def headline(sw: SweepRuns) -> list[tuple]:
-    """Its rows of "At a glance": (what, ours, the seed's)."""
+def headline(sw: SweepRuns) -> list[HeadlineRow]:
+    """Its rows of "At a glance"."""
     best, reference = best_per_cell(sw.trials), reference_results()["finetune_resnet18_cifar100"]
     cells = (("none", "no augmentation", "fc_only"), ("hflip", "flip", "fc_only_hflip"))
-    return [(f"ResNet-18 fc only, {label}, CIFAR-100", best_test(best, variant="fc", augment=aug),
+    return [HeadlineRow(f"ResNet-18 fc only, {label}, CIFAR-100", best_test(best, variant="fc", augment=aug),
              reference.get(key)) for aug, label, key in cells]

@@ -3,6 +3,7 @@ the best learning rate of every cell as a table, a heatmap when two axes vary, a
 curves of the best cells."""
 from __future__ import annotations
 
+from common.names import LR_KEY
 from reports import figures
 from reports.markdown import pct, table, text
 from reports.trials import SweepRuns, best_per_cell, grid_axes, metric_history
@@ -14,7 +15,7 @@ def report(sw: SweepRuns) -> list[str]:
     title = sw.parent.sweep or "sweep"
     md = sw.header(f"Sweep {text(title)} (from a sweep file)")
     rows = [[*(text(r[a]) for a in axes), pct(r["best_val_acc"]), pct(r["test_acc"]),
-             f"{r['lr']:.3g}" if "lr" in r and r["lr"] == r["lr"] else "—"] for _, r in best.iterrows()]
+             f"{r[LR_KEY]:.3g}" if LR_KEY in r and r[LR_KEY] == r[LR_KEY] else "—"] for _, r in best.iterrows()]
     md += ["## Best learning rate per cell", "", table([*axes, "best val", "test", "lr"], rows), ""]
     varying = [a for a in axes if best[a].nunique() > 1]
     if len(varying) == 2:

@@ -7,6 +7,7 @@ import pandas as pd
 from reports import figures
 from reports.markdown import code, diff, pct, reference_pct, table
 from reports.reference import reference_results
+from reports.section import HeadlineRow
 from reports.trials import SweepRuns
 
 
@@ -40,9 +41,9 @@ def report(sw: SweepRuns) -> list[str]:
     return md + ["## Accuracy against noise", "", f"![noise curve]({path.name})", ""]
 
 
-def headline(sw: SweepRuns) -> list[tuple]:
-    """Its rows of "At a glance": (what, ours, the seed's)."""
+def headline(sw: SweepRuns) -> list[HeadlineRow]:
+    """Its rows of "At a glance"."""
     t, reference = sw.trials.set_index("model"), reference_results()["robustness_gaussian_noise_cifar100"]
     names = {"clip_padding": ("CLIP + padding", "clip_padding_30"), "resnet_fc": ("ResNet-18 fc", "resnet18_fc_only")}
-    return [(f"{label}, CIFAR-100 + noise", float(t.loc[m, "noisy_acc"]), reference.get(key, {}).get("noisy"))
+    return [HeadlineRow(f"{label}, CIFAR-100 + noise", float(t.loc[m, "noisy_acc"]), reference.get(key, {}).get("noisy"))
             for m, (label, key) in names.items() if m in t.index]

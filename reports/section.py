@@ -3,12 +3,16 @@ all`, its title, the builder of its markdown, and its rows of the "At a glance" 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 from reports.trials import SweepRuns
 
-# One row of "At a glance": (section, what, ours as a fraction or None, the reference's % or None)
-HeadlineRow = tuple[str, str, "float | None", "float | None"]
+
+class HeadlineRow(NamedTuple):
+    """One row of an experiment's part of "At a glance" (the section is the record's)."""
+    what: str
+    ours: float | None          # a fraction, test top-1
+    seed: float | None          # the reference study's %, where it has one
 
 
 @dataclass(frozen=True)

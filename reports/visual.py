@@ -14,6 +14,7 @@ from reports import figures
 from reports.curves import best_curves
 from reports.markdown import diff, pct, reference_pct, table, text
 from reports.reference import reference_visual, reference_zeroshot, seed_backbone
+from reports.section import HeadlineRow
 from reports.trials import (
     SweepRuns,
     best_per_cell,
@@ -52,10 +53,10 @@ def report(sw: SweepRuns) -> list[str]:
     return md + best_curves(sw, best, "visual")
 
 
-def headline(sw: SweepRuns) -> list[tuple]:
-    """Its rows of "At a glance": (what, ours, the seed's)."""
+def headline(sw: SweepRuns) -> list[HeadlineRow]:
+    """Its rows of "At a glance"."""
     best = best_per_cell(study_rows(sw.trials))
-    return [(f"{p.replace('_', ' ')} prompt, {d}", best_test(best, dataset=d, prompt=p), reference_visual(d, p))
+    return [HeadlineRow(f"{p.replace('_', ' ')} prompt, {d}", best_test(best, dataset=d, prompt=p), reference_visual(d, p))
             for p in ("padding", "fixed_patch") for d in DATASETS]
 
 

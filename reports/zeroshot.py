@@ -10,6 +10,7 @@ from reports.reference import (
     reference_zeroshot,
     seed_backbone,
 )
+from reports.section import HeadlineRow
 from reports.trials import SweepRuns, study_rows
 
 
@@ -40,9 +41,9 @@ def report(sw: SweepRuns) -> list[str]:
                  table(header, rows), ""]
 
 
-def headline(sw: SweepRuns) -> list[tuple]:
-    """Its rows of "At a glance": (what, ours, the seed's)."""
+def headline(sw: SweepRuns) -> list[HeadlineRow]:
+    """Its rows of "At a glance"."""
     t = study_rows(sw.trials)
     t = t[t["template_set"] == "single"] if "template_set" in t else t
-    return [(f"zero-shot CLIP, {d} test", float(t[t["dataset"] == d]["test_acc"].iloc[0]), reference_zeroshot(d))
+    return [HeadlineRow(f"zero-shot CLIP, {d} test", float(t[t["dataset"] == d]["test_acc"].iloc[0]), reference_zeroshot(d))
             for d in DATASETS if (t["dataset"] == d).any()]

@@ -1,4 +1,4 @@
-"""Mutation testing of the core pieces, with mutmut (README "Testing").
+"""Mutation testing of the core pieces, with mutmut (docs/testing.md).
 
     pip install -e ".[dev,mutation]"
     python scripts/mutation.py          # mutmut run, then the score of each core piece

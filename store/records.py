@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from common.errors import UserError
+from common.names import LR_KEY
 
 # MLflow's own form of a run id (mlflow.utils.validation._RUN_ID_REGEX); MLflow makes uuid4 hex
 RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")
@@ -44,7 +45,6 @@ OUTCOME_TAG = "outcome"
 DONE = ("finished", "stopped_early", "diverged")
 REPLICATE_TAG = "replicate"
 NODES_TAG = "nodes"                 # every node a trial ran on, oldest first (a retry moves it)
-LR = "lr"
 
 
 def printable(value, limit: int = 200) -> str:
@@ -285,7 +285,7 @@ def read_trial(run) -> TrialRecord:
     trial_ids = tuple(i for i in str(ids)[:20_000].split() if TRIAL_ID.fullmatch(i))
     replicate = whole(tags.get(REPLICATE_TAG), 1, MAX_REPLICATES) if REPLICATE_TAG in tags else None
     return TrialRecord(
-        rid, _text(tags.get(CELL_TAG, ""), 5000), finite(params.get(LR), 0.0) or None, str(info.status),
+        rid, _text(tags.get(CELL_TAG, ""), 5000), finite(params.get(LR_KEY), 0.0) or None, str(info.status),
         tags.get(OUTCOME_TAG), _text(tags.get("stop_reason", ""), MAX_TEXT), replicate, trial_ids,
         read_nodes(tags),
         SUPERSEDED_TAG in tags, int(info.start_time or 0), dict(params),

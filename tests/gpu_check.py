@@ -126,7 +126,7 @@ def trainables_run(root: Path, device: torch.device, only: tuple[str, ...] | Non
 
 
 def resize_on_device(device: torch.device) -> None:
-    """The device resize gives the CPU's pixels (which tests/test_core.py holds to PIL's): the
+    """The device resize gives the CPU's pixels (which tests/test_model_core.py holds to PIL's): the
     coefficient matrices must reach the GPU, and float32 matmuls there must not round apart."""
     images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
     for interpolation in ("bicubic", "bilinear"):

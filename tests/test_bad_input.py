@@ -1,4 +1,4 @@
-"""Walks the README's bad-input table: every row with a command runs exactly as written there,
+"""Walks the bad-input table of docs/troubleshooting.md: every row with a command runs exactly as written there,
 gets one line on stderr, exit code 2, no traceback, each part of the message, and leaves the
 scratch folder as it was."""
 from __future__ import annotations
@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows() -> list[tuple[str, str, str, float | None]]:
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Bad input"):text.index("## Layout")]
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    section = text[text.index("## Bad input"):]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
@@ -64,5 +64,5 @@ def test_bad_input_row(kind, command, message, within, tmp_path, capsys, monkeyp
     for part in message.replace("TMP", str(tmp_path)).split("..."):
         assert part.strip() in err, part
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before     # nothing written
-    if within is not None:      # the README promises this limit (a fail-fast timeout, not a speed target)
-        assert elapsed < within, f"answered after {elapsed:.1f} s; the README says within {within:.0f} s"
+    if within is not None:      # the guide promises this limit (a fail-fast timeout, not a speed target)
+        assert elapsed < within, f"answered after {elapsed:.1f} s; the guide says within {within:.0f} s"

@@ -39,7 +39,7 @@ def test_doctor_tells_the_truth_on_a_bare_machine(tmp_path, capsys, monkeypatch)
     assert f"ResNet-18 IMAGENET1K_V1: missing (cache {tmp_path / 'torch' / 'checkpoints'})" in out
 
 
-# Inputs outside the README's bad-input table, which tests/test_bad_input.py walks row by row.
+# Inputs outside the bad-input table of docs/troubleshooting.md, which tests/test_bad_input.py walks row by row.
 BAD = [
     (["sweep", "finetune", "--set", "augment=mixup"], "augment 'mixup' unknown; known: none, hflip, crop"),
     pytest.param(["bench", "--device", "cuda", "--only", "pipeline"], "torch sees no CUDA GPU on this machine",

@@ -113,7 +113,7 @@ def test_any_journal_is_replayed_or_refused_in_one_line(lines, tmp_path_factory)
 
 @pytest.fixture(scope="module")
 def base_store(tmp_path_factory):
-    from test_core import _store
+    from stores import empty_store as _store
     folder = tmp_path_factory.mktemp("fuzz-store")
     return Path(_store(folder)[len("sqlite:///"):])
 

@@ -1,5 +1,5 @@
 """The report's numbers, the source choice and the failure path of a sweep, checked against
-values the test computes its own way from the raw runs in MLflow (see also test_core.py, the
+values the test computes its own way from the raw runs in MLflow (see also test_best_and_sources.py, the
 fast unit checks that the mutation run uses)."""
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from common.errors import UserError
 from store.journal import Journal, clean_dataset, fence, journal_dir
 from store.lease import Lease, LeaseLost, busy, holder, lease_timeout
 from store.records import LEASE_TAG, LeaseRecord, read_parent
-from test_core import _store
+from stores import empty_store as _store
 
 WRITES = ("create_run", "log_batch", "set_terminated", "update_run", "delete_tag", "log_inputs", "log_artifact")
 

@@ -2,7 +2,7 @@
 (tests/namespaces.py): `ray up` of clusters/onprem.yaml over SSH to 127.0.0.1 (Ray's local
 provider), a smoke sweep and its report on it, `ray down`; and clusters/slurm/sweep.sbatch as a
 job of a single-node SLURM with munge. Skipped where sshd, slurmd or munged are not installed;
-.ci/run installs them (README "Testing")."""
+.ci/run installs them (docs/testing.md)."""
 from __future__ import annotations
 
 import glob

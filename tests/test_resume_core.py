@@ -116,7 +116,7 @@ def test_read_trials_gives_each_kept_run_its_history_in_epoch_order_oldest_run_f
     from mlflow.tracking import MlflowClient
 
     from orchestrator.resume import read_trials
-    from test_core import _store
+    from stores import empty_store as _store
     client = MlflowClient(_store(tmp_path))
     exp = client.create_experiment("visual")
     parent = client.create_run(exp).info.run_id
@@ -166,7 +166,7 @@ def test_each_cell_replicates_its_best_tuning_trial_on_validation(tmp_path):
     from mlflow.tracking import MlflowClient
 
     from orchestrator.replicates import chosen_lrs
-    from test_core import _store
+    from stores import empty_store as _store
     client = MlflowClient(_store(tmp_path))
     exp = client.create_experiment("visual")
     parent = client.create_run(exp).info.run_id

@@ -23,7 +23,7 @@ PER_CELL = 5000                 # 4 cells of the visual smoke grid: 20,000 runs
 
 @pytest.fixture(scope="module")
 def big_store(tmp_path_factory):
-    from test_core import _store
+    from stores import empty_store as _store
     folder = tmp_path_factory.mktemp("big")
     uri = _store(folder)
     client = MlflowClient(uri)
@@ -142,7 +142,7 @@ def test_the_sql_read_of_a_sweeps_trials_is_mlflows_search_run_for_run(tmp_path)
     """trials() reads an SQL store's tables itself; MLflow's search is the reference: the same runs
     (deleted runs, other parents and other experiments left out), the same order (newest first,
     ties by id), the latest value of each metric (NaN kept), every tag and param, per status."""
-    from test_core import _store
+    from stores import empty_store as _store
 
     from store.records import read_trial
     from store.runs import children, trials

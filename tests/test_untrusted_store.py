@@ -36,7 +36,7 @@ def _one_line(capsys, *parts: str) -> str:
 
 
 def _store(tmp_path: Path) -> tuple[str, MlflowClient]:
-    from test_core import _store as empty_store
+    from stores import empty_store
     uri = empty_store(tmp_path)
     return uri, MlflowClient(uri)
 

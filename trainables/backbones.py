@@ -10,11 +10,11 @@ from pathlib import Path
 import open_clip
 
 from common.errors import UserError
+from common.names import LAYER_NAMES, named_layers
 
 open_clip.add_model_config(Path(__file__).parent / "model_configs")
 
 NO_WEIGHTS = "none"         # a randomly initialised model (tests, the smoke profile)
-LAYER_NAMES = ("first", "middle", "last")
 LIST_HINT = "`python -m orchestrator list --backbones` lists them"
 
 
@@ -70,7 +70,7 @@ def image_size(model: str) -> int:
 def resolve_layer(layer: str | int, n_blocks: int, model: str = "the model") -> int:
     """'first' -> 0, 'middle' -> depth // 2, 'last' -> depth - 1, or a number as it is: the
     seed's {0, 6, 11} on ViT-B/32's 12 blocks is first/middle/last."""
-    named = {"first": 0, "middle": n_blocks // 2, "last": n_blocks - 1}
+    named = named_layers(n_blocks)
     text = str(layer).strip()
     if text in named:
         index = named[text]

@@ -108,6 +108,18 @@ class Splits:
     test: DeviceData
 
 
+def _report_last_again(trained: nn.Module, best: dict, optimizer, state: dict, report: Reporter) -> dict:
+    """A trial interrupted after its last epoch was saved but before it was known to have ended:
+    it reports that epoch once more (a repeat the driver does not log twice), and ends."""
+    with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
+        save_loop(Path(folder), trained, best, optimizer, state)
+        last = state.get("metrics") or {       # a checkpoint from before "metrics" was kept
+            "epoch": state["epoch"], "val_acc": state["best_val_acc"], "best_val_acc": state["best_val_acc"],
+            "best_epoch": state["best_epoch"], "test_acc": state["test_acc"]}
+        report(last, folder)
+    return last
+
+
 def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, aug: Augment,
         report: Reporter, resume_dir: Path | None = None, constant_metrics: dict | None = None) -> dict:
     """Train `trained` (the learned part of `model`) and report each epoch, with
@@ -121,15 +133,7 @@ def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, a
     if resume_dir is not None:
         best, state = load_loop(resume_dir, trained, optimizer)
         if state["epoch"] >= s.epochs:
-            # interrupted after its last epoch was saved but before it was known to have ended:
-            # it reports that epoch once more (a repeat the driver does not log twice), and ends
-            with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
-                save_loop(Path(folder), trained, best, optimizer, state)
-                last = state.get("metrics") or {       # a checkpoint from before "metrics" was kept
-                    "epoch": state["epoch"], "val_acc": state["best_val_acc"], "best_val_acc": state["best_val_acc"],
-                    "best_epoch": state["best_epoch"], "test_acc": state["test_acc"]}
-                report(last, folder)
-            return last
+            return _report_last_again(trained, best, optimizer, state, report)
     metrics: dict = {}
     for epoch in range(state["epoch"] + 1, s.epochs + 1):
         start = time.perf_counter()

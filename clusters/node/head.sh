@@ -9,7 +9,7 @@
 #                  (default ~/mlflow; only the server writes it)
 #     --database   the server's database instead of SQLite: postgresql://USER@HOST:PORT/DB, the
 #                  store MLflow recommends for a server that several sweeps or users write at once
-#                  (README "Which MLflow store"). The password goes in ~/.pgpass, never here.
+#                  (docs/clusters.md, "Which MLflow store"). The password goes in ~/.pgpass, never here.
 set -euo pipefail
 STORE="$HOME/mlflow"
 ARTIFACTS=""
