@@ -23,8 +23,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from common.errors import UserError
-from common.names import named_layers
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import named_layers
 from trainables.cifar import Split, archive_root, is_present, load_cifar
 from trainables.clip import (
     PromptedClip,

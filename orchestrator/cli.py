@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -300,7 +300,7 @@ def _dry_run_lines(plan, args, why: str) -> list[str]:
 
 
 def _print_header(plan, args, why: str) -> None:
-    from store.uri import resolve_tracking_uri
+    from clip_prompt_sweeps.store.uri import resolve_tracking_uri
     per_cell = (f"{plan.profile.samples} learning rate" + ("s" if plan.profile.samples > 1 else "")) if plan.profile.lr else "1 trial"
     print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
           f"{plan.n_trials} trials, trainable {plan.trainable.name}"
@@ -310,7 +310,7 @@ def _print_header(plan, args, why: str) -> None:
 
 
 def _print_footer(plan, out) -> None:
-    from store.uri import runs_page
+    from clip_prompt_sweeps.store.uri import runs_page
     print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
           f"in experiment '{out.experiment}' at {out.tracking_uri}")
     serve, page = runs_page(out.tracking_uri, out.experiment_id)
@@ -323,7 +323,7 @@ def cmd_report(args) -> int:
     from reports.build import build_report, check_report_name
     from search_spaces.registry import list_experiments
     from search_spaces.sweep_file import is_sweep_file, load_sweep_file
-    from store.uri import (
+    from clip_prompt_sweeps.store.uri import (
         check_existing_store,
         check_tracking,
         resolve_tracking_uri,
@@ -356,7 +356,7 @@ def cmd_status(args) -> int:
     from mlflow.tracking import MlflowClient
 
     from orchestrator.status import status_lines
-    from store.uri import (
+    from clip_prompt_sweeps.store.uri import (
         check_existing_store,
         check_tracking,
         resolve_tracking_uri,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import socket
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 STORAGE_ENV = "ORCHESTRATOR_STORAGE_PATH"
 

@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.errors import UserError
-from common.names import cell_key
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import SweepPlan, cell_epochs
 from trainables.cifar import image_counts
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from orchestrator.cluster import resolve_address
-from store.uri import resolve_tracking_uri, tracking_answers
+from clip_prompt_sweeps.store.uri import resolve_tracking_uri, tracking_answers
 from trainables import backbones
 from trainables.cifar import ARCHIVES, is_present
 from trainables.clip import cached_clip_weights

@@ -7,8 +7,8 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from common.errors import UserError
-from common.names import CELL_KEY, DEFAULT_PROFILE, LR_KEY, cell_key
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import CELL_KEY, DEFAULT_PROFILE, LR_KEY, cell_key
 from search_spaces.experiment import Experiment, Profile
 from search_spaces.registry import get_experiment, get_profile
 from search_spaces.sweep_file import is_sweep_file, load_sweep_file

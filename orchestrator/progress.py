@@ -12,7 +12,7 @@ from collections import Counter
 
 from ray.tune import Callback
 
-from common.names import CELL_KEY, LR_KEY
+from clip_prompt_sweeps.names import CELL_KEY, LR_KEY
 from reports.markdown import pct
 
 EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where stdout is no terminal

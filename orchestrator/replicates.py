@@ -12,10 +12,10 @@ from dataclasses import replace
 
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
-from common.names import LR_KEY, REPLICATE_KEY, cell_key, is_replicate_cell
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import LR_KEY, REPLICATE_KEY, cell_key, is_replicate_cell
 from orchestrator.plan import SweepPlan, cell_epochs
-from store.runs import trials
+from clip_prompt_sweeps.store.runs import trials
 
 
 def check_replicates(plan: SweepPlan, n: int) -> None:

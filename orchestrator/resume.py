@@ -25,11 +25,11 @@ from pathlib import Path
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import SweepPlan
-from store.records import DONE, SUPERSEDED_TAG, TrialRecord
-from store.runs import metric_histories
-from store.runs import trials as child_trials
+from clip_prompt_sweeps.store.records import DONE, SUPERSEDED_TAG, TrialRecord
+from clip_prompt_sweeps.store.runs import metric_histories
+from clip_prompt_sweeps.store.runs import trials as child_trials
 from trainables.checkpoints import checkpoint_epoch
 
 

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from common.names import CELL_KEY, RUN_KEY
+from clip_prompt_sweeps.names import CELL_KEY, RUN_KEY
 
 TIME = "epoch"
 

@@ -19,7 +19,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
-from common.names import LR_KEY, RESUME_KEY, RUN_KEY, cell_key
+from clip_prompt_sweeps.names import LR_KEY, RESUME_KEY, RUN_KEY, cell_key
 from orchestrator.plan import SweepPlan, trial_config
 from orchestrator.resume import Continuation, SweepRecord
 

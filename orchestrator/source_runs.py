@@ -9,12 +9,12 @@ from dataclasses import replace
 from mlflow.tracking import MlflowClient
 from safetensors.torch import load_file
 
-from common.errors import UserError
-from common.names import BEST_ARTIFACT, cell_key
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import BEST_ARTIFACT, cell_key
 from orchestrator.plan import SweepPlan
-from store.records import TrialRecord, printable, read_parent, read_trial, run_id
-from store.runs import SWEEP_TAG, latest_parent, trials
-from store.uri import store_exists
+from clip_prompt_sweeps.store.records import TrialRecord, printable, read_parent, read_trial, run_id
+from clip_prompt_sweeps.store.runs import SWEEP_TAG, latest_parent, trials
+from clip_prompt_sweeps.store.uri import store_exists
 from trainables.source_models import Source, SourceRun
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
-from common.names import DEFAULT_PROFILE
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import DEFAULT_PROFILE
 from reports.markdown import pct
-from store.lease import holder
-from store.records import DONE, ParentRecord, TrialRecord, printable, read_parent, served_by
-from store.runs import current_trials, parents
+from clip_prompt_sweeps.store.lease import holder
+from clip_prompt_sweeps.store.records import DONE, ParentRecord, TrialRecord, printable, read_parent, served_by
+from clip_prompt_sweeps.store.runs import current_trials, parents
 
 
 @dataclass

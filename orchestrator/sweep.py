@@ -17,8 +17,8 @@ from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
-from common.names import cell_key, is_replicate_cell
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import cell_key, is_replicate_cell
 from orchestrator.cluster import (
     check_storage,
     connect,
@@ -41,9 +41,9 @@ from orchestrator.schedulers import PerCellASHA
 from orchestrator.searchers import CellSearcher
 from orchestrator.source_runs import attach_sources
 from orchestrator.tracking import MLflowTrials, git_commit
-from store.journal import Journal
-from store.lease import Lease, busy, holder
-from store.records import (
+from clip_prompt_sweeps.store.journal import Journal
+from clip_prompt_sweeps.store.lease import Lease, busy, holder
+from clip_prompt_sweeps.store.records import (
     ARGS_TAG,
     SOURCES_TAG,
     SWEEP_FILE_TAG,
@@ -52,7 +52,7 @@ from store.records import (
     read_sources,
     read_sweep_args,
 )
-from store.runs import (
+from clip_prompt_sweeps.store.runs import (
     PROFILE_TAG,
     ROLE_TAG,
     SWEEP_ROLE,
@@ -62,7 +62,7 @@ from store.runs import (
     experiment_id,
     latest_parent,
 )
-from store.uri import (
+from clip_prompt_sweeps.store.uri import (
     check_existing_store,
     check_tracking,
     prepare_store,

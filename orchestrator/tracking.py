@@ -16,7 +16,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from common.names import (
+from clip_prompt_sweeps.names import (
     ARTIFACT_DIR,
     BEST_FILE,
     CELL_KEY,
@@ -27,9 +27,9 @@ from common.names import (
     RUN_KEY,
     is_private,
 )
-from store.journal import Journal
-from store.records import CELL_TAG, MAX_NODES, NODES_TAG, read_trial
-from store.runs import PARENT_TAG
+from clip_prompt_sweeps.store.journal import Journal
+from clip_prompt_sweeps.store.records import CELL_TAG, MAX_NODES, NODES_TAG, read_trial
+from clip_prompt_sweeps.store.runs import PARENT_TAG
 
 # Ray's own bookkeeping in every result: not metrics of the experiment.
 _RAY_KEYS = {"timestamp", "time_this_iter_s", "pid", "training_iteration", "time_since_restore",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from reports.section import Reported
 
 MARKER = ".clip-prompt-sweeps-report"    # in every folder `report` writes, and only there

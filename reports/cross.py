@@ -1,7 +1,7 @@
 """The report of the `cross` sweep (seed section 2.5): the padding prompts on CIFAR-110."""
 from __future__ import annotations
 
-from common.names import DATASETS
+from clip_prompt_sweeps.names import DATASETS
 from reports import figures
 from reports.markdown import pct, table
 from reports.section import HeadlineRow

@@ -7,7 +7,7 @@ from statistics import mean
 
 import pandas as pd
 
-from common.names import DATASETS, LAYER_NAMES
+from clip_prompt_sweeps.names import DATASETS, LAYER_NAMES
 from reports import figures
 from reports.curves import best_curves
 from reports.markdown import Markdown, diff, pct, reference_pct, table, text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from reports.glance import glance_by_backbone
 from reports.markdown import code, diff, pct, reference_pct, table, text
 from reports.section import Reported

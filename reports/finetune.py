@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from common.names import LR_KEY
+from clip_prompt_sweeps.names import LR_KEY
 from reports import figures
 from reports.markdown import diff, pct, reference_pct, table
 from reports.reference import reference_results

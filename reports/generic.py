@@ -3,7 +3,7 @@ the best learning rate of every cell as a table, a heatmap when two axes vary, a
 curves of the best cells."""
 from __future__ import annotations
 
-from common.names import LR_KEY
+from clip_prompt_sweeps.names import LR_KEY
 from reports import figures
 from reports.markdown import pct, table, text
 from reports.trials import SweepRuns, best_per_cell, grid_axes, metric_history

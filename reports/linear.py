@@ -2,7 +2,7 @@
 and the seed's."""
 from __future__ import annotations
 
-from common.names import DATASETS, LR_KEY
+from clip_prompt_sweeps.names import DATASETS, LR_KEY
 from reports.markdown import Markdown, pct, reference_pct, table
 from reports.reference import reference_best_deep, reference_visual, reference_zeroshot
 from reports.section import HeadlineRow

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file
 
-from common.names import BEST_ARTIFACT, DATASETS
+from clip_prompt_sweeps.names import BEST_ARTIFACT, DATASETS
 from reports import figures
 from reports.curves import best_curves
 from reports.markdown import diff, pct, reference_pct, table, text

@@ -2,7 +2,7 @@
 paper's numbers."""
 from __future__ import annotations
 
-from common.names import DATASETS
+from clip_prompt_sweeps.names import DATASETS
 from reports.markdown import diff, pct, reference_pct, table, text
 from reports.reference import (
     reference_open_clip,

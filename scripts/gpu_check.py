@@ -97,8 +97,8 @@ def run_summary(uri: str, smoke: bool) -> dict:
 
     from orchestrator.cost import split_sizes
     from orchestrator.plan import make_plan
-    from store.records import read_parent
-    from store.runs import latest_parent, trials
+    from clip_prompt_sweeps.store.records import read_parent
+    from clip_prompt_sweeps.store.runs import latest_parent, trials
     client = MlflowClient(uri)
     parent = read_parent(latest_parent(client, "deep"))
     runs = trials(client, parent.experiment_id, parent.run_id)

@@ -9,7 +9,7 @@ import os
 import pkgutil
 from functools import lru_cache
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from search_spaces.experiment import Experiment, Profile
 from trainables.entry import Trainable
 

@@ -12,7 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from reports import generic
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, LogUniform, Profile

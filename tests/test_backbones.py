@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
 from trainables import backbones

@@ -42,7 +42,7 @@ def test_bench_scale_measures_each_count_in_a_process_of_its_own(ray_session, tm
 def test_bench_scale_refuses_a_count_below_two_and_counts_without_the_section():
     import pytest
 
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from orchestrator.bench import run_bench
     with pytest.raises(UserError, match="--scale-trials: give one or more counts of at least 2"):
         run_bench("cpu", ("scale",), smoke=True, scale_trials=(1,))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.plan import make_plan
 from stores import empty_store as _store
 
@@ -59,7 +59,7 @@ def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(
     from mlflow.tracking import MlflowClient
 
     from orchestrator.source_runs import best_source_run
-    from store.runs import SUPERSEDED_TAG
+    from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
     from trainables.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)
@@ -151,8 +151,8 @@ def test_the_store_finds_the_latest_parent_of_any_or_one_profile_and_filters_chi
 
     from mlflow.tracking import MlflowClient
 
-    from store.records import read_parent
-    from store.runs import children, current_trials, latest_parent
+    from clip_prompt_sweeps.store.records import read_parent
+    from clip_prompt_sweeps.store.runs import children, current_trials, latest_parent
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     assert latest_parent(client, "deep") is None and latest_parent(None, "deep") is None

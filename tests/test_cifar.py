@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.cifar import ARCHIVES, is_present, load_cifar, read_batch
 from trainables.synthetic import CIFAR10_CLASSES, write_synthetic_archive
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from trainables.clip import load_clip
 from trainables.freeform import (

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cost import (Figures, _hours, asha_epochs, bench_figures, cost_lines, figure_key, shipped_figures,
                                split_sizes)
 from orchestrator.plan import make_plan

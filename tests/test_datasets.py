@@ -8,7 +8,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
 from trainables.image_datasets import (

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
 from orchestrator.resume import DONE
-from store.runs import SUPERSEDED_TAG
+from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, PLANNED = 4, 8          # visual smoke: 4 cells x 2 learning rates
@@ -263,8 +263,8 @@ def test_one_driver_per_sweep(data_root, tmp_path, ray_session, capsys, monkeypa
 def test_a_lease_from_another_host_is_honoured_until_it_is_stale(monkeypatch):
     import json
 
-    from store.lease import holder
-    from store.records import LEASE_TAG, read_lease
+    from clip_prompt_sweeps.store.lease import holder
+    from clip_prompt_sweeps.store.records import LEASE_TAG, read_lease
 
     def held(lease, now: float):
         return holder(read_lease({LEASE_TAG: lease if isinstance(lease, str) else json.dumps(lease)}), now)

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import _task_slug
 from orchestrator.plan import make_plan
 from reports.html import _cells, inline

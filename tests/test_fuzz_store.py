@@ -1,5 +1,5 @@
 """Property tests of everything a shared store, a journal file or a sweep file can say (hypothesis,
-bounded examples, derandomized in CI): the checked reader (store/records.py), the lease, the
+bounded examples, derandomized in CI): the checked reader (clip_prompt_sweeps/store/records.py), the lease, the
 journal, `status`, `report` and `--resume` planning each give a correct result or one UserError
 line, never another exception."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 PROPERTY = settings(max_examples=60, deadline=None, derandomize=not os.environ.get("FUZZ_EXPLORE"),
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -52,7 +52,7 @@ def _run(run_id, tags: dict, params: dict, metrics: dict | None = None, status="
        params=st.dictionaries(st.sampled_from(PARAMS), VALUE),
        metrics=st.dictionaries(st.sampled_from(["best_val_acc", "test_acc", "diverged"]), st.floats()))
 def test_any_run_is_a_checked_record_or_one_line(run_id, tags, params, metrics):
-    from store.records import read_parent, read_sources, read_sweep_args, read_trial
+    from clip_prompt_sweeps.store.records import read_parent, read_sources, read_sweep_args, read_trial
     for read in (read_parent, read_trial):
         try:
             record = read(_run(run_id, tags, params, metrics))
@@ -76,8 +76,8 @@ def test_any_run_is_a_checked_record_or_one_line(run_id, tags, params, metrics):
      "time": st.one_of(st.floats(), st.integers(-2**70, 2**70), TEXT), "token": VALUE}).map(json.dumps)),
     now=st.floats(0, 4e9))
 def test_any_lease_is_held_or_not_and_never_raises(lease, now):
-    from store.lease import holder
-    from store.records import LEASE_TAG, read_lease
+    from clip_prompt_sweeps.store.lease import holder
+    from clip_prompt_sweeps.store.records import LEASE_TAG, read_lease
     record = read_lease({LEASE_TAG: lease})
     live = holder(record, now)
     assert live is None or (1 <= live["pid"] <= 4_194_304 and live["host"].isprintable() and live["age"] >= 0)
@@ -92,7 +92,7 @@ def test_any_lease_is_held_or_not_and_never_raises(lease, now):
               "status": st.one_of(TEXT, JSON_VALUE), "key": JSON_VALUE, "params": JSON_VALUE, "tags": JSON_VALUE, "metrics": JSON_VALUE,
               "experiment_id": TEXT, "run_name": TEXT, "record": JSON_VALUE}).map(json.dumps)), max_size=4))
 def test_any_journal_is_replayed_or_refused_in_one_line(lines, tmp_path_factory):
-    from store.journal import Journal
+    from clip_prompt_sweeps.store.journal import Journal
 
     class Refusing:             # a store that answers nothing: what matters is what the journal reads
         def __getattr__(self, name):

@@ -12,11 +12,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "store", "trainables", "search_spaces", "reports", "orchestrator")
-# what each package may import of the project: imports point one way
+# the design card's packages and the project's own (clip_prompt_sweeps: the shared names and errors,
+# and the store); nothing else is installed at the top level, where generic names would clash
+PACKAGES = ("clip_prompt_sweeps", "trainables", "search_spaces", "reports", "orchestrator")
+# what each layer may import of the project: imports point one way
 ALLOWED = {"common": set(), "store": {"common"}, "trainables": {"common"}, "reports": {"common", "store"},
            "search_spaces": {"common", "trainables", "reports"},
            "orchestrator": {"common", "store", "trainables", "search_spaces", "reports"}}
+
+
+def layer(module: str) -> str:
+    """A module's layer: its top-level package, but the project's own package holds two."""
+    if module == "clip_prompt_sweeps.store" or module.startswith("clip_prompt_sweeps.store."):
+        return "store"
+    return "common" if module.split(".")[0] == "clip_prompt_sweeps" else module.split(".")[0]
 # the model and data layers: no Ray, no registration, nothing of a trial's entry point
 MODEL_LAYER = ("trainables.clip", "trainables.resnet", "trainables.prompts", "trainables.weights",
                "trainables.pipeline", "trainables.resize", "trainables.cifar", "trainables.synthetic",
@@ -97,8 +106,18 @@ def test_no_import_circles_among_the_projects_modules():
 
 def test_imports_point_one_way():
     wrong = [f"{name} imports {target}" for name, targets in _graph().items() for target in targets
-             if target.split(".")[0] not in ALLOWED[name.split(".")[0]] | {name.split(".")[0]}]
+             if layer(target) not in ALLOWED[layer(name)] | {layer(name)}]
     assert wrong == []
+
+
+def test_only_the_cards_packages_and_the_projects_own_are_installed():
+    """pyproject's package list, and every folder of the checkout that is a package, are the
+    design card's four and clip_prompt_sweeps (tests/ is pytest's, never installed)."""
+    import tomllib
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert sorted(found["include"]) == sorted(f"{p}*" for p in PACKAGES)
+    on_disk = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert on_disk == set(PACKAGES)
 
 
 def test_the_model_layer_knows_nothing_of_ray_and_registers_nothing():
@@ -164,7 +183,7 @@ def test_a_toy_experiment_is_one_module_picked_up_everywhere(toy_package, tmp_pa
 
 
 def test_an_experiments_package_that_cannot_be_imported_is_one_line(monkeypatch):
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from search_spaces.registry import list_experiments
     monkeypatch.setenv("ORCHESTRATOR_EXPERIMENTS", "no_such_package_of_experiments")
     with pytest.raises(UserError, match=r"\$ORCHESTRATOR_EXPERIMENTS names 'no_such_package_of_experiments', which "
@@ -173,12 +192,12 @@ def test_an_experiments_package_that_cannot_be_imported_is_one_line(monkeypatch)
 
 
 def test_only_the_checked_reader_reads_what_a_store_says():
-    """Tags, params and metrics read back from MLflow go through store/records.py, which checks
+    """Tags, params and metrics read back from MLflow go through clip_prompt_sweeps/store/records.py, which checks
     them once (run ids, numbers, JSON shapes); no other module of the project reads them raw."""
     import re
     raw = re.compile(r"\.data\.(tags|params|metrics)\b")
     readers = [str(path.relative_to(ROOT)) for package in PACKAGES for path in (ROOT / package).rglob("*.py")
-               if raw.search(path.read_text()) and path != ROOT / "store" / "records.py"]
+               if raw.search(path.read_text()) and path != ROOT / "clip_prompt_sweeps" / "store" / "records.py"]
     assert readers == []
 
 

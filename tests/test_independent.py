@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 
 # --- reports and source choice: the best-on-validation trial, among runs whose values we set ---

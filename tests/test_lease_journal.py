@@ -16,11 +16,11 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-import store.journal as journal_module
-from common.errors import UserError
-from store.journal import Journal, clean_dataset, fence, journal_dir
-from store.lease import Lease, LeaseLost, busy, holder, lease_timeout
-from store.records import LEASE_TAG, LeaseRecord, read_parent
+import clip_prompt_sweeps.store.journal as journal_module
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.store.journal import Journal, clean_dataset, fence, journal_dir
+from clip_prompt_sweeps.store.lease import Lease, LeaseLost, busy, holder, lease_timeout
+from clip_prompt_sweeps.store.records import LEASE_TAG, LeaseRecord, read_parent
 from stores import empty_store as _store
 
 WRITES = ("create_run", "log_batch", "set_terminated", "update_run", "delete_tag", "log_inputs", "log_artifact")
@@ -116,7 +116,7 @@ def test_a_write_the_store_refuses_for_good_is_dropped_with_a_warning_not_retrie
     j = _journal(outage, parent)
     j.log_batch(child, params=[Param("lr", "0.1")])
     before = outage.attempts
-    with caplog.at_level(logging.WARNING, logger="store.journal"):
+    with caplog.at_level(logging.WARNING, logger="clip_prompt_sweeps.store.journal"):
         j.log_batch(child, params=[Param("lr", "0.2")])     # a param changed: INVALID_PARAMETER_VALUE
     assert outage.attempts == before + 1 and j.pending() == 0
     assert "MLflow refused log_batch" in caplog.text and "not retried" in caplog.text
@@ -436,7 +436,7 @@ def test_a_dataset_record_is_cut_to_mlflows_columns_and_a_bad_one_is_not_logged(
     assert json.loads(empty["profile"]) == {"splits": {}, "num_rows": 0, "classes": 0}
     client, _, parent, child = store
     j = _journal(client, parent)
-    with caplog.at_level(logging.WARNING, logger="store.journal"):
+    with caplog.at_level(logging.WARNING, logger="clip_prompt_sweeps.store.journal"):
         j.log_dataset(child, {"splits": {"train": "many"}})
     assert [r.getMessage() for r in caplog.records] == [
         f"run {child}: dataset record not logged (invalid literal for int() with base 10: 'many')"]
@@ -539,10 +539,10 @@ def test_a_driver_that_finds_anothers_lease_after_writing_its_own_gives_up(store
 
     def the_other_writes_meanwhile(seconds):
         client.set_tag(parent, LEASE_TAG, json.dumps(other))
-    monkeypatch.setattr("store.lease.time.sleep", the_other_writes_meanwhile)
+    monkeypatch.setattr("clip_prompt_sweeps.store.lease.time.sleep", the_other_writes_meanwhile)
     with pytest.raises(UserError, match="is being run by pid 9 on node-2"):
         lease.acquire(settle_s=0.5)
-    monkeypatch.setattr("store.lease.time.sleep", real_sleep)
+    monkeypatch.setattr("clip_prompt_sweeps.store.lease.time.sleep", real_sleep)
     assert lease._thread is None and _tag(client, parent)["token"] == "b" * 32
 
 

@@ -46,8 +46,8 @@ from test_real_clusters import (
     wait_idle,
 )
 
-from store.records import read_parent, read_trial
-from store.runs import children, latest_parent
+from clip_prompt_sweeps.store.records import read_parent, read_trial
+from clip_prompt_sweeps.store.runs import children, latest_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.real_cluster,

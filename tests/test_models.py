@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.clip import class_text_features, clip_logits, load_clip
 from trainables.resnet import load_resnet18
 

@@ -88,7 +88,7 @@ def test_images_of_every_mode_are_made_rgb_before_they_are_resized(tmp_path):
 
 
 def test_the_split_is_written_beside_its_target_and_appears_whole_or_not_at_all(tmp_path):
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from trainables.image_datasets import _write_split
     target = tmp_path / "a" / "b" / "train.npy"
     seen = []
@@ -113,7 +113,7 @@ def test_the_split_is_written_beside_its_target_and_appears_whole_or_not_at_all(
 
 def test_a_split_of_more_images_than_the_limit_is_refused_before_anything_is_read(tmp_path, monkeypatch):
     import trainables.image_datasets as datasets
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     monkeypatch.setattr(datasets, "MAX_IMAGES", 3)
     calls = []
     item = (lambda: calls.append(1) or _image(10, 10, 0), 0)
@@ -150,7 +150,7 @@ def _split(folder: Path, n: int = 4, size: int = 8, images=None, labels=None) ->
     ("labels of another type", None, np.zeros(4, np.int32)),
 ])
 def test_a_prepared_split_of_another_shape_is_refused_in_one_line(tmp_path, what, images, labels):
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from trainables.image_datasets import _read_split
     target = _split(tmp_path, images=images, labels=labels)
     t = re.escape(str(target))
@@ -160,7 +160,7 @@ def test_a_prepared_split_of_another_shape_is_refused_in_one_line(tmp_path, what
 
 
 def test_labels_must_be_classes_of_the_dataset(tmp_path):
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from trainables.image_datasets import _read_split
     assert _read_split(_split(tmp_path / "a", labels=np.array([0, 1, 2, 2])), 8, 3).labels.tolist() == [0, 1, 2, 2]
     for bad in ([0, 1, 2, 3], [0, -1, 1, 1]):
@@ -170,7 +170,7 @@ def test_labels_must_be_classes_of_the_dataset(tmp_path):
 
 
 def test_a_header_claiming_more_images_than_the_file_holds_is_refused_before_anything_is_allocated(tmp_path):
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from trainables.image_datasets import _read_split
     target = _split(tmp_path)
     with open(target, "wb") as f:        # a terabyte claimed, 64 bytes there: mapped, never read into memory
@@ -192,7 +192,7 @@ class _Planted:
 
 
 def test_a_prepared_file_holding_a_pickle_is_never_unpickled(tmp_path):
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from trainables.image_datasets import _read_split
     marker = tmp_path / "pwned"
     planted = np.empty(4, dtype=object)

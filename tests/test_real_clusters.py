@@ -22,7 +22,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from namespaces import Namespace, available
 
-from store.runs import children, latest_parent
+from clip_prompt_sweeps.store.runs import children, latest_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

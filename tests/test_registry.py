@@ -6,7 +6,7 @@ import math
 import pytest
 from tiny import run_tiny
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 from search_spaces.registry import get_experiment, list_experiments
 from trainables.config import field_types

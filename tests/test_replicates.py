@@ -15,7 +15,7 @@ import ray.cloudpickle
 import torch
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.replicates import check_replicates
 from orchestrator.sweep import SweepOptions, run_sweep

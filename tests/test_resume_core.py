@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 from orchestrator.resume import Continuation, PastTrial, build_record, is_done
 from orchestrator.schedulers import PerCellASHA
-from store.records import read_trial
+from clip_prompt_sweeps.store.records import read_trial
 from trainables.checkpoints import save_loop
 
 
@@ -196,7 +196,7 @@ def test_a_replicate_plan_is_one_trial_per_cell_and_replicate_at_the_chosen_rate
     from dataclasses import replace
 
     from orchestrator.replicates import check_replicates, replicate_plan
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding"], samples=3, epochs=4,
                      grids=["prompt_size=2,4,6"])
     keys = [cell_key(c) for c in plan.cells]

@@ -15,7 +15,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 
 PER_CELL = 5000                 # 4 cells of the visual smoke grid: 20,000 runs
@@ -120,7 +120,7 @@ def test_histories_in_bulk_from_a_real_tracking_server_are_each_runs_own(tmp_pat
     """The server's bulk endpoint (100 runs a request), against the per-run query it replaces."""
     from servers import free_port, start_mlflow, stop
 
-    from store.runs import SERVER_CHUNK, metric_histories
+    from clip_prompt_sweeps.store.runs import SERVER_CHUNK, metric_histories
     port = free_port()
     proc = start_mlflow(tmp_path, port)
     try:
@@ -144,8 +144,8 @@ def test_the_sql_read_of_a_sweeps_trials_is_mlflows_search_run_for_run(tmp_path)
     ties by id), the latest value of each metric (NaN kept), every tag and param, per status."""
     from stores import empty_store as _store
 
-    from store.records import read_trial
-    from store.runs import children, trials
+    from clip_prompt_sweeps.store.records import read_trial
+    from clip_prompt_sweeps.store.runs import children, trials
     client = MlflowClient(_store(tmp_path))
     exp, other = client.create_experiment("visual"), client.create_experiment("other")
     parent, stranger = (client.create_run(exp, tags={"role": "sweep"}).info.run_id for _ in range(2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.names import cell_key
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 from orchestrator.searchers import CellSearcher, round_robin
 

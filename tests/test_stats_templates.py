@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from reports.stats import ci_text, holm, mark, mean_ci, p_text, welch_p
 from trainables.templates import CLIP_CIFAR_TEMPLATES, MAX_TEMPLATE_FILE, check_template, fill, template_set
 

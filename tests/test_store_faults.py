@@ -15,7 +15,7 @@ from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 from servers import free_port, start_mlflow, stop
 
-from store.journal import Journal
+from clip_prompt_sweeps.store.journal import Journal
 
 ROOT = Path(__file__).resolve().parents[1]
 

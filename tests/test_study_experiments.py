@@ -8,8 +8,8 @@ import pytest
 import torchvision
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
-from common.names import cell_key
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import cell_key
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
 from orchestrator.source_runs import attach_sources

@@ -33,7 +33,7 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     from safetensors.torch import save_file
 
     from orchestrator.tracking import MLflowTrials
-    from store.runs import experiment_id
+    from clip_prompt_sweeps.store.runs import experiment_id
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "visual", uri)
@@ -124,7 +124,7 @@ def test_the_tracking_callback_logs_each_trials_dataset_on_its_run_and_each_data
     from mlflow.tracking import MlflowClient
 
     from orchestrator.tracking import MLflowTrials
-    from store.runs import experiment_id
+    from clip_prompt_sweeps.store.runs import experiment_id
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)
@@ -163,7 +163,7 @@ def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(
     from safetensors.torch import save_file
 
     from orchestrator.tracking import MLflowTrials
-    from store.runs import experiment_id
+    from clip_prompt_sweeps.store.runs import experiment_id
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)

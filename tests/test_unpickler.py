@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.cifar import read_batch
 
 

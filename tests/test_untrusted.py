@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from reports.html import _cells, to_html
 from trainables.cifar import ARCHIVES, load_cifar
@@ -296,8 +296,8 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
 
 
 def test_two_drivers_creating_one_experiment_both_get_it(tmp_path):
-    from store.runs import experiment_id
-    from store.uri import prepare_store
+    from clip_prompt_sweeps.store.runs import experiment_id
+    from clip_prompt_sweeps.store.uri import prepare_store
     uri = f"sqlite:///{tmp_path}/m.db"
     prepare_store(uri)
     ids, errors = [], []
@@ -343,7 +343,7 @@ def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
 
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepOptions, _recorded
-    from store.records import ARGS_TAG, read_parent
+    from clip_prompt_sweeps.store.records import ARGS_TAG, read_parent
 
     def forged(args: dict):
         info = SimpleNamespace(run_id="0" * 32, experiment_id="1", status="KILLED", start_time=1, end_time=2)

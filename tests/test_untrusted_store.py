@@ -1,7 +1,7 @@
 """Untrusted input, second round: what a colleague with write access to a shared MLflow store (or to
 a shared cluster, a journal folder, a data cache, a sweep file) could make the program do. One test
 per confirmed defect (issue #25, numbered as there); each plants what such a person would and
-checks the mechanism: the one checked reader (store/records.py), the journal read as a stranger's,
+checks the mechanism: the one checked reader (clip_prompt_sweeps/store/records.py), the journal read as a stranger's,
 the lease re-read before it is renewed, files checked before they are read."""
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +80,7 @@ def test_1_a_forged_parent_run_id_is_refused_before_any_journal_is_read(tmp_path
 
 
 def test_1_a_journal_uploads_only_its_own_files_under_plain_names(tmp_path, monkeypatch):
-    from store.journal import Journal, journal_dir
+    from clip_prompt_sweeps.store.journal import Journal, journal_dir
     uri, client = _store(tmp_path)
     parent = _interrupted_parent(client)
     monkeypatch.setenv("ORCHESTRATOR_JOURNAL_DIR", str(tmp_path / "journals"))
@@ -105,7 +105,7 @@ def test_1_a_journal_uploads_only_its_own_files_under_plain_names(tmp_path, monk
 def test_2_a_recorded_data_dir_is_never_taken_from_the_store(tmp_path, spelled):
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepOptions, _recorded
-    from store.records import read_parent
+    from clip_prompt_sweeps.store.records import read_parent
     uri, client = _store(tmp_path)
     parent = _interrupted_parent(client, sweep_args=json.dumps({"sets": [spelled], "samples": 1}))
     plan = make_plan("visual", "smoke", [f"data_dir={tmp_path / 'mine'}"])
@@ -145,8 +145,8 @@ def test_3_a_lease_host_with_terminal_escapes_is_shown_cleaned(tmp_path, capsys)
 # 4. two drivers never hold one lease ---------------------------------------------------------------
 
 def test_4_a_driver_whose_lease_was_taken_over_stops_and_writes_nothing(tmp_path, monkeypatch):
-    from store.journal import Journal
-    from store.lease import Lease
+    from clip_prompt_sweeps.store.journal import Journal
+    from clip_prompt_sweeps.store.lease import Lease
     monkeypatch.setenv("ORCHESTRATOR_LEASE_TIMEOUT_S", "2")
     monkeypatch.setenv("ORCHESTRATOR_JOURNAL_DIR", str(tmp_path / "journals"))
     uri, client = _store(tmp_path)
@@ -464,7 +464,7 @@ def test_15_a_template_file_that_never_ends_is_one_line_at_once(tmp_path, kind):
 
 @pytest.mark.parametrize("search", ["tpe", "random"])
 def test_17_a_resumed_cell_draws_no_learning_rate_it_already_has(search):
-    from common.names import cell_key
+    from clip_prompt_sweeps.names import cell_key
     from orchestrator.plan import make_plan
     from orchestrator.resume import Continuation, PastTrial, SweepRecord
     from orchestrator.searchers import CellSearcher
@@ -498,7 +498,7 @@ def test_17_a_resumed_cell_draws_no_learning_rate_it_already_has(search):
 
 
 def test_a_forged_nodes_tag_counts_only_addresses_and_host_names_and_is_bounded():
-    from store.records import MAX_NODES, read_nodes
+    from clip_prompt_sweeps.store.records import MAX_NODES, read_nodes
     forged = "10.0.0.1 \x1b[2J;rm -rf ~ gpu-1.lab 10.0.0.1 ../../etc fe80::1 " + " ".join(f"n{k}" for k in range(500))
     nodes = read_nodes({"nodes": forged, "node": "ignored-when-nodes-is-there"})
     assert nodes[:3] == ("10.0.0.1", "gpu-1.lab", "fe80::1") and len(nodes) == MAX_NODES

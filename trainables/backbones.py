@@ -9,8 +9,8 @@ from pathlib import Path
 
 import open_clip
 
-from common.errors import UserError
-from common.names import LAYER_NAMES, named_layers
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import LAYER_NAMES, named_layers
 
 open_clip.add_model_config(Path(__file__).parent / "model_configs")
 

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from common.names import BEST_FILE, LATEST_FILE
+from clip_prompt_sweeps.names import BEST_FILE, LATEST_FILE
 
 OPTIMIZER = "optimizer.pt"
 STATE = "state.json"

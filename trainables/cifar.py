@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from common.errors import UserError
-from common.names import DATA_KINDS, DATASETS
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import DATA_KINDS, DATASETS
 from trainables.paths import DATA_DIR_ENV, NO_DOWNLOAD_ENV, downloads_allowed
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables import backbones
 from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
 from trainables.pipeline import STATS, Preprocess

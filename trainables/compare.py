@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.config import check_at_least_one, check_choices
 from trainables.device import pick_device
 from trainables.entry import trainable

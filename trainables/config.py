@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
-from common.errors import UserError
-from common.names import is_private
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import is_private
 
 
 def field_types(cls) -> dict[str, type]:

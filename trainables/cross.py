@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from common.names import DATA_KINDS, DATASET_KEY, DATASETS
+from clip_prompt_sweeps.names import DATA_KINDS, DATASET_KEY, DATASETS
 from trainables.cifar import load_cifar
 from trainables.clip import PromptedClip, class_text_features
 from trainables.config import check_at_least_one, check_choices

@@ -7,8 +7,8 @@ from typing import Optional
 
 import torch
 
-from common.errors import UserError
-from common.names import DATA_KINDS, DATASETS
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import DATA_KINDS, DATASETS
 from trainables.cifar import Cifar, load_cifar
 from trainables.dataset_record import dataset_record
 from trainables.image_datasets import (

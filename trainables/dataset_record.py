@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from common.names import DATASET_KEY
+from clip_prompt_sweeps.names import DATASET_KEY
 from trainables.cifar import ARCHIVES, Cifar
 from trainables.image_datasets import FOLDER_PREFIX, TORCHVISION
 from trainables.loop import Reporter

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 
 def pick_device(name: str) -> torch.device:

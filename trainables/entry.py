@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from common.names import RESUME_KEY
+from clip_prompt_sweeps.names import RESUME_KEY
 from trainables.config import from_dict
 from trainables.loop import Reporter
 from trainables.ray_io import tune_report, tune_resume_dir

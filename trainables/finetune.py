@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.config import check_choices
 from trainables.data_config import DataConfig, load_splits, splits_record
 from trainables.dataset_record import reporting_dataset

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.clip import Clip, class_text_features, clip_logits
 from trainables.pipeline import preprocess
 from trainables.templates import check_template

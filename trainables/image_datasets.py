@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from filelock import FileLock
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.cifar import Cifar, Split
 from trainables.paths import DATA_DIR_ENV, NO_DOWNLOAD_ENV, downloads_allowed
 from trainables.weights import host_answers

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import platformdirs
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 APP = "clip-prompt-sweeps"
 DATA_DIR_ENV = "ORCHESTRATOR_DATA_DIR"

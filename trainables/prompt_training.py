@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.backbones import check_deep_capable, resolve_layer
 from trainables.clip import (
     Clip,

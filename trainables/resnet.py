@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.weights import fixed_init, require_hub_file
 
 RESNET_WEIGHTS = ("IMAGENET1K_V1", "none")

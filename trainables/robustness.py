@@ -12,8 +12,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from common.errors import UserError
-from common.names import DATA_KINDS, DATASET_KEY
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import DATA_KINDS, DATASET_KEY
 from trainables.cifar import load_cifar
 from trainables.clip import PromptedClip, class_text_features
 from trainables.config import check_at_least_one, check_choices

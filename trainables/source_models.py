@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import nn
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.clip import Clip, load_clip
 from trainables.config import from_dict
 from trainables.prompt_training import VisualPromptConfig

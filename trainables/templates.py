@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import stat
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 
 def check_template(template: str, what: str, example: str = "This is a photo of a {}") -> None:

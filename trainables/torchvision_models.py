@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 from trainables.weights import fixed_init, require_hub_file
 
 NO_WEIGHTS = "none"

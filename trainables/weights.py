@@ -30,7 +30,7 @@ def host_answers(host: str, timeout: float = 3.0) -> bool:
 
 def require_hub_file(path, what: str) -> None:
     """A torch-hub checkpoint is cached, or may be downloaded now: else one line saying why not."""
-    from common.errors import UserError
+    from clip_prompt_sweeps.errors import UserError
     from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed
     if path.is_file():
         return

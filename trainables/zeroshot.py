@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from common.errors import UserError
-from common.names import DATASET_KEY
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import DATASET_KEY
 from trainables.clip import TextHead, class_text_features, load_clip
 from trainables.clip_config import BackboneConfig, TextConfig
 from trainables.data_config import check_dataset, load_dataset

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from common.errors import UserError
+from clip_prompt_sweeps.errors import UserError
 
 TRACKING_ENV = "MLFLOW_TRACKING_URI"
 _SQLITE = "sqlite:///"

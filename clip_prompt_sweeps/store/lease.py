@@ -21,9 +21,9 @@ import uuid
 
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
-from store.journal import fence
-from store.records import LEASE_TAG, LeaseRecord, read_parent
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.store.journal import fence
+from clip_prompt_sweeps.store.records import LEASE_TAG, LeaseRecord, read_parent
 
 TIMEOUT_ENV = "ORCHESTRATOR_LEASE_TIMEOUT_S"
 
@@ -74,7 +74,7 @@ class Lease:
     The heartbeat reads the lease before it renews it: if another driver's token is there (this
     driver's writes failed for longer than the timeout, and a resume elsewhere took the sweep
     over), this driver has lost the sweep. It then renews nothing, `lost` is set (the journal
-    stops writing: store/journal.py), and the driver is stopped as on Ctrl-C."""
+    stops writing: clip_prompt_sweeps/store/journal.py), and the driver is stopped as on Ctrl-C."""
 
     def __init__(self, uri: str, run_id: str, sweep: str, interrupt: bool = True):
         self.uri, self.run_id, self.sweep = uri, run_id, sweep

@@ -12,9 +12,9 @@ from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from common.errors import UserError
-from store.records import CELL_TAG, SUPERSEDED_TAG, ParentRecord, TrialRecord, printable, read_parent, read_trial, run_id
-from store.uri import artifact_location
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.store.records import CELL_TAG, SUPERSEDED_TAG, ParentRecord, TrialRecord, printable, read_parent, read_trial, run_id
+from clip_prompt_sweeps.store.uri import artifact_location
 
 ROLE_TAG = "role"
 SWEEP_ROLE, TRIAL_ROLE = "sweep", "trial"
@@ -23,7 +23,7 @@ PROFILE_TAG = "profile"
 PARENT_TAG = "mlflow.parentRunId"
 # CELL_TAG: a child's grid cell, its config's CELL_KEY. SUPERSEDED_TAG: a child run that a resume
 # found beyond its cell's planned trials: kept (never deleted), KILLED, and left out of reports,
-# source choice and the searcher. Both are read back through store/records.py.
+# source choice and the searcher. Both are read back through clip_prompt_sweeps/store/records.py.
 PAGE = 1000                     # runs per query page: every listing pages through all of them
 # What MLflow 3's UI opens an experiment on: its runs (model training), not GenAI traces. The UI
 # guesses a kind for an experiment without one; the guesses end in "_inferred" or say none.
@@ -93,7 +93,7 @@ def children(client: MlflowClient, experiment: str, parent: str, status: str | N
 
 
 def trials(client: MlflowClient, experiment: str, parent: str, status: str | None = None) -> list[TrialRecord]:
-    """The child runs of a parent as checked records (store/records.py): from an SQL store's
+    """The child runs of a parent as checked records (clip_prompt_sweeps/store/records.py): from an SQL store's
     tables where the store is one (SQLite, PostgreSQL), else every page of MLflow's search."""
     store = client._tracking_client.store
     with _no_cycle_collection():

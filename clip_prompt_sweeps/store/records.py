@@ -15,8 +15,8 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from common.errors import UserError
-from common.names import LR_KEY
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import LR_KEY
 
 # MLflow's own form of a run id (mlflow.utils.validation._RUN_ID_REGEX); MLflow makes uuid4 hex
 RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")

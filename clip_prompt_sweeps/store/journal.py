@@ -13,7 +13,7 @@ artifact beside it (`values/KEY.txt`), rather than failing the write.
 The journal is read back as if a stranger wrote it: its folder is named by a digest of the run id
 (never by the id's text), every entry must have the shape this module writes, and a file it
 uploads must lie inside the journal's own folder, under a plain file name. When the driver has
-lost its lease (store/lease.py), the journal is fenced: it writes nothing more.
+lost its lease (clip_prompt_sweeps/store/lease.py), the journal is fenced: it writes nothing more.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
-from common.errors import UserError
-from store.records import RUN_ID, run_id
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.store.records import RUN_ID, run_id
 
 log = logging.getLogger(__name__)
 PENDING_TAG = "pending_writes"
@@ -52,7 +52,7 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,255}")
 _STATUSES = {"RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED"}
 
 
-# Sweeps whose lease this driver process lost (store/lease.py): their journals write nothing more.
+# Sweeps whose lease this driver process lost (clip_prompt_sweeps/store/lease.py): their journals write nothing more.
 # A module-level set, not a callable on the journal: Tune pickles its callbacks, and the journal with them.
 _FENCED: set[str] = set()
 
