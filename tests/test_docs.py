@@ -56,3 +56,50 @@ def test_the_readme_is_one_page_that_links_every_guide():
     linked = {(ROOT / t.partition("#")[0]).resolve() for line in _prose(ROOT / "README.md")
               for t in LINK.findall(line) if t.startswith("docs/")}
     assert set(DOCS[1:]) <= linked, sorted(p.name for p in set(DOCS[1:]) - linked)
+
+
+# --- every shell block a user would copy is run by a test or says why not ----------------------
+
+MARKER = re.compile(r"^<!-- shell: (.+) -->$")
+REF = re.compile(r"(?<![\w/])((?:tests|scripts|clusters)/[\w/.-]+\.py|\.ci/run)(?:::(\w+))?")
+
+
+def _shell_blocks() -> list[tuple[str, int, str | None]]:
+    """(file, line, the marker above it or None) of each ```bash block."""
+    out = []
+    for doc in DOCS:
+        lines = doc.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == "```bash":
+                above = MARKER.match(lines[i - 1].strip()) if i else None
+                out.append((str(doc.relative_to(ROOT)), i + 1, above.group(1) if above else None))
+    return out
+
+
+def test_every_shell_block_is_run_by_a_test_or_says_why_not():
+    blocks = _shell_blocks()
+    assert len(blocks) >= 10
+    unmarked = [f"{f}:{n}" for f, n, marker in blocks if marker is None]
+    assert unmarked == [], "a ```bash block needs `<!-- shell: run by TEST -->` or `<!-- shell: not run ...: WHY -->` above it"
+    for f, n, marker in blocks:
+        assert marker.startswith(("run by", "run at smoke size", "the first line", "not run")), f"{f}:{n}: {marker}"
+        refs = REF.findall(marker)
+        if not marker.startswith("not run"):
+            assert refs, f"{f}:{n}: a block run by a test names it"
+        for path, test in refs:
+            assert (ROOT / path).is_file(), f"{f}:{n}: {path} does not exist"
+            if test:
+                assert re.search(rf"^def {test}\(", (ROOT / path).read_text(), re.M), f"{f}:{n}: no {path}::{test}"
+
+
+def test_the_example_sweep_files_cost_is_printed_as_the_guide_says(capsys, monkeypatch):
+    """docs/sweeps.md's first line, as written (no data, Ray or MLflow needed, nothing written)."""
+    from orchestrator.cli import main
+    text = (ROOT / "docs" / "sweeps.md").read_text()
+    line = next(l for l in text.splitlines() if l.startswith("python -m orchestrator sweep examples/deep_grid.toml --dry"))
+    argv = line.split("#")[0].split()[3:]
+    assert argv == ["sweep", "examples/deep_grid.toml", "--dry-run", "--profile", "full"]
+    monkeypatch.chdir(ROOT)         # the guide's path is the checkout's
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("plan for sweep deep-grid (full): 36 cells x 4 learning rates = 144 trials")
