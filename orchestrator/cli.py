@@ -320,15 +320,15 @@ def _print_footer(plan, out) -> None:
 
 
 def cmd_report(args) -> int:
-    from reports.build import build_report, check_report_name
-    from search_spaces.registry import list_experiments
-    from search_spaces.sweep_file import is_sweep_file, load_sweep_file
     from clip_prompt_sweeps.store.uri import (
         check_existing_store,
         check_tracking,
         resolve_tracking_uri,
         store_exists,
     )
+    from reports.build import build_report, check_report_name
+    from search_spaces.registry import list_experiments
+    from search_spaces.sweep_file import is_sweep_file, load_sweep_file
     experiments = list_experiments()
     if is_sweep_file(args.sweep):      # `report my_sweep.toml`: the sweep that file defines
         experiments.append(load_sweep_file(args.sweep))
@@ -355,13 +355,13 @@ def cmd_report(args) -> int:
 def cmd_status(args) -> int:
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.status import status_lines
     from clip_prompt_sweeps.store.uri import (
         check_existing_store,
         check_tracking,
         resolve_tracking_uri,
         store_exists,
     )
+    from orchestrator.status import status_lines
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)
     if not store_exists(uri):

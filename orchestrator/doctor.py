@@ -1,8 +1,8 @@
 """`doctor`: what this machine has, told truthfully, without downloading or starting anything."""
 from __future__ import annotations
 
-from orchestrator.cluster import resolve_address
 from clip_prompt_sweeps.store.uri import resolve_tracking_uri, tracking_answers
+from orchestrator.cluster import resolve_address
 from trainables import backbones
 from trainables.cifar import ARCHIVES, is_present
 from trainables.clip import cached_clip_weights

@@ -26,10 +26,10 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.plan import SweepPlan
 from clip_prompt_sweeps.store.records import DONE, SUPERSEDED_TAG, TrialRecord
 from clip_prompt_sweeps.store.runs import metric_histories
 from clip_prompt_sweeps.store.runs import trials as child_trials
+from orchestrator.plan import SweepPlan
 from trainables.checkpoints import checkpoint_epoch
 
 

@@ -13,10 +13,10 @@ from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import DEFAULT_PROFILE
-from reports.markdown import pct
 from clip_prompt_sweeps.store.lease import holder
 from clip_prompt_sweeps.store.records import DONE, ParentRecord, TrialRecord, printable, read_parent, served_by
 from clip_prompt_sweeps.store.runs import current_trials, parents
+from reports.markdown import pct
 
 
 @dataclass

@@ -19,28 +19,6 @@ from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import cell_key, is_replicate_cell
-from orchestrator.cluster import (
-    check_storage,
-    connect,
-    resolve_address,
-    resolve_storage,
-)
-from orchestrator.plan import PATH_PREFIXES, SweepPlan, cell_epochs, make_plan
-from orchestrator.preflight import check_inputs
-from orchestrator.progress import SweepProgress
-from orchestrator.replicates import check_replicates, chosen_lrs, replicate_plan
-from orchestrator.resume import (
-    DONE,
-    SweepRecord,
-    build_record,
-    mark_superseded,
-    read_trials,
-    session_name,
-)
-from orchestrator.schedulers import PerCellASHA
-from orchestrator.searchers import CellSearcher
-from orchestrator.source_runs import attach_sources
-from orchestrator.tracking import MLflowTrials, git_commit
 from clip_prompt_sweeps.store.journal import Journal
 from clip_prompt_sweeps.store.lease import Lease, busy, holder
 from clip_prompt_sweeps.store.records import (
@@ -69,6 +47,28 @@ from clip_prompt_sweeps.store.uri import (
     resolve_tracking_uri,
     store_exists,
 )
+from orchestrator.cluster import (
+    check_storage,
+    connect,
+    resolve_address,
+    resolve_storage,
+)
+from orchestrator.plan import PATH_PREFIXES, SweepPlan, cell_epochs, make_plan
+from orchestrator.preflight import check_inputs
+from orchestrator.progress import SweepProgress
+from orchestrator.replicates import check_replicates, chosen_lrs, replicate_plan
+from orchestrator.resume import (
+    DONE,
+    SweepRecord,
+    build_record,
+    mark_superseded,
+    read_trials,
+    session_name,
+)
+from orchestrator.schedulers import PerCellASHA
+from orchestrator.searchers import CellSearcher
+from orchestrator.source_runs import attach_sources
+from orchestrator.tracking import MLflowTrials, git_commit
 
 # settings a resume never takes from the store: the data dir is this command's
 _NOT_FROM_STORE = ("data_dir",)

@@ -10,11 +10,11 @@ from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import REPLICATE_KEY, cell_axes, is_replicate_cell
+from clip_prompt_sweeps.store.records import ParentRecord, TrialRecord, served_by
+from clip_prompt_sweeps.store.runs import current_trials, find_parent
 from reports.markdown import code, pct, text
 from reports.reference import seed_backbone
 from reports.stats import ci_text
-from clip_prompt_sweeps.store.records import ParentRecord, TrialRecord, served_by
-from clip_prompt_sweeps.store.runs import current_trials, find_parent
 
 LEARNED_SCORE = "best_val_acc"      # what every trial of a sweep that learns logs once it has an epoch
 

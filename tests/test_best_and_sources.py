@@ -3,11 +3,10 @@ among candidates, from raw rows and a real SQLite store. The mutation run drives
 from __future__ import annotations
 
 import pytest
+from stores import empty_store as _store
 
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.plan import make_plan
-from stores import empty_store as _store
-
 
 # --- the report's choice within a cell, and the source run's choice among candidates ----------
 
@@ -41,6 +40,7 @@ def test_best_per_cell_groups_by_the_logged_cell_and_orders_rows_by_the_grids_ax
     import pandas as pd
 
     from reports.trials import best_per_cell
+
     # layer 10 sorts before layer 2 as text; the grid's order is numeric, axis by axis
     rows = [dict(cell=f"layer={layer},n={n}", layer=layer, n=n, best_val_acc=v, test_acc=v, run_id=f"{layer}-{n}-{v}")
             for layer in (10, 2) for n in (4, 1) for v in (0.1, 0.2)]
@@ -58,8 +58,8 @@ def test_best_per_cell_groups_by_the_logged_cell_and_orders_rows_by_the_grids_ax
 def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.source_runs import best_source_run
     from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
+    from orchestrator.source_runs import best_source_run
     from trainables.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)

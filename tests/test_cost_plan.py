@@ -9,8 +9,16 @@ import json
 import pytest
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cost import (Figures, _hours, asha_epochs, bench_figures, cost_lines, figure_key, shipped_figures,
-                               split_sizes)
+from orchestrator.cost import (
+    Figures,
+    _hours,
+    asha_epochs,
+    bench_figures,
+    cost_lines,
+    figure_key,
+    shipped_figures,
+    split_sizes,
+)
 from orchestrator.plan import make_plan
 
 LAST = "nothing was run or written; run it without --dry-run"

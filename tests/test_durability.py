@@ -18,10 +18,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.names import cell_key
+from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
 from orchestrator.resume import DONE
-from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, PLANNED = 4, 8          # visual smoke: 4 cells x 2 learning rates

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from stores import empty_store as _store
 
 import clip_prompt_sweeps.store.journal as journal_module
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.store.journal import Journal, clean_dataset, fence, journal_dir
 from clip_prompt_sweeps.store.lease import Lease, LeaseLost, busy, holder, lease_timeout
 from clip_prompt_sweeps.store.records import LEASE_TAG, LeaseRecord, read_parent
-from stores import empty_store as _store
 
 WRITES = ("create_run", "log_batch", "set_terminated", "update_run", "delete_tag", "log_inputs", "log_artifact")
 

@@ -17,11 +17,11 @@ import torch
 from mlflow.tracking import MlflowClient
 from servers import free_port, start_mlflow, stop
 
-from orchestrator.cli import main
-from reports.build import MARKER, REPORT_ARTIFACTS, log_report
 from clip_prompt_sweeps.store.journal import Journal
 from clip_prompt_sweeps.store.runs import KIND, KIND_TAG, children, experiment_id, latest_parent
 from clip_prompt_sweeps.store.uri import runs_page
+from orchestrator.cli import main
+from reports.build import MARKER, REPORT_ARTIFACTS, log_report
 from trainables.cifar import image_counts, load_cifar
 from trainables.data_config import DataConfig
 from trainables.dataset_record import content_digest

@@ -12,7 +12,6 @@ from trainables.clip import load_clip
 from trainables.prompts import POSITIONS, DeepPrompt, insert_prompts
 from trainables.resize import pil_resize
 
-
 # --- resize: PIL's arithmetic, exactly where the study uses it -------------------------------
 
 

@@ -2,7 +2,6 @@
 by hand. The mutation run drives these."""
 from __future__ import annotations
 
-
 # --- ASHA within each cell, its time the trial's own epoch --------------------------------------
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from servers import free_port, postgres_bin, start_mlflow, start_postgres, stop, stop_postgres
 
 from orchestrator.cli import main
-from servers import free_port, postgres_bin, start_mlflow, start_postgres, stop, stop_postgres
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = ["--samples", "1", "--epochs", "1"]

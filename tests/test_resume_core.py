@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from clip_prompt_sweeps.names import cell_key
+from clip_prompt_sweeps.store.records import read_trial
 from orchestrator.plan import make_plan
 from orchestrator.resume import Continuation, PastTrial, build_record, is_done
 from orchestrator.schedulers import PerCellASHA
-from clip_prompt_sweeps.store.records import read_trial
 from trainables.checkpoints import save_loop
 
 
@@ -114,9 +114,9 @@ def _child(client, exp: str, parent: str, cell: str, lr, status: str, history=()
 
 def test_read_trials_gives_each_kept_run_its_history_in_epoch_order_oldest_run_first(tmp_path):
     from mlflow.tracking import MlflowClient
+    from stores import empty_store as _store
 
     from orchestrator.resume import read_trials
-    from stores import empty_store as _store
     client = MlflowClient(_store(tmp_path))
     exp = client.create_experiment("visual")
     parent = client.create_run(exp).info.run_id
@@ -164,9 +164,9 @@ def test_runs_of_a_cell_the_plan_no_longer_has_and_unfinished_runs_beyond_it_are
 
 def test_each_cell_replicates_its_best_tuning_trial_on_validation(tmp_path):
     from mlflow.tracking import MlflowClient
+    from stores import empty_store as _store
 
     from orchestrator.replicates import chosen_lrs
-    from stores import empty_store as _store
     client = MlflowClient(_store(tmp_path))
     exp = client.create_experiment("visual")
     parent = client.create_run(exp).info.run_id
@@ -195,8 +195,8 @@ def test_each_cell_replicates_its_best_tuning_trial_on_validation(tmp_path):
 def test_a_replicate_plan_is_one_trial_per_cell_and_replicate_at_the_chosen_rate_never_stopped_early():
     from dataclasses import replace
 
-    from orchestrator.replicates import check_replicates, replicate_plan
     from clip_prompt_sweeps.errors import UserError
+    from orchestrator.replicates import check_replicates, replicate_plan
     plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding"], samples=3, epochs=4,
                      grids=["prompt_size=2,4,6"])
     keys = [cell_key(c) for c in plan.cells]

@@ -9,7 +9,6 @@ from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 from orchestrator.searchers import CellSearcher, round_robin
 
-
 # --- the per-cell searcher's order while trials run concurrently ------------------------------
 
 

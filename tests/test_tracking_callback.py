@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from stores import empty_store as _store
-
 
 # --- the tracking callback, driven hook by hook as Tune drives it ------------------------------
 
@@ -32,8 +30,8 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     from ray.tune import Checkpoint
     from safetensors.torch import save_file
 
-    from orchestrator.tracking import MLflowTrials
     from clip_prompt_sweeps.store.runs import experiment_id
+    from orchestrator.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "visual", uri)
@@ -123,8 +121,8 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
 def test_the_tracking_callback_logs_each_trials_dataset_on_its_run_and_each_dataset_once_on_the_parent(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.tracking import MLflowTrials
     from clip_prompt_sweeps.store.runs import experiment_id
+    from orchestrator.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)
@@ -162,8 +160,8 @@ def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(
     from ray.tune import Checkpoint
     from safetensors.torch import save_file
 
-    from orchestrator.tracking import MLflowTrials
     from clip_prompt_sweeps.store.runs import experiment_id
+    from orchestrator.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)

@@ -14,7 +14,6 @@ import torch
 from clip_prompt_sweeps.errors import UserError
 from trainables.cifar import read_batch
 
-
 # --- the CIFAR unpickler against the gadgets people use ---------------------------------------
 
 

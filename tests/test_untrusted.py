@@ -341,9 +341,9 @@ def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
     import json as _json
     from types import SimpleNamespace
 
+    from clip_prompt_sweeps.store.records import ARGS_TAG, read_parent
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepOptions, _recorded
-    from clip_prompt_sweeps.store.records import ARGS_TAG, read_parent
 
     def forged(args: dict):
         info = SimpleNamespace(run_id="0" * 32, experiment_id="1", status="KILLED", start_time=1, end_time=2)

@@ -103,9 +103,9 @@ def test_1_a_journal_uploads_only_its_own_files_under_plain_names(tmp_path, monk
 
 @pytest.mark.parametrize("spelled", ["data_dir=/elsewhere", " data_dir=/elsewhere", "data_dir =/elsewhere"])
 def test_2_a_recorded_data_dir_is_never_taken_from_the_store(tmp_path, spelled):
+    from clip_prompt_sweeps.store.records import read_parent
     from orchestrator.plan import make_plan
     from orchestrator.sweep import SweepOptions, _recorded
-    from clip_prompt_sweeps.store.records import read_parent
     uri, client = _store(tmp_path)
     parent = _interrupted_parent(client, sweep_args=json.dumps({"sets": [spelled], "samples": 1}))
     plan = make_plan("visual", "smoke", [f"data_dir={tmp_path / 'mine'}"])

@@ -13,7 +13,16 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
-from clip_prompt_sweeps.store.records import CELL_TAG, SUPERSEDED_TAG, ParentRecord, TrialRecord, printable, read_parent, read_trial, run_id
+from clip_prompt_sweeps.store.records import (
+    CELL_TAG,
+    SUPERSEDED_TAG,
+    ParentRecord,
+    TrialRecord,
+    printable,
+    read_parent,
+    read_trial,
+    run_id,
+)
 from clip_prompt_sweeps.store.uri import artifact_location
 
 ROLE_TAG = "role"
