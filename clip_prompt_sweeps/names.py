@@ -11,7 +11,7 @@ RESUME_KEY = "_resume_from"     # the newest readable checkpoint of an interrupt
 # The config key (and child-run tag) of a replicate: 0 is the tuned trial, k >= 1 its k-th rerun
 # with new seeds (orchestrator/replicates.py)
 REPLICATE_KEY = "replicate"
-# The key of a trial's result that describes its data (trainables/dataset_record.py); the driver
+# The key of a trial's result that describes its data (trainables/data/record.py); the driver
 # logs it as the run's MLflow dataset input.
 DATASET_KEY = "dataset"
 # The profile a sweep runs without --profile: a few minutes on a laptop (`full` is the study)

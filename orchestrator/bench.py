@@ -25,20 +25,21 @@ from torch import nn
 
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import named_layers
-from trainables.cifar import Split, archive_root, is_present, load_cifar
-from trainables.clip import (
+from trainables.data.catalog import is_present, load_dataset, stored_at
+from trainables.data.dataset import Split
+from trainables.data.pipeline import Augment, DeviceData, Preprocess
+from trainables.models.clip import (
     PromptedClip,
     class_text_features,
     load_clip,
     model_depth,
     model_image_size,
 )
-from trainables.features import FeatureData
-from trainables.loop import LoopSettings, make_optimizer, train_epoch
+from trainables.models.prompts import DeepPrompt, PaddingPrompt
+from trainables.models.resnet import ResNetClassifier, load_resnet18, resnet_features
 from trainables.paths import data_dir
-from trainables.pipeline import Augment, DeviceData, Preprocess
-from trainables.prompts import DeepPrompt, PaddingPrompt
-from trainables.resnet import ResNetClassifier, load_resnet18, resnet_features
+from trainables.training.features import FeatureData
+from trainables.training.loop import LoopSettings, make_optimizer, train_epoch
 
 SECTIONS = ("pipeline", "deep", "finetune", "visual", "overhead")     # the default run
 # `--only scale` (hours at 10,000 trials): trivial trials per sweep, and at smoke size
@@ -122,7 +123,7 @@ def epoch_seconds(model: nn.Module, params, data, batch: int, aug: Augment = Aug
 class Context:
     device: torch.device
     size: Size
-    cifar: object               # trainables.cifar.Cifar (CIFAR-100)
+    cifar: object               # trainables.data.dataset.ImageDataset (CIFAR-100)
     root: Path                  # where the archive folder lies, for torchvision's dataset
     real: bool
     compile: bool = False       # also time the visual prompt under torch.compile
@@ -322,10 +323,10 @@ def make_context(device_name: str, smoke: bool, images: int | None, batch: int |
     if size.batch < 1 or size.images < size.batch:
         raise UserError(f"--images ({size.images}) must hold at least one batch (--batch {size.batch})")
     base = data_dir(root)
-    real = is_present(base, "cifar100", "real") and not smoke
-    where = base if real else tmp
-    cifar = load_cifar("cifar100", where, "real" if real else "synthetic")
-    return Context(device, size, cifar, archive_root(where, "real" if real else "synthetic"), real)
+    real = is_present("cifar100", base, "real") and not smoke
+    where, kind = (base, "real") if real else (tmp, "synthetic")
+    cifar = load_dataset("cifar100", where, kind)
+    return Context(device, size, cifar, stored_at("cifar100", where, kind), real)
 
 
 def machine(device: torch.device) -> dict:

@@ -1,16 +1,14 @@
-"""`python -m orchestrator`: list, doctor, fetch, sweep, report, status, classify, bench. Entry
-points only declare arguments; the work lives in the modules they call."""
+"""`python -m orchestrator`: list, doctor, fetch, sweep, report, status, classify, bench. This
+module only parses the command line and dispatches: each command is a function of
+orchestrator/commands.py, and the work lives in the modules those call."""
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import signal
 import sys
-import tempfile
-from pathlib import Path
 
 from clip_prompt_sweeps.errors import UserError
+from orchestrator import commands
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -49,8 +47,8 @@ def _fetch_parser(sub) -> None:
                        description="Download the CIFAR archives (md5-checked) and the model weights.")
     p.add_argument("--data-dir")
     p.add_argument("--datasets", nargs="*", default=["cifar10", "cifar100"],
-                   help="cifar10, cifar100, or a torchvision dataset (stl10, svhn, food101, flowers102, "
-                        "oxfordiiitpet, dtd, eurosat, gtsrb); default: the two CIFARs")
+                   help="datasets by the names a sweep takes (docs/data.md: the CIFARs, torchvision's by name, "
+                        "an image folder to check); default: the two CIFARs")
     p.add_argument("--weights", nargs="*", metavar="MODEL:TAG",
                    help="also fetch weights: alone, CLIP ViT-B-32 openai and ResNet-18; with values, those open_clip "
                         "backbones (e.g. ViT-B-16:laion2b_s34b_b88k; `list --backbones`)")
@@ -150,303 +148,9 @@ def _bench_parser(sub) -> None:
     p.add_argument("--smoke", action="store_true", help="tiny model and a few batches: checks that it runs")
     p.add_argument("--data-dir")
 
-def cmd_list(args) -> int:
-    if args.backbones:
-        from orchestrator.doctor import backbone_lines
-        print("\n".join(backbone_lines()))
-        return 0
-    from search_spaces.registry import list_experiments, list_trainables
-    print("sweeps:")
-    for s in list_experiments():
-        print(f"  {s.name:<12} [{', '.join(sorted(s.profiles))}] {s.summary}")
-    print("trainables:")
-    for t in list_trainables():
-        print(f"  {t.name:<14} {t.summary}")
-    return 0
-
-
-def cmd_doctor(args) -> int:
-    if args.cluster_config:
-        return _doctor_cluster_file(args.cluster_config)
-    from orchestrator.doctor import doctor_lines
-    print("\n".join(doctor_lines(args.data_dir, args.address, args.tracking_uri)))
-    return 0
-
-
-def _doctor_cluster_file(name: str) -> int:
-    """0 when the file is ready to start a cluster, 1 with what to fix; a broken file is bad input."""
-    from orchestrator.cluster import validate_batch_file, validate_cluster_config
-    from orchestrator.cluster_files import check_cluster_file
-    path = Path(name)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cluster config {name}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
-    checked = check_cluster_file(path, text)
-    if "#SBATCH" in text:
-        validate_batch_file(name)
-        form = "valid (bash -n)"
-    else:
-        config = validate_cluster_config(name)
-        types = config.get("available_node_types") or {}
-        form = "valid (Ray's schema)" + (f"; node types: {', '.join(types)}" if types else "")
-    print(f"cluster config {name}: {checked.kind}, {form}")
-    for note in checked.notes:
-        print(f"  {note}")
-    for problem in checked.problems:
-        print(f"  to fix: {problem}")
-    print(f"{len(checked.problems)} thing(s) to fix" if checked.problems else "ready: nothing to fix")
-    return 1 if checked.problems else 0
-
-
-def cmd_fetch(args) -> int:
-    from trainables.cifar import ensure_archive, is_present
-    from trainables.paths import data_dir
-    root = data_dir(args.data_dir)
-    from trainables.image_datasets import TORCHVISION, check_image_dataset
-    for name in args.datasets:
-        if name in TORCHVISION and args.data == "real":
-            check_image_dataset(name, root)     # torchvision's own checksummed download, under the lock
-            print(f"{name}: present in {root / name}")
-            continue
-        if name not in ("cifar10", "cifar100"):
-            raise UserError(f"fetch: unknown dataset '{name}'; known: cifar10, cifar100, {', '.join(TORCHVISION)} "
-                            f"(synthetic: cifar10, cifar100)")
-        ensure_archive(name, root, args.data)
-        kind = "" if args.data == "real" else f" ({args.data})"
-        print(f"{name}{kind}: {'present' if is_present(root, name, args.data) else 'missing'} in {root}")
-    if args.weights is not None:
-        from trainables.backbones import check_backbone, parse_backbone
-        from trainables.clip import fetch_clip_weights
-        wanted = [parse_backbone(b) for b in args.weights] or [("ViT-B-32", "openai")]
-        for model, tag in wanted:           # every name checked before the first download
-            check_backbone(model, tag)
-        for model, tag in wanted:
-            print(f"CLIP {model} {tag}: {fetch_clip_weights(model, tag) if tag != 'none' else 'random init, nothing to fetch'}")
-        if not args.weights:
-            from trainables.resnet import load_resnet18
-            load_resnet18("IMAGENET1K_V1")
-            print("ResNet-18 IMAGENET1K_V1: cached")
-    return 0
-
-
-def _data_dir_set(args, experiment) -> list[str]:
-    """--data-dir as a config key, for the sweeps whose trials read CIFAR (compare reads none)."""
-    from trainables.config import field_types
-    if not args.data_dir or "data_dir" not in field_types(experiment.trainable.config_cls):
-        return []
-    return [f"data_dir={Path(args.data_dir).resolve()}"]
-
-
-def _resume_command(args) -> str:
-    """The command that continues this sweep: the same store, storage, cluster and profile."""
-    from orchestrator.status import resume_command
-    return resume_command(args.sweep, args.profile, tracking_uri=args.tracking_uri,
-                          storage_path=args.storage_path, address=args.address)
-
-
-def cmd_sweep(args) -> int:
-    from orchestrator.plan import (
-        PROFILE_ENV,
-        choose_profile,
-        make_plan,
-        resolve_experiment,
-    )
-    from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
-    args.profile, why = choose_profile(args.profile, os.environ)
-    if args.trials_per_experiment < 1:
-        raise UserError(f"--trials-per-experiment must be at least 1, got {args.trials_per_experiment}")
-    experiment = resolve_experiment(args.sweep)
-    known = experiment.profiles
-    if args.profile not in known and why == f"from ${PROFILE_ENV}":
-        raise UserError(f"${PROFILE_ENV}={args.profile!r} is not a profile of sweep '{args.sweep}'; "
-                        f"known: {', '.join(sorted(known))} (or pass --profile)")
-    plan = make_plan(experiment, args.profile, args.sets + _data_dir_set(args, experiment), args.samples, args.epochs,
-                     args.grids)
-    if args.dry_run:
-        print("\n".join(_dry_run_lines(plan, args, why)))
-        return 0
-    _print_header(plan, args, why)
-    opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
-                        args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
-                        resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates,
-                        trials_per_experiment=args.trials_per_experiment)
-    # SLURM's time limit and `kill` send SIGTERM: stop as gracefully as on Ctrl-C (Tune's handler)
-    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
-    try:
-        out = run_sweep(plan, opts)
-    except (SweepInterrupted, KeyboardInterrupt) as stop:
-        counts = f"{stop.done} of {stop.planned} trials finished; " if isinstance(stop, SweepInterrupted) else ""
-        print(f"\ninterrupted: {counts}continue with `{_resume_command(args)}`", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    _print_footer(plan, out)
-    return 0 if out.errors == 0 else 1
-
-
-def _dry_run_lines(plan, args, why: str) -> list[str]:
-    from orchestrator.cost import bench_figures, cost_lines, shipped_figures
-    if args.deadline is not None and args.deadline <= 0:
-        raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
-    figures = bench_figures(args.figures) if args.figures else shipped_figures()
-    lines = cost_lines(plan, figures, args.deadline)
-    if args.replicates:
-        epochs = plan.base.get("epochs", 1)
-        lines.insert(1, f"then --replicates {args.replicates}: {args.replicates * len(plan.cells)} more trials "
-                        f"(each cell's chosen learning rate, {epochs} epochs each, none stopped early; "
-                        f"not in the estimate below)")
-    return [*lines, f"profile {plan.profile_name}: {why}"]
-
-
-def _print_header(plan, args, why: str) -> None:
-    from clip_prompt_sweeps.store.uri import resolve_tracking_uri
-    per_cell = (f"{plan.profile.samples} learning rate" + ("s" if plan.profile.samples > 1 else "")) if plan.profile.lr else "1 trial"
-    print(f"sweep {plan.experiment.name} ({plan.profile_name}): {len(plan.cells)} cells x {per_cell} = "
-          f"{plan.n_trials} trials, trainable {plan.trainable.name}"
-          + (f"; then {args.replicates} replicate(s) of each cell's chosen learning rate" if args.replicates else ""))
-    print(f"profile {plan.profile_name}: {why}")
-    print(f"MLflow {resolve_tracking_uri(args.tracking_uri)}; Ray {args.address or os.environ.get('RAY_ADDRESS') or 'local'}")
-
-
-def _print_footer(plan, out) -> None:
-    from clip_prompt_sweeps.store.uri import runs_page
-    print(f"\n{out.trials} trials, {out.errors} failed; MLflow parent run {out.parent_run_id} "
-          f"in experiment '{out.experiment}' at {out.tracking_uri}")
-    serve, page = runs_page(out.tracking_uri, out.experiment_id)
-    print(f"open the runs:  {serve + ', then ' if serve else ''}{page}")
-    if plan.experiment.report is not None:
-        print(f"build a report: python -m orchestrator report {plan.experiment.name}")
-
-
-def cmd_report(args) -> int:
-    from clip_prompt_sweeps.store.uri import (
-        check_existing_store,
-        check_tracking,
-        resolve_tracking_uri,
-        store_exists,
-    )
-    from reports.build import build_report, check_report_name
-    from search_spaces.registry import list_experiments
-    from search_spaces.sweep_file import is_sweep_file, load_sweep_file
-    experiments = list_experiments()
-    if is_sweep_file(args.sweep):      # `report my_sweep.toml`: the sweep that file defines
-        experiments.append(load_sweep_file(args.sweep))
-        args.sweep = experiments[-1].name
-    check_report_name(args.sweep, experiments)
-    if args.sweep == "all" and args.run_id:
-        raise UserError("report all takes each sweep's latest run; --run-id picks one sweep's run: "
-                        "use it with `report SWEEP`")
-    uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking(uri)
-    if not store_exists(uri):
-        first = "the study's sweeps (`python -m orchestrator list`)" if args.sweep == "all" else \
-            f"`python -m orchestrator sweep {args.sweep}`"
-        raise UserError(f"no MLflow store at {uri}; run {first} first, or pass the store they used "
-                        f"with --tracking-uri")
-    check_existing_store(uri)
-    path = build_report(args.sweep, experiments, uri, Path(args.out), args.run_id)
-    print(f"report written: {path}")
-    if path.with_suffix(".html").is_file():
-        print(f"one self-contained page: {path.with_suffix('.html')}")
-    return 0
-
-
-def cmd_status(args) -> int:
-    from mlflow.tracking import MlflowClient
-
-    from clip_prompt_sweeps.store.uri import (
-        check_existing_store,
-        check_tracking,
-        resolve_tracking_uri,
-        store_exists,
-    )
-    from orchestrator.status import status_lines
-    uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking(uri)
-    if not store_exists(uri):
-        raise UserError(f"no MLflow store at {uri}; pass the store your sweeps use with --tracking-uri")
-    check_existing_store(uri)
-    print("\n".join(status_lines(MlflowClient(uri), args.sweep, tracking_uri=args.tracking_uri)))
-    return 0
-
-
-FIGURE_IMAGES = 24      # the figure shows the first images; the CSV holds every one
-
-
-def cmd_classify(args) -> int:
-    import torch
-
-    from reports.figures import probability_grid
-    from trainables import freeform
-    from trainables.clip import load_clip
-    task = freeform.task_from(args.preset, args.template, args.labels)
-    if args.images:
-        paths = freeform.image_files(Path(args.images))
-        names = [p.name for p in paths]
-    else:
-        from trainables.cifar import load_cifar
-        from trainables.paths import data_dir
-        if args.n < 1:
-            raise UserError(f"--n must be at least 1, got {args.n}")
-        cifar = load_cifar("cifar100", data_dir(args.data_dir), args.data)
-        idx = torch.randperm(len(cifar.test.labels), generator=torch.Generator().manual_seed(args.seed))[:args.n]
-        names = [f"#{i} {cifar.classes[cifar.test.labels[i]]}" for i in idx.tolist()]
-    clip = load_clip(args.model, args.pretrained, "cuda" if torch.cuda.is_available() else "cpu")
-    probs = (freeform.probabilities_for_files(clip, paths, task) if args.images
-             else freeform.probabilities_for_cifar(clip, cifar.test.images[idx], task))
-    for name, p in zip(names, probs):
-        print(f"{name:<32} {task.labels[int(p.argmax())]:<16} " +
-              "  ".join(f"{label} {v:.2f}" for label, v in zip(task.labels, p.tolist())))
-    shown = min(len(names), FIGURE_IMAGES)
-    images = ([freeform.read_image(p) for p in paths[:shown]] if args.images
-              else [im.permute(1, 2, 0).numpy() for im in cifar.test.images[idx[:shown]]])
-    out = Path(args.out) / "classify"
-    slug = _task_slug(args.preset if args.preset and not args.template and not args.labels else None, task)
-    title = (f"{task.template.replace('{}', '___')}: {', '.join(task.labels)} ({args.model}, {args.pretrained})"
-             + (f"; first {shown} of {len(names)}" if shown < len(names) else ""))
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out, prefix=".classify-") as tmp:   # both files, or neither
-        probability_grid(images, names[:shown], task.labels, probs[:shown].numpy(), title, Path(tmp) / "f.png")
-        with open(Path(tmp) / "f.csv", "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["image", "predicted", *task.labels])
-            writer.writerows([name, task.labels[int(p.argmax())], *(f"{v:.6f}" for v in p.tolist())]
-                             for name, p in zip(names, probs))
-        os.replace(Path(tmp) / "f.png", out / f"{slug}.png")
-        os.replace(Path(tmp) / "f.csv", out / f"{slug}.csv")
-    print(f"figure written to {out / f'{slug}.png'}; every image's probabilities in {out / f'{slug}.csv'}")
-    return 0
-
-
-def _task_slug(preset: str | None, task) -> str:
-    """The seed's presets keep their names (`report all` shows them as Figures 5 and 6); any
-    other task is `custom-...`, so it can never replace a preset's figure."""
-    import hashlib
-    import re
-    if preset:
-        return preset
-    words = re.sub(r"[^a-z0-9]+", "-", task.template.replace("{}", "_").lower()).strip("-")[:40]
-    digest = hashlib.sha1("\n".join((task.template, *task.labels)).encode()).hexdigest()[:8]
-    return f"custom-{words}-{digest}".replace("--", "-")
-
-
-def cmd_bench(args) -> int:
-    import torch
-
-    from orchestrator.bench import SECTIONS, format_table, run_bench, write_json
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    result = run_bench(device, tuple(args.only or SECTIONS), args.smoke, args.images, args.batch,
-                       args.compile, args.data_dir, scale_trials=args.scale_trials)
-    print(format_table(result))
-    if args.json:
-        write_json(result, args.json)
-        print(f"figures written to {args.json}")
-    return 0
-
-
-COMMANDS = {"list": cmd_list, "doctor": cmd_doctor, "fetch": cmd_fetch, "sweep": cmd_sweep,
-            "report": cmd_report, "status": cmd_status, "classify": cmd_classify, "bench": cmd_bench}
+COMMANDS = {"list": commands.cmd_list, "doctor": commands.cmd_doctor, "fetch": commands.cmd_fetch,
+            "sweep": commands.cmd_sweep, "report": commands.cmd_report, "status": commands.cmd_status,
+            "classify": commands.cmd_classify, "bench": commands.cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,39 +68,3 @@ def check_storage(storage_path: str | None) -> None:
         raise UserError(f"storage path {where} is local to this machine, but trials run on other nodes of "
                         f"this {nodes}-node Ray cluster; pass --storage-path s3://BUCKET/PATH (or gs://..., or "
                         f"file:///MOUNT for a file system every node mounts) or set ${STORAGE_ENV}")
-
-
-def validate_cluster_config(path: str) -> dict:
-    """A cluster.yaml checked against the schema shipped inside Ray, as `ray up` would."""
-    import logging
-
-    import yaml
-    from ray.autoscaler._private.util import prepare_config, validate_config
-    logging.getLogger("ray.autoscaler").setLevel(logging.WARNING)    # its INFO lines are noise here
-    try:
-        with open(path) as f:
-            config = yaml.safe_load(f)
-        if not isinstance(config, dict):
-            raise ValueError("not a YAML mapping")
-        validate_config(prepare_config(config))
-    except OSError as err:
-        raise UserError(f"cluster config {path}: cannot read it ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UserError(f"cluster config {path} is not valid YAML{where} ({getattr(err, 'problem', err)})") from None
-    except Exception as err:  # noqa: BLE001 - yaml, schema and Ray's own checks all mean "fix the file"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cluster config {path} fails Ray's schema: {first[:300]}; compare it with this "
-                        f"project's cluster.yaml") from None
-    return config
-
-
-def validate_batch_file(path: str) -> None:
-    """A SLURM batch file that bash can parse (it is a bash script with #SBATCH comments)."""
-    import subprocess
-    out = subprocess.run(["bash", "-n", path], capture_output=True, text=True, timeout=30)
-    if out.returncode != 0:
-        first = (out.stderr.strip().splitlines() or ["bash -n failed"])[0]
-        raise UserError(f"cluster config {path} is not a valid bash script ({first[:300]}); compare it with "
-                        f"this project's clusters/slurm/sweep.sbatch")

@@ -1,6 +1,6 @@
 """`doctor --cluster-config FILE`: what to fix in a cluster file before a cluster starts. For each
-of the project's three kinds (cluster.yaml for AWS, clusters/onprem.yaml, the SLURM batch file):
-Ray's schema where Ray has one, the values still at their shipped examples (lines marked
+kind of cluster (orchestrator/cluster_kinds/: AWS, on-premise, SLURM): its own tool's check of
+the file's form (Ray's schema, bash), the values still at their shipped examples (lines marked
 `# SET:`), the form of the storage paths (shared by every node), and that nothing binds to every
 interface, in the file and in the node scripts it runs (clusters/node/*.sh, read from this
 checkout only: a name taken from the file never leads anywhere else)."""
@@ -10,6 +10,9 @@ import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from clip_prompt_sweeps.errors import UserError
+from orchestrator.cluster_kinds import kind_of
 
 NODE_SCRIPTS = Path(__file__).resolve().parents[1] / "clusters" / "node"
 
@@ -29,13 +32,6 @@ class Checked:
     kind: str
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def _kind(text: str) -> str:
-    if "#SBATCH" in text:
-        return "SLURM batch file"
-    provider = re.search(r"^\s*type:\s*(\w+)", text, re.MULTILINE)
-    return f"Ray cluster launcher ({provider.group(1) if provider else 'unknown'} provider)"
 
 
 def examples_left(text: str) -> list[str]:
@@ -66,13 +62,14 @@ def storage_problems(text: str) -> tuple[list[str], list[str]]:
                    for s in found if not s.startswith(_SHARED)]
 
 
-def code_lines(text: str):
+def code_lines(text: str, directive: str = ""):
     """(line number, its words as the shell reads them): a '#' starts a comment only where the
     shell's does (at a word's start, outside quotes), so `echo '#'; cmd` keeps `cmd`. A line the
-    shell cannot split alone (a quote that spans lines) is kept whole: nothing is cut from it."""
+    shell cannot split alone (a quote that spans lines) is kept whole: nothing is cut from it.
+    Lines that begin with the kind's `directive` speak to its scheduler, and are skipped."""
     for number, line in enumerate(text.splitlines(), 1):
-        if line.lstrip().startswith("#SBATCH"):
-            continue            # a directive to sbatch, not a command
+        if directive and line.lstrip().startswith(directive):
+            continue
         try:
             lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
             lexer.whitespace_split, lexer.commenters = True, "#"
@@ -90,9 +87,9 @@ _AUTH_ON = re.compile(r"RAY_AUTH_MODE=token\b")
 _RAY_STOP = re.compile(r"(^|[\s;&|(])ray stop\b")
 
 
-def open_binds(text: str, where: str) -> list[str]:
+def open_binds(text: str, where: str, directive: str = "") -> list[str]:
     out = []
-    for number, code in code_lines(text):
+    for number, code in code_lines(text, directive):
         hit = _EVERY_INTERFACE.search(code)
         if hit:
             out.append(f"{where} line {number}: {hit.group(0)!r} listens beyond 127.0.0.1; bind to 127.0.0.1 and "
@@ -115,7 +112,8 @@ def auth_problems(texts: list[str]) -> list[str]:
 
 
 def check_cluster_file(path: Path, text: str) -> Checked:
-    checked = Checked(_kind(text))
+    kind = kind_of(text)
+    checked = Checked(kind.describe(text))
     scripts = node_scripts(text)
     if scripts:
         checked.notes.append(f"runs {', '.join(f'clusters/node/{s.name}' for s in scripts)}")
@@ -123,10 +121,26 @@ def check_cluster_file(path: Path, text: str) -> Checked:
     if stores:
         checked.notes.append(f"storage: {', '.join(stores)}")
     checked.problems += bad
-    checked.problems += open_binds(text, path.name)
+    checked.problems += open_binds(text, path.name, kind.directive)
     script_texts = [script.read_text() for script in scripts]
     for script, script_text in zip(scripts, script_texts):
         checked.problems += open_binds(script_text, f"clusters/node/{script.name}")
     checked.problems += auth_problems([text, *script_texts])
     checked.problems += examples_left(text)
     return checked
+
+
+def doctor_cluster_file(name: str) -> tuple[list[str], bool]:
+    """doctor's lines for a cluster file, and whether it is ready to start a cluster; a file that
+    cannot be read or fails its own tool's check is bad input (one line)."""
+    path = Path(name)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cluster config {name}: cannot read it ({getattr(err, 'strerror', None) or err})") from None
+    checked = check_cluster_file(path, text)
+    form = kind_of(text).validate(name)
+    lines = [f"cluster config {name}: {checked.kind}, {form}", *(f"  {note}" for note in checked.notes),
+             *(f"  to fix: {problem}" for problem in checked.problems),
+             f"{len(checked.problems)} thing(s) to fix" if checked.problems else "ready: nothing to fix"]
+    return lines, not checked.problems

@@ -18,7 +18,7 @@ from pathlib import Path
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import SweepPlan, cell_epochs
-from trainables.cifar import image_counts
+from trainables.data.catalog import split_sizes as dataset_sizes
 
 SHIPPED = Path(__file__).parent / "throughput.json"
 
@@ -72,7 +72,7 @@ def figure_key(plan: SweepPlan, cell: dict) -> str | None:
     """Which measured throughput stands for a cell's training, or None where none was measured."""
     cfg, name = plan.typed[cell_key(cell)], plan.trainable.name
     if name == "deep_prompt":
-        from trainables.clip import model_depth
+        from trainables.models.clip import model_depth
         depth, layer = model_depth(cfg.model), cfg.layer_index
         where = "first" if layer == 0 else "last" if layer == depth - 1 else "middle"
         return f"deep_prompt/{where}" + ("" if cfg.prefix_cache else "/uncached")
@@ -83,13 +83,9 @@ def figure_key(plan: SweepPlan, cell: dict) -> str | None:
 
 def split_sizes(cfg) -> tuple[int, int, int]:
     """(train, validation, test) images of a trial's dataset."""
-    from trainables.image_datasets import is_image_dataset, split_counts
-    if is_image_dataset(cfg.dataset):
-        train, val, test = split_counts(cfg.dataset)
-        if val is not None:             # the dataset's own validation split
-            return train, val, test
-    else:
-        train, test = image_counts(cfg.dataset, cfg.data)
+    train, val, test = dataset_sizes(cfg.dataset, cfg.data)
+    if val is not None:             # the dataset's own validation split
+        return train, val, test
     val = round(train * cfg.val_fraction)
     return train - val, val, test
 

@@ -1,13 +1,14 @@
 """`doctor`: what this machine has, told truthfully, without downloading or starting anything."""
 from __future__ import annotations
 
+from clip_prompt_sweeps.names import DATASETS
 from clip_prompt_sweeps.store.uri import resolve_tracking_uri, tracking_answers
 from orchestrator.cluster import resolve_address
-from trainables import backbones
-from trainables.cifar import ARCHIVES, is_present
-from trainables.clip import cached_clip_weights
+from trainables.data.catalog import is_present
+from trainables.models import backbones
+from trainables.models.clip import cached_clip_weights
+from trainables.models.resnet import resnet_weights_path
 from trainables.paths import data_dir, downloads_allowed
-from trainables.resnet import resnet_weights_path
 
 
 def doctor_lines(data_dir_flag: str | None = None, address: str | None = None,
@@ -25,9 +26,9 @@ def doctor_lines(data_dir_flag: str | None = None, address: str | None = None,
         f"mlflow       {uri} ({'answers' if tracking_answers(uri) else 'does NOT answer'})",
         f"data dir     {root}{'' if root.is_dir() else ' (does not exist yet)'}",
     ]
-    for name in ARCHIVES:
-        real = "present" if is_present(root, name, "real") else "missing"
-        synth = "present" if is_present(root, name, "synthetic") else "written on first use"
+    for name in DATASETS:
+        real = "present" if is_present(name, root, "real") else "missing"
+        synth = "present" if is_present(name, root, "synthetic") else "written on first use"
         lines.append(f"  {name:<10} real: {real}; synthetic: {synth}")
     lines.append(f"downloads    {'allowed' if downloads_allowed() else 'disabled ($ORCHESTRATOR_NO_DOWNLOAD)'}")
     clip = cached_clip_weights()

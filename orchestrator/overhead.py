@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 EPOCHS = 3
 
 
@@ -43,7 +42,7 @@ def project_seconds(folder: Path, trials: int) -> float:
     from orchestrator.plan import SweepPlan
     from orchestrator.sweep import SweepOptions, run_sweep
     from search_spaces.experiment import Experiment, LogUniform, Profile
-    from trainables.entry import Trainable
+    from trainables.training.entry import Trainable
     _start_ray()
     folder.mkdir(parents=True)
     profile = Profile(base={"epochs": EPOCHS}, grid={"cell": list(range(max(1, trials // 2)))},

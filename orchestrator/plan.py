@@ -12,8 +12,10 @@ from clip_prompt_sweeps.names import CELL_KEY, DEFAULT_PROFILE, LR_KEY, cell_key
 from search_spaces.experiment import Experiment, Profile
 from search_spaces.registry import get_experiment, get_profile
 from search_spaces.sweep_file import is_sweep_file, load_sweep_file
-from trainables.config import coerce, from_dict
-from trainables.entry import Trainable
+from trainables.data.catalog import path_prefixes
+from trainables.models.templates import FILE_PREFIX
+from trainables.training.config import coerce, from_dict
+from trainables.training.entry import Trainable
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class SweepPlan:
     cells: list[dict]           # one flat dict per grid cell
     typed: dict = field(default_factory=dict)   # cell key -> the cell's typed config (learning rate at its default)
     filled: dict = field(default_factory=dict)  # cell key -> keys the driver fills (source_run)
-    args: dict = field(default_factory=dict)    # make_plan's own inputs: a resume rebuilds the plan from them
+    args: dict = field(default_factory=dict)    # make_plan's own inputs, recorded with the sweep for its resume
     sweep_file: str | None = None               # the TOML file the sweep came from (absolute), if any
 
     @property
@@ -39,11 +41,41 @@ class SweepPlan:
     def config(self, cell: dict, lr: float | None) -> dict:
         return trial_config(self.base, cell, lr, self.filled)
 
+    def request(self) -> PlanRequest:
+        """What this plan was built from (for a resume of a plan built by hand)."""
+        a = self.args
+        return PlanRequest(self.sweep_file or self.experiment, self.profile_name, tuple(a.get("sets") or ()),
+                           a.get("samples"), a.get("epochs"), tuple(a.get("grids") or ()))
+
     def groups(self, max_trials: int) -> list[SweepPlan]:
         """The plan as consecutive plans of whole cells with at most `max_trials` trials each (a
         cell with more samples than that is a plan of its own)."""
         per = max(1, max_trials // max(1, self.profile.samples))
         return [replace(self, cells=self.cells[i:i + per]) for i in range(0, len(self.cells), per)] or [self]
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """A sweep as a command asks for it, built into its plan once (`build`): from what is typed
+    or, on a resume, from what the interrupted sweep recorded (orchestrator/sweep.py::_recorded)."""
+    sweep: str | Experiment             # a registered name, a sweep file, or a record
+    profile_name: str
+    sets: tuple[str, ...] = ()
+    samples: int | None = None
+    epochs: int | None = None
+    grids: tuple[str, ...] = ()
+
+    @property
+    def experiment(self) -> Experiment:
+        return resolve_experiment(self.sweep)
+
+    @property
+    def sweep_file(self) -> str | None:
+        """The sweep file asked for (absolute), if any."""
+        return str(Path(self.sweep).resolve()) if isinstance(self.sweep, str) and is_sweep_file(self.sweep) else None
+
+    def build(self) -> SweepPlan:
+        return make_plan(self.sweep, self.profile_name, list(self.sets), self.samples, self.epochs, list(self.grids))
 
 
 def cell_epochs(plan: SweepPlan) -> dict[str, int]:
@@ -81,11 +113,11 @@ def parse_sets(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-PATH_PREFIXES = ("folder:", "file:")        # setting values that name a path on this machine
+PATH_PREFIXES = (*path_prefixes(), FILE_PREFIX)     # setting values that name a path on this machine
 
 
 def absolute_paths(entry: str, grid: bool = False) -> str:
-    """A --set KEY=VALUE or --grid KEY=V1,V2 entry with each `folder:`/`file:` path made absolute:
+    """A --set KEY=VALUE or --grid KEY=V1,V2 entry with each path value (PATH_PREFIXES) made absolute:
     trials run in folders of their own, where a relative path names nothing."""
     key, sep, values = entry.partition("=")
     if not sep:

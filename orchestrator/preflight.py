@@ -4,8 +4,7 @@ trials."""
 from __future__ import annotations
 
 from orchestrator.plan import SweepPlan
-from trainables.cifar import ARCHIVES, check_archive, ensure_archive
-from trainables.image_datasets import check_image_dataset, is_image_dataset
+from trainables.data.catalog import verify
 from trainables.paths import data_dir
 
 
@@ -26,23 +25,19 @@ def _needs(plan: SweepPlan, sources: dict) -> list[dict]:
 def check_inputs(plan: SweepPlan, sources: dict | None = None) -> None:
     configs = _needs(plan, sources or {})
     root = data_dir(plan.base.get("data_dir"))
-    for name, kind in sorted({(c["dataset"], c.get("data", "real")) for c in configs
-                              if c.get("dataset") in ARCHIVES}):
-        ensure_archive(name, root, kind)
-        check_archive(name, root, kind)
-    for name in sorted({c["dataset"] for c in configs if is_image_dataset(str(c.get("dataset", "")))}):
-        check_image_dataset(name, root)
+    for name, kind in sorted({(str(c["dataset"]), c.get("data", "real")) for c in configs if "dataset" in c}):
+        verify(name, root, kind)
     for model, tag in sorted(clip_backbones(configs)):
-        from trainables.clip import fetch_clip_weights
+        from trainables.models.clip import fetch_clip_weights
         fetch_clip_weights(model, tag)
     if any(c.get("weights") == "IMAGENET1K_V1" for c in configs):
-        from trainables.resnet import load_resnet18
+        from trainables.models.resnet import load_resnet18
         load_resnet18("IMAGENET1K_V1")
 
 
 def clip_backbones(configs: list[dict]) -> set[tuple[str, str]]:
     """(model, tag) of each pretrained CLIP backbone the trials load."""
-    from trainables.backbones import NO_WEIGHTS, parse_backbone
+    from trainables.models.backbones import NO_WEIGHTS, parse_backbone
     pairs = {parse_backbone(c["backbone"]) if c.get("backbone") else (str(c["model"]), str(c["pretrained"]))
              for c in configs if c.get("backbone") or "pretrained" in c}
     return {p for p in pairs if p[1] != NO_WEIGHTS}

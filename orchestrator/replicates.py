@@ -1,6 +1,6 @@
 """`--replicates N`: once every cell is tuned, each cell's chosen learning rate (its best trial on
 validation) runs again with N new seeds, as N more child runs of the same parent, tagged
-`replicate=k`. The split stays the cell's (trainables/data_config.py: `replicate` changes the
+`replicate=k`. The split stays the cell's (trainables/data/config.py: `replicate` changes the
 initialisation, shuffling and noise only), so the spread the reports show is that of training,
 and the tuned trial itself is not among the N: it was chosen for being best on validation.
 
@@ -8,7 +8,7 @@ A replicate phase is a plan of its own (one trial per cell x replicate, the lear
 nothing stopped early), so the durability of a sweep (kill, `--resume`) holds for it unchanged."""
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from mlflow.tracking import MlflowClient
 
@@ -55,3 +55,34 @@ def replicate_plan(plan: SweepPlan, lrs: dict[str, float], n: int) -> SweepPlan:
             filled[cell_key(rcell)] = {**plan.filled.get(cell_key(cell), {}), LR_KEY: lr}
     profile = replace(plan.profile, lr=None, samples=1, grace_period=max(epochs, 1))
     return replace(plan, profile=profile, cells=cells, filled=filled, typed={})
+
+
+@dataclass(frozen=True)
+class TuningPhase:
+    """The sweep's first phase: its plan as it is, learning rates tuned within each cell."""
+    name = "tuning"
+    suffix = ""                 # its Tune experiments are named after the sweep alone
+
+    def plan(self, client: MlflowClient, experiment: str, parent: str, tuned: SweepPlan) -> SweepPlan:
+        return tuned
+
+
+@dataclass(frozen=True)
+class ReplicatePhase:
+    """`--replicates N`, once tuning has ended: each cell's chosen learning rate, read from the
+    sweep's own runs, N times again with new seeds."""
+    n: int
+    name = "replicates"
+    suffix = "-replicates"
+
+    def plan(self, client: MlflowClient, experiment: str, parent: str, tuned: SweepPlan) -> SweepPlan:
+        lrs = chosen_lrs(client, experiment, parent, tuned.experiment.score)
+        out = replicate_plan(tuned, lrs, self.n)
+        print(f"replicates: the chosen learning rate of each of {len(lrs)} cells, {self.n} new seed(s) each = "
+              f"{len(out.cells)} trials")
+        return out
+
+
+def phases(replicates: int) -> list[TuningPhase | ReplicatePhase]:
+    """A sweep's phases, in the order they run."""
+    return [TuningPhase(), *([ReplicatePhase(replicates)] if replicates else [])]

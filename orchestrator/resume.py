@@ -30,7 +30,7 @@ from clip_prompt_sweeps.store.records import DONE, SUPERSEDED_TAG, TrialRecord
 from clip_prompt_sweeps.store.runs import metric_histories
 from clip_prompt_sweeps.store.runs import trials as child_trials
 from orchestrator.plan import SweepPlan
-from trainables.checkpoints import checkpoint_epoch
+from trainables.training.checkpoints import checkpoint_epoch
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The driver's half of trainables/source_models.py: before Ray starts, find each cell's source
+"""The driver's half of trainables/experiments/source_models.py: before Ray starts, find each cell's source
 run in MLflow, read its params, metrics and best parameters, and record its run id in the
 cell's config. A missing source is one line naming the sweep to run first."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ from clip_prompt_sweeps.store.records import TrialRecord, printable, read_parent
 from clip_prompt_sweeps.store.runs import SWEEP_TAG, latest_parent, trials
 from clip_prompt_sweeps.store.uri import store_exists
 from orchestrator.plan import SweepPlan
-from trainables.source_models import Source, SourceRun
+from trainables.experiments.source_models import Source, SourceRun
 
 
 def _missing(plan: SweepPlan, source: Source, uri: str, why: str) -> UserError:

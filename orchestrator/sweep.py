@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
@@ -53,10 +54,17 @@ from orchestrator.cluster import (
     resolve_address,
     resolve_storage,
 )
-from orchestrator.plan import PATH_PREFIXES, SweepPlan, cell_epochs, make_plan
+from orchestrator.plan import (
+    PATH_PREFIXES,
+    PlanRequest,
+    SweepPlan,
+    absolute_paths,
+    cell_epochs,
+    sweep_file_digest,
+)
 from orchestrator.preflight import check_inputs
 from orchestrator.progress import SweepProgress
-from orchestrator.replicates import check_replicates, chosen_lrs, replicate_plan
+from orchestrator.replicates import check_replicates, phases
 from orchestrator.resume import (
     DONE,
     SweepRecord,
@@ -151,9 +159,24 @@ def _pending_trials(n: int):
 
 
 @contextlib.contextmanager
+def _sigterm_is_ctrl_c():
+    """The one place a sweep sets SIGTERM: SLURM's time limit and `kill` stop it as Ctrl-C does
+    (Tune stops the trials gracefully, the parent run is closed). Entered once Ray is up, since
+    ray.init gives the driver Ray's own SIGTERM handler, which aborts the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def _second_ctrl_c():
     """An Event set by a second Ctrl-C. Tune's own handler takes the first (it stops the trials
-    gracefully) and then puts back the handler it found: this one. SIGTERM counts as Ctrl-C."""
+    gracefully) and then puts back the handler it found: this one."""
     pressed = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield pressed
@@ -164,14 +187,10 @@ def _second_ctrl_c():
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    # ray.init gives the driver Ray's own SIGTERM handler, which aborts the process: SLURM's time
-    # limit and `kill` must stop the sweep as Ctrl-C does, so SIGTERM is put back to mean Ctrl-C
-    previous_term = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
     try:
         yield pressed
     finally:
         signal.signal(signal.SIGINT, previous)
-        signal.signal(signal.SIGTERM, previous_term)
 
 
 def _exclusive(plan: SweepPlan, opts: SweepOptions) -> SweepOptions:
@@ -202,56 +221,60 @@ class SweepInterrupted(Exception):
         self.done, self.planned = done, planned
 
 
-def _interrupted(plan: SweepPlan, uri: str) -> ParentRecord:
+def _interrupted(asked: PlanRequest | SweepPlan, uri: str) -> ParentRecord:
     """The parent run of the latest sweep of this name and profile that did not finish: a killed
     driver leaves its parent RUNNING, an interrupted or failed one KILLED or FAILED."""
+    name, profile = asked.experiment.name, asked.profile_name
     client = MlflowClient(uri) if store_exists(uri) else None       # a client would create the file
-    run = latest_parent(client, plan.experiment.name, plan.profile_name)
+    run = latest_parent(client, name, profile)
     parent = None if run is None else read_parent(run)      # its run id checked before any use
     if parent is None or parent.status == "FINISHED":
-        raise UserError(f"no interrupted '{plan.experiment.name}' sweep ({plan.profile_name}) to resume in {uri}; "
-                        f"run it without --resume")
+        raise UserError(f"no interrupted '{name}' sweep ({profile}) to resume in {uri}; run it without --resume")
     live = holder(parent.lease)
     if live is not None:        # checked before anything is written; Lease.acquire checks again
-        raise busy(plan.experiment.name, parent.run_id, live)
+        raise busy(name, parent.run_id, live)
     return parent
 
 
-def _recorded(plan: SweepPlan, opts: SweepOptions, parent: ParentRecord) -> tuple[SweepPlan, SweepOptions]:
+def _recorded(request: PlanRequest, opts: SweepOptions, parent: ParentRecord) -> tuple[PlanRequest, SweepOptions]:
     """A resumed sweep keeps the settings of its first run (plan and search), whatever is typed now."""
     args = read_sweep_args(parent.run_id, parent.args_tag)
     if args is None:
-        return plan, opts
-    if args.sweep_file_sha256 and args.sweep_file_sha256 != plan.args.get("sweep_file_sha256"):
-        raise UserError(f"sweep file {plan.sweep_file or plan.experiment.name} has changed since sweep run "
+        return request, opts
+    now = sweep_file_digest(request.sweep_file) if request.sweep_file else None
+    if args.sweep_file_sha256 and args.sweep_file_sha256 != now:
+        raise UserError(f"sweep file {request.sweep_file or request.experiment.name} has changed since sweep run "
                         f"{parent.run_id} started; put it back as it was to resume, or run it without --resume "
                         f"to start a new sweep of the new shape")
+    typed_sets = [absolute_paths(s) for s in request.sets]
+    typed_grids = [absolute_paths(g, grid=True) for g in request.grids]
+
     # the data dir is this command's (--data-dir, $ORCHESTRATOR_DATA_DIR or the default), never a
     # path from the store: trials write archives there, and a tag can be written by anyone
-    def own(entries: tuple[str, ...]) -> list[str]:     # keyed as make_plan parses them: ' data_dir=' too
-        return [e for e in entries if e.partition("=")[0].strip() not in _NOT_FROM_STORE]
-    sets = own(args.sets) + ([f"data_dir={plan.base['data_dir']}"] if plan.base.get("data_dir") else [])
-    grids = own(args.grids)
+    def mine(entry: str) -> bool:       # keyed as make_plan parses them: ' data_dir=' too
+        return entry.partition("=")[0].strip() in _NOT_FROM_STORE
+    sets = [e for e in args.sets if not mine(e)] + [e for e in typed_sets if mine(e)]
+    grids = [e for e in args.grids if not mine(e)]
     # a folder or template file named in the tag is read only if this command names it too
-    typed_now = {str(v) for v in [*plan.args.get("sets", []), *plan.args.get("grids", [])]}
+    typed_now = {str(v) for v in [*typed_sets, *typed_grids]}
     for value in [*sets, *grids]:
         if any(p in value for p in PATH_PREFIXES) and value not in typed_now:
             raise UserError(f"the interrupted sweep's recorded setting {value[:200]!r} names a path; a resume "
                             f"reads no path from the store: pass the same --set/--grid again with --resume")
-    plan = replace(make_plan(plan.experiment, plan.profile_name, sets, args.samples, args.epochs, grids),
-                   sweep_file=plan.sweep_file)
-    plan.args.update({k: v for k, v in (("sweep_file_sha256", args.sweep_file_sha256),) if v})
-    return plan, replace(opts, search=args.search, seed=args.seed, replicates=args.replicates)
+    return (replace(request, sets=tuple(sets), samples=args.samples, epochs=args.epochs, grids=tuple(grids)),
+            replace(opts, search=args.search, seed=args.seed, replicates=args.replicates))
 
 
-def run_sweep(plan: SweepPlan, opts: SweepOptions) -> SweepOutcome:
-    """Prepare (check everything, then the parent run), run the phases under the sweep's lease,
-    finish (the parent run closed whatever happened)."""
+def run_sweep(asked: PlanRequest | SweepPlan, opts: SweepOptions,
+              show: Callable[[SweepPlan], None] | None = None) -> SweepOutcome:
+    """Prepare (the plan, built once; every check; then the parent run), run the phases under the
+    sweep's lease, finish (the parent run closed whatever happened). `show` sees the plan as it
+    will run (on a resume: as its first run recorded it) before anything is started."""
     _quiet_defaults(opts)
-    plan, sweep, resumed = _prepare(plan, opts)
+    plan, sweep, resumed = _prepare(asked, opts, show or (lambda plan: None))
     planned = plan.n_trials + sweep.opts.replicates * len(plan.cells)
     done = failed = 0
-    with Lease(sweep.uri, sweep.parent, plan.experiment.name) as lease:
+    with _sigterm_is_ctrl_c(), Lease(sweep.uri, sweep.parent, plan.experiment.name) as lease:
         status, why = "FAILED", "error"
         try:
             done, failed, complete = _run_phases(sweep, plan, resumed)
@@ -286,16 +309,21 @@ def _quiet_defaults(opts: SweepOptions) -> None:
         os.environ.setdefault(key, value)
 
 
-def _prepare(plan: SweepPlan, opts: SweepOptions) -> tuple[SweepPlan, _Sweep, bool]:
-    """Every check first (store, resume, sources, data, Ray, storage), then the first write: the
-    parent run, or the interrupted one's with its journal flushed. (plan, sweep, resumed)."""
+def _prepare(asked: PlanRequest | SweepPlan, opts: SweepOptions,
+             show: Callable[[SweepPlan], None]) -> tuple[SweepPlan, _Sweep, bool]:
+    """Every check first (the plan, store, resume, sources, data, Ray, storage), then the first
+    write: the parent run, or the interrupted one's with its journal flushed. (plan, sweep, resumed)."""
     from ray import tune
+    if not opts.resume:         # what is typed is checked before anything else
+        plan = asked.build() if isinstance(asked, PlanRequest) else asked
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
     check_existing_store(uri)       # never migrate another program's SQLite file into a store
-    previous = _interrupted(plan, uri) if opts.resume else None
+    previous = _interrupted(asked, uri) if opts.resume else None
     if previous is not None:
-        plan, opts = _recorded(plan, opts, previous)
+        request, opts = _recorded(asked if isinstance(asked, PlanRequest) else asked.request(), opts, previous)
+        plan = request.build()
+    show(plan)
     # a resumed sweep evaluates the source runs it started with, whatever has run since
     recorded = read_sources(previous.run_id, previous.sources_tag) if previous else None
     plan, sources = attach_sources(plan, uri, recorded)
@@ -327,14 +355,9 @@ def _run_phases(sweep: _Sweep, plan: SweepPlan, resumed: bool) -> tuple[int, int
     """The tuning phase, then (--replicates) each cell's chosen learning rate again with new
     seeds. Returns (trials done, failed, whether every trial ended)."""
     done = failed = 0
-    for phase in ("tuning", "replicates")[:1 + bool(sweep.opts.replicates)]:
-        phase_plan, base = plan, sweep.base
-        if phase == "replicates":
-            lrs = chosen_lrs(sweep.client, sweep.exp, sweep.parent, plan.experiment.score)
-            phase_plan, base = replicate_plan(plan, lrs, sweep.opts.replicates), f"{sweep.base}-replicates"
-            print(f"replicates: the chosen learning rate of each of {len(lrs)} cells, {sweep.opts.replicates} new "
-                  f"seed(s) each = {len(phase_plan.cells)} trials")
-        record = _reopen(sweep.client, phase_plan, sweep.exp, sweep.parent, sweep.storage, base, phase) \
+    for phase in phases(sweep.opts.replicates):
+        phase_plan, base = phase.plan(sweep.client, sweep.exp, sweep.parent, plan), sweep.base + phase.suffix
+        record = _reopen(sweep.client, phase_plan, sweep.exp, sweep.parent, sweep.storage, base, phase.name) \
             if resumed else None
         phase_done, phase_failed, complete = _run_phase(sweep, phase_plan, base, record)
         done, failed = done + phase_done, failed + phase_failed

@@ -120,7 +120,7 @@ def report(sw: SweepRuns) -> list[str]:
     md = sw.header("Deep prompts (seed section 2.3)")
     md += ["## Table 3: dataset × injection layer × prompts × position", "",
            "`front` prepends the prompts and reads out token 0, a prompt token (the seed's setting); "
-           "`back` appends them and reads out CLS (see trainables/prompts.py). Layers `first`, `middle` and `last` "
+           "`back` appends them and reads out CLS (see trainables/models/prompts.py). Layers `first`, `middle` and `last` "
            "are blocks 0, depth/2 and depth−1 of each backbone (the seed's 0, 6 and 11 on ViT-B/32).", ""]
     reps = {cell: values for cell in best["cell"] if (values := replicate_values(sw, cell))}
     comps = comparisons(best, reps) if reps else []

@@ -72,8 +72,8 @@ class Step:
 def write_real_size_data(root: Path) -> None:
     """CIFAR-10 in its archive format at its real size (50,000 + 10,000 images), laid out where the
     real archive extracts: what a trial reads and how long it takes are those of the real data."""
-    from trainables.cifar import ARCHIVES, is_present
-    from trainables.synthetic import write_synthetic_archive
+    from trainables.data.sources.cifar import ARCHIVES, is_present
+    from trainables.data.synthetic_archives import write_synthetic_archive
     for name, per_class in REAL_SIZE.items():
         if not is_present(root, name):
             write_synthetic_archive(name, ARCHIVES[name], root, per_class)
@@ -95,10 +95,10 @@ def run_summary(uri: str, smoke: bool) -> dict:
     plan this script typed), never from a value read back from the store."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.cost import split_sizes
-    from orchestrator.plan import make_plan
     from clip_prompt_sweeps.store.records import read_parent
     from clip_prompt_sweeps.store.runs import latest_parent, trials
+    from orchestrator.cost import split_sizes
+    from orchestrator.plan import make_plan
     client = MlflowClient(uri)
     parent = read_parent(latest_parent(client, "deep"))
     runs = trials(client, parent.experiment_id, parent.run_id)

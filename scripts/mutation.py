@@ -35,9 +35,9 @@ PIECES = {
     "source selection": [("orchestrator.source_runs", ("best_source_run", "_matches"))],
     "store queries (parents, latest parent, children)": [("clip_prompt_sweeps.store.runs", ("parents", "latest_parent", "children",
                                                                          "current_trials"))],
-    "resize (PIL-exact)": [("trainables.resize", ())],
-    "CIFAR unpickler": [("trainables.cifar", ("_CifarUnpickler", "_only_empty", "read_batch"))],
-    "prompt insertion (deep prompts)": [("trainables.prompts", ("insert_prompts", "DeepPrompt"))],
+    "resize (PIL-exact)": [("trainables.data.resize", ())],
+    "CIFAR unpickler": [("trainables.data.sources.cifar", ("_CifarUnpickler", "_only_empty", "read_batch"))],
+    "prompt insertion (deep prompts)": [("trainables.models.prompts", ("insert_prompts", "DeepPrompt"))],
     # the core added since the first study (issue #28)
     "resume planning": [("orchestrator.resume", ("read_trials", "build_record", "_continuation", "is_done"))],
     "lease": [("clip_prompt_sweeps.store.lease", ())],
@@ -46,8 +46,8 @@ PIECES = {
     # the replicates' own seeds are DataConfig.train_seed, a property: mutmut leaves decorated functions
     # alone, so tests/test_resume_core.py checks it directly; a resumed cell's sampler seed is cell_seed
     "replicate plan and chosen learning rates": [("orchestrator.replicates", ())],
-    "template sets": [("trainables.templates", ())],
-    "dataset preparation": [("trainables.image_datasets", ("_fingerprint", "_Prepared", "_write_split",
+    "template sets": [("trainables.models.templates", ())],
+    "dataset preparation": [("trainables.data.prepared", ("_fingerprint", "_Prepared", "_write_split",
                                                            "_read_split", "_key", "prepared_path", "_prepared"))],
     "cost plan": [("orchestrator.cost", ())],
 }
@@ -105,17 +105,17 @@ EQUIVALENT = {
     "clip_prompt_sweeps.store.runs.x_children__mutmut_12": "10,001 instead of 10,000 children: differs only beyond 10,000 trials",
     "reports.trials.x_best_per_cell__mutmut_4": _NONE_NE_1,
     "reports.trials.x_best_per_cell__mutmut_6": _NONE_NE_1,
-    "trainables.resize.x__bicubic__mutmut_3": "at |x| = 1 both branches give 0",
-    "trainables.resize.x__bicubic__mutmut_15": "at |x| = 2 both branches give 0",
-    "trainables.resize.x__bicubic__mutmut_16": _WINDOW,
-    "trainables.resize.x__bilinear__mutmut_4": _WINDOW,
-    "trainables.resize.x__bilinear__mutmut_7": "at |x| = 1 both branches give 0",
-    "trainables.resize.x__bilinear__mutmut_8": _WINDOW,
-    "trainables.resize.x__fixed_point__mutmut_10": "a weight of exactly 0 rounds to 0 either way",
-    "trainables.resize.x_pil_resize__mutmut_10": "shape[2:] and shape[-2:] are the same slice of a (B, C, H, W) batch",
-    "trainables.resize.x_pil_resize__mutmut_18": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
-    "trainables.resize.x_pil_resize__mutmut_29": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
-    "trainables.cifar.x__only_empty__mutmut_10": "the empty array's dtype is replaced by the one the pickle's BUILD step sets",
+    "trainables.data.resize.x__bicubic__mutmut_3": "at |x| = 1 both branches give 0",
+    "trainables.data.resize.x__bicubic__mutmut_15": "at |x| = 2 both branches give 0",
+    "trainables.data.resize.x__bicubic__mutmut_16": _WINDOW,
+    "trainables.data.resize.x__bilinear__mutmut_4": _WINDOW,
+    "trainables.data.resize.x__bilinear__mutmut_7": "at |x| = 1 both branches give 0",
+    "trainables.data.resize.x__bilinear__mutmut_8": _WINDOW,
+    "trainables.data.resize.x__fixed_point__mutmut_10": "a weight of exactly 0 rounds to 0 either way",
+    "trainables.data.resize.x_pil_resize__mutmut_10": "shape[2:] and shape[-2:] are the same slice of a (B, C, H, W) batch",
+    "trainables.data.resize.x_pil_resize__mutmut_18": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
+    "trainables.data.resize.x_pil_resize__mutmut_29": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
+    "trainables.data.sources.cifar.x__only_empty__mutmut_10": "the empty array's dtype is replaced by the one the pickle's BUILD step sets",
     # the pieces of issue #28
     "orchestrator.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_17": _CELL_KEY,
     "orchestrator.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_19": _CELL_KEY,
@@ -127,18 +127,18 @@ EQUIVALENT = {
     "clip_prompt_sweeps.store.lease.xǁLeaseǁ__init____mutmut_6": "an empty string is falsy as None is: 'taken over by another driver' either way",
     "orchestrator.cost.x_cost_lines__mutmut_15": "default=None is falsy as 0 is: both mean a sweep that trains nothing",
     "reports.stats.x_welch_p__mutmut_23": "equal_var=None is falsy: scipy runs Welch's test, as with False",
-    "trainables.templates.x__template_file__mutmut_23": "one byte more read changes nothing: any read longer than the limit is refused",
-    "trainables.templates.x__template_file__mutmut_29": "codec names are case-blind: 'UTF-8' is 'utf-8'",
-    "trainables.image_datasets.x__fingerprint__mutmut_3": ("the digest's length: equal folders still give equal digests and "
+    "trainables.models.templates.x__template_file__mutmut_23": "one byte more read changes nothing: any read longer than the limit is refused",
+    "trainables.models.templates.x__template_file__mutmut_29": "codec names are case-blind: 'UTF-8' is 'utf-8'",
+    "trainables.data.prepared.x__fingerprint__mutmut_3": ("the digest's length: equal folders still give equal digests and "
                                                             "changed ones different ones (a stamp of another version is "
                                                             "prepared once again)"),
-    **{f"trainables.image_datasets.xǁ_Preparedǁ__init____mutmut_{n}": _PIL_AA for n in (11, 14, 15)},
-    **{f"trainables.image_datasets.xǁ_Preparedǁ__getitem____mutmut_{n}": _PLACEHOLDER for n in (14, 18)},
-    **{f"trainables.image_datasets.x__write_split__mutmut_{n}": _SPEED for n in (12, *range(14, 30), 35, 36, 37)},
-    **{f"trainables.image_datasets.x__write_split__mutmut_{n}": "how often the bar redraws: the same bar and counts"
+    **{f"trainables.data.prepared.xǁ_Preparedǁ__init____mutmut_{n}": _PIL_AA for n in (11, 14, 15)},
+    **{f"trainables.data.prepared.xǁ_Preparedǁ__getitem____mutmut_{n}": _PLACEHOLDER for n in (14, 18)},
+    **{f"trainables.data.prepared.x__write_split__mutmut_{n}": _SPEED for n in (12, *range(14, 30), 35, 36, 37)},
+    **{f"trainables.data.prepared.x__write_split__mutmut_{n}": "how often the bar redraws: the same bar and counts"
        for n in (76, 80, 83)},
-    **{f"trainables.image_datasets.x__read_split__mutmut_{n}": _PICKLE_DEFAULT for n in (5, 8, 15, 18)},
-    **{f"trainables.image_datasets.x__read_split__mutmut_{n}": _MAPPED for n in (11, 25)},
+    **{f"trainables.data.prepared.x__read_split__mutmut_{n}": _PICKLE_DEFAULT for n in (5, 8, 15, 18)},
+    **{f"trainables.data.prepared.x__read_split__mutmut_{n}": _MAPPED for n in (11, 25)},
 }
 _KEY = re.compile(r"^\s*(?P<module>[\w.]+?)\.x(?:ǁ(?P<cls>\w+)ǁ(?P<method>\w+?)|_(?P<fn>\w+?))__mutmut_\d+: (?P<status>.+)$")
 

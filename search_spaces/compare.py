@@ -4,7 +4,7 @@ slow each other down."""
 from reports import compare
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, Profile
-from trainables.compare import COMPARE
+from trainables.experiments.compare import COMPARE
 
 MODELS = ["vgg11", "vgg11_bn", "resnet18", "densenet121", "mobilenet_v3_small", "vit_b_32",
           "vit_small_patch8_224"]

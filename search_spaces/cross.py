@@ -3,7 +3,7 @@ CIFAR-100, each as a 110-way classifier over both test sets."""
 from reports import cross
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, Profile
-from trainables.cross import CROSS, source_of
+from trainables.experiments.cross import CROSS, source_of
 
 GRID = dict(prompt_from=["cifar10", "cifar100"])
 

@@ -5,7 +5,7 @@ and the same grid applies to a backbone of any depth (`--set backbone=...`)."""
 from reports import deep
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.prompt_training import DEEP_PROMPT
+from trainables.experiments.prompt_training import DEEP_PROMPT
 
 LR = LogUniform(4.0, 400.0)        # a decade either side of the course's SGD lr of 40
 

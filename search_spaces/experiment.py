@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from reports.section import ReportSection
-from trainables.entry import Trainable
-from trainables.source_models import Source
+from trainables.experiments.source_models import Source
+from trainables.training.entry import Trainable
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 from reports import finetune
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.finetune import FINETUNE
+from trainables.experiments.finetune import FINETUNE
 
 LR = LogUniform(1e-4, 1e-2)         # a decade either side of the course's Adam lr of 1e-3
 GRID = dict(variant=["fc", "fc_first_conv", "fc_last_conv"], augment=["none", "hflip", "crop"])

@@ -2,7 +2,7 @@
 from reports import linear
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.linear_probe import LINEAR_PROBE
+from trainables.experiments.linear_probe import LINEAR_PROBE
 
 LR = LogUniform(1e-4, 1e-1)
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from clip_prompt_sweeps.errors import UserError
 from search_spaces.experiment import Experiment, Profile
-from trainables.entry import Trainable
+from trainables.training.entry import Trainable
 
 PACKAGES_ENV = "ORCHESTRATOR_EXPERIMENTS"
 RESERVED = ("all",)     # `report all`

@@ -4,7 +4,7 @@ driver; clean, N(0, 0.1) and a curve of noise levels."""
 from reports import robustness
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, Profile
-from trainables.robustness import ROBUSTNESS, source_of
+from trainables.experiments.robustness import ROBUSTNESS, source_of
 
 GRID = dict(model=["clip_padding", "resnet_fc"])
 

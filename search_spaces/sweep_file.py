@@ -16,18 +16,20 @@ from clip_prompt_sweeps.errors import UserError
 from reports import generic
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.config import coerce, field_types
+from trainables.data.catalog import path_prefixes
+from trainables.models.templates import FILE_PREFIX
+from trainables.training.config import coerce, field_types
 
 SUFFIX = ".toml"
 _TOP = {"name", "experiment", "summary", "metric", "profiles"}
 _PROFILE = {"base", "grid", "lr", "samples", "grace_period", "reduction_factor"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,99}")      # a name a trial reports
-_PATHS = ("folder:", "file:")
+_PATHS = (*path_prefixes(), FILE_PREFIX)     # values that name a path on this machine
 
 
 def _beside(f: "_File", value):
-    """A `folder:`/`file:` value relative to the sweep file's own folder, made absolute (trials
+    """A path value (a dataset folder, a template file) relative to the sweep file's own folder, made absolute (trials
     run in folders of their own)."""
     if isinstance(value, str):
         for prefix in _PATHS:

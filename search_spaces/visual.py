@@ -2,7 +2,7 @@
 from reports import visual
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.prompt_training import VISUAL_PROMPT
+from trainables.experiments.prompt_training import VISUAL_PROMPT
 
 LR = LogUniform(4.0, 400.0)
 

@@ -2,7 +2,7 @@
 from reports import zeroshot
 from reports.section import ReportSection
 from search_spaces.experiment import Experiment, Profile
-from trainables.zeroshot import ZEROSHOT
+from trainables.experiments.zeroshot import ZEROSHOT
 
 EXPERIMENT = Experiment(
     name="zeroshot",

@@ -18,7 +18,7 @@ os.environ.setdefault("ORCHESTRATOR_JOURNAL_DIR", tempfile.mkdtemp(prefix="journ
 
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory) -> Path:
-    from trainables.cifar import load_cifar
+    from trainables.data.sources.cifar import load_cifar
     root = tmp_path_factory.mktemp("data")
     for name in ("cifar10", "cifar100"):
         load_cifar(name, root, "synthetic")

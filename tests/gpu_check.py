@@ -32,23 +32,24 @@ os.environ.setdefault("ORCHESTRATOR_NO_DOWNLOAD", "1")
 from tiny import run_tiny  # noqa: E402
 
 from search_spaces.registry import list_experiments, list_trainables  # noqa: E402
-from trainables.backbones import resolve_layer  # noqa: E402
-from trainables.cifar import Split, load_cifar  # noqa: E402
-from trainables.clip import (  # noqa: E402
-    PromptedClip,  # noqa: E402
+from trainables.data.dataset import Split  # noqa: E402
+from trainables.data.pipeline import DeviceData, Preprocess, preprocess  # noqa: E402
+from trainables.data.resize import pil_resize  # noqa: E402
+from trainables.data.sources.cifar import load_cifar  # noqa: E402
+from trainables.experiments.finetune import resnet_features  # noqa: E402
+from trainables.experiments.prompt_training import DEEP_PROMPT  # noqa: E402
+from trainables.experiments.zeroshot import ZEROSHOT  # noqa: E402
+from trainables.models.backbones import resolve_layer  # noqa: E402
+from trainables.models.clip import PromptedClip  # noqa: E402
+from trainables.models.clip import (  # noqa: E402
     class_text_features,
     load_clip,
 )
-from trainables.features import FeatureData  # noqa: E402
-from trainables.finetune import resnet_features  # noqa: E402
-from trainables.loop import autocast  # noqa: E402
-from trainables.pipeline import DeviceData, Preprocess, preprocess  # noqa: E402
-from trainables.prompt_training import DEEP_PROMPT  # noqa: E402
-from trainables.prompts import DeepPrompt  # noqa: E402
-from trainables.resize import pil_resize  # noqa: E402
-from trainables.resnet import load_resnet18  # noqa: E402
-from trainables.templates import CLIP_CIFAR_TEMPLATES  # noqa: E402
-from trainables.zeroshot import ZEROSHOT  # noqa: E402
+from trainables.models.prompts import DeepPrompt  # noqa: E402
+from trainables.models.resnet import load_resnet18  # noqa: E402
+from trainables.models.templates import CLIP_CIFAR_TEMPLATES  # noqa: E402
+from trainables.training.features import FeatureData  # noqa: E402
+from trainables.training.loop import autocast  # noqa: E402
 
 BF16_TOLERANCE = 2e-2       # relative L2 error of bf16 operands (METHOD: 1e-3 .. 1e-2)
 failures: list[str] = []

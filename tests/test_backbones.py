@@ -11,14 +11,14 @@ from mlflow.tracking import MlflowClient
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
-from trainables import backbones
-from trainables.clip import backbone_preprocess, class_text_features, load_clip
-from trainables.config import from_dict
-from trainables.finetune import FINETUNE, FinetuneConfig
-from trainables.linear_probe import LINEAR_PROBE
-from trainables.prompt_training import DEEP_PROMPT, VISUAL_PROMPT, DeepPromptConfig
-from trainables.templates import CLIP_CIFAR_TEMPLATES, fill, template_set
-from trainables.zeroshot import ZEROSHOT
+from trainables.experiments.finetune import FINETUNE, FinetuneConfig
+from trainables.experiments.linear_probe import LINEAR_PROBE
+from trainables.experiments.prompt_training import DEEP_PROMPT, VISUAL_PROMPT, DeepPromptConfig
+from trainables.experiments.zeroshot import ZEROSHOT
+from trainables.models import backbones
+from trainables.models.clip import backbone_preprocess, class_text_features, load_clip
+from trainables.models.templates import CLIP_CIFAR_TEMPLATES, fill, template_set
+from trainables.training.config import from_dict
 
 
 def _run(trainable, config: dict) -> list[dict]:
@@ -72,7 +72,7 @@ def test_a_backbone_brings_its_own_preprocessing():
 
 
 def backbones_pre(size, interpolation, stats):
-    from trainables.pipeline import Preprocess
+    from trainables.data.pipeline import Preprocess
     return Preprocess(size, interpolation, stats)
 
 

@@ -3,15 +3,15 @@ metrics (within float32 rounding on CPU)."""
 import pytest
 import torch
 
-from trainables.cifar import load_cifar
-from trainables.clip import PromptedClip, class_text_features, load_clip
-from trainables.config import from_dict
-from trainables.features import FeatureData
-from trainables.finetune import FinetuneConfig, run_finetune
-from trainables.pipeline import Augment, DeviceData, Preprocess, preprocess, random_crop
-from trainables.prompt_training import DeepPromptConfig, run_deep
-from trainables.prompts import POSITIONS, DeepPrompt
-from trainables.resnet import load_resnet18
+from trainables.data.pipeline import Augment, DeviceData, Preprocess, preprocess, random_crop
+from trainables.data.sources.cifar import load_cifar
+from trainables.experiments.finetune import FinetuneConfig, run_finetune
+from trainables.experiments.prompt_training import DeepPromptConfig, run_deep
+from trainables.models.clip import PromptedClip, class_text_features, load_clip
+from trainables.models.prompts import POSITIONS, DeepPrompt
+from trainables.models.resnet import load_resnet18
+from trainables.training.config import from_dict
+from trainables.training.features import FeatureData
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from clip_prompt_sweeps.errors import UserError
-from trainables.cifar import ARCHIVES, is_present, load_cifar, read_batch
-from trainables.synthetic import CIFAR10_CLASSES, write_synthetic_archive
+from trainables.data.sources.cifar import ARCHIVES, is_present, load_cifar, read_batch
+from trainables.data.synthetic_archives import CIFAR10_CLASSES, write_synthetic_archive
 
 
 def _write(path, obj):

@@ -7,14 +7,14 @@ from PIL import Image
 
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
-from trainables.clip import load_clip
-from trainables.freeform import (
+from trainables.experiments.freeform import (
     PRESETS,
     Task,
     image_files,
     probabilities_for_files,
     task_from,
 )
+from trainables.models.clip import load_clip
 
 
 def _folder(tmp_path, n=3):

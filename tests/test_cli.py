@@ -88,7 +88,12 @@ def test_sweep_honours_orchestrator_profile_and_says_so(tmp_path, monkeypatch, c
     assert err.count("\n") == 1 and not any(tmp_path.glob("*.db"))      # one line; nothing written
 
 
-@pytest.mark.parametrize("cluster_file", ["cluster.yaml", "clusters/onprem.yaml"])
+def _launcher_files() -> list[str]:
+    from orchestrator.cluster_kinds import discovered
+    return [kind.shipped for kind in discovered() if kind.launches_through_node_scripts]
+
+
+@pytest.mark.parametrize("cluster_file", _launcher_files())
 def test_cluster_files_run_the_study_on_the_head(cluster_file):
     import yaml
     config = yaml.safe_load((ROOT / cluster_file).read_text())

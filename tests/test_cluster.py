@@ -32,6 +32,7 @@ def mlflow_server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_cluster():
     from ray.cluster_utils import Cluster
+
     # the head takes no trials (cluster.yaml: CPU 0); two workers with 2 CPUs and 2 fake GPUs each
     cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "num_gpus": 0})
     workers = [cluster.add_node(num_cpus=2, num_gpus=2) for _ in range(2)]
@@ -107,7 +108,21 @@ def test_cluster_yaml_rejects_a_broken_config():
         validate_config(prepare_config(config))
 
 
-CLUSTER_FILES = ["cluster.yaml", "clusters/onprem.yaml", "clusters/slurm/sweep.sbatch"]
+def _shipped() -> list[str]:
+    from orchestrator.cluster_kinds import discovered
+    return [kind.shipped for kind in discovered()]
+
+
+CLUSTER_FILES = _shipped()         # each kind's own file: a new kind's file is checked here too
+
+
+def test_every_kind_of_cluster_is_known_by_its_own_file():
+    from orchestrator.cluster_kinds import discovered, kind_of
+    kinds = discovered()
+    assert sorted(k.name for k in kinds) == ["AWS", "SLURM batch file", "on-premise"]
+    for kind in kinds:
+        assert kind_of((ROOT / kind.shipped).read_text()) is kind, kind.name
+    assert kind_of("provider:\n  type: gcp\n").describe("provider:\n  type: gcp\n") == "Ray cluster launcher (gcp provider)"
 
 
 @pytest.mark.parametrize("name", CLUSTER_FILES)
@@ -116,13 +131,14 @@ def test_each_cluster_file_exposes_nothing_and_holds_no_secret(name, capsys):
     file or the node scripts it runs, shared storage only, no secret."""
     from orchestrator.cli import main
     from orchestrator.cluster_files import check_cluster_file
+    from orchestrator.cluster_kinds import kind_of
     text = (ROOT / name).read_text()
     checked = check_cluster_file(ROOT / name, text)
     assert all(p.startswith("line ") and "is still there; SET:" in p for p in checked.problems), checked.problems
     assert main(["doctor", "--cluster-config", str(ROOT / name)]) == (1 if checked.problems else 0)
     assert not re.search(r"(AKIA[0-9A-Z]{16}|aws_secret_access_key|password)", text, re.IGNORECASE)
     scripts = " ".join((ROOT / "clusters" / "node" / s).read_text() for s in ("head.sh", "start.sh"))
-    if "#SBATCH" not in text:        # the launcher's files start Ray and MLflow through the node scripts
+    if kind_of(text).launches_through_node_scripts:      # the launcher's files start Ray and MLflow through them
         assert "--dashboard-host=127.0.0.1" in scripts and "mlflow server --host 127.0.0.1" in scripts
 
 

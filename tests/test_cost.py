@@ -82,7 +82,7 @@ def test_dry_run_reads_a_bench_json_profile(ray_session, tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_the_plan_counts_the_images_the_dataset_has(data_root, name):
-    from trainables.cifar import image_counts, load_cifar
+    from trainables.data.sources.cifar import image_counts, load_cifar
     data = load_cifar(name, data_root, "synthetic")
     assert image_counts(name, "synthetic") == (len(data.train.labels), len(data.test.labels))
     assert image_counts(name, "real") == (50_000, 10_000)

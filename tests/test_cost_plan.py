@@ -193,7 +193,7 @@ def test_the_rungs_say_when_cells_run_to_different_epochs():
 def test_a_sweep_without_a_training_figure_and_a_synthetic_dataset():
     linear = make_plan("linear", "full", [])
     assert {figure_key(linear, c) for c in linear.cells} == {None}
-    from trainables.synthetic import image_counts
+    from trainables.data.synthetic_archives import image_counts
     plan = make_plan("visual", "smoke", ["dataset=cifar100", "prompt=padding", "prompt_size=4"])
     train, test = image_counts("cifar100")
     cfg = plan.typed[next(iter(plan.typed))]

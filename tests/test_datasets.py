@@ -11,14 +11,10 @@ from PIL import Image
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
-from trainables.image_datasets import (
-    check_image_dataset,
-    clean_class_name,
-    load_image_dataset,
-    prepared_path,
-)
-from trainables.linear_probe import LINEAR_PROBE
-from trainables.zeroshot import ZEROSHOT
+from trainables.data.catalog import load_dataset, prepared_file, verify
+from trainables.data.prepared import clean_class_name
+from trainables.experiments.linear_probe import LINEAR_PROBE
+from trainables.experiments.zeroshot import ZEROSHOT
 
 COLOURS = {"Red_Things": (200, 30, 30), "green-leaves": (30, 180, 40), "BlueSky": (40, 60, 210)}
 
@@ -74,23 +70,23 @@ def test_an_image_folder_is_prepared_once_learned_above_chance_with_clean_class_
     data_dir = tmp_path / "data"
     metrics = _run(LINEAR_PROBE, _linear(f"folder:{folder}", data_dir))
     assert metrics["test_acc"] > 0.8            # chance is 1/3
-    target = prepared_path(data_dir, f"folder:{folder}", "train", 32, "bicubic")
+    target = prepared_file(f"folder:{folder}", data_dir, "train", 32, "bicubic")
     assert target.is_file() and np.load(target, mmap_mode="r").shape == (36, 3, 32, 32)
     mtimes = {p: p.stat().st_mtime_ns for p in target.parent.glob("*.npy")}
-    data = load_image_dataset(f"folder:{folder}", data_dir, 32, "bicubic")      # a second trial
+    data = load_dataset(f"folder:{folder}", data_dir, "real", 32, "bicubic")      # a second trial
     assert {p: p.stat().st_mtime_ns for p in target.parent.glob("*.npy")} == mtimes
     assert data.classes == ("blue sky", "red things", "green leaves")       # folder order, as ImageFolder
     assert data.val is None and len(data.train.labels) == 36 and len(data.test.labels) == 18
     # a changed folder is prepared again
     _image(np.random.default_rng(5), COLOURS["BlueSky"]).save(folder / "train" / "BlueSky" / "new.png")
-    assert len(load_image_dataset(f"folder:{folder}", data_dir, 32, "bicubic").train.labels) == 37
+    assert len(load_dataset(f"folder:{folder}", data_dir, "real", 32, "bicubic").train.labels) == 37
 
 
 def test_dtd_from_its_own_files_uses_its_validation_split_and_is_prepared_once(tmp_path):
     root = write_dtd(tmp_path / "data")
     metrics = _run(LINEAR_PROBE, _linear("dtd", root))
     assert metrics["test_acc"] > 0.8
-    data = load_image_dataset("dtd", root, 32, "bicubic")
+    data = load_dataset("dtd", root, "real", 32, "bicubic")
     assert (len(data.train.labels), len(data.val.labels), len(data.test.labels)) == (30, 12, 15)
     assert data.classes == ("banded", "dotted", "striped")
     zs = _run(ZEROSHOT, dict(dataset="dtd", data="real", data_dir=str(root), model="tiny-clip", pretrained="none",
@@ -126,14 +122,14 @@ def test_bad_folders_are_one_line(tmp_path, case):
     elif case == "no test":
         os.rename(folder / "test", folder / "elsewhere")
     with pytest.raises(UserError) as err:
-        check_image_dataset(f"folder:{folder}", tmp_path / "data")
+        verify(f"folder:{folder}", tmp_path / "data")
     assert expected in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "data").exists()         # nothing written
 
 
 def test_a_missing_torchvision_dataset_offline_says_how_to_fetch_it_and_synthetic_is_cifar_only(tmp_path):
     with pytest.raises(UserError) as err:
-        check_image_dataset("food101", tmp_path)
+        verify("food101", tmp_path)
     assert "fetch --datasets food101" in str(err.value) and "downloads are disabled" in str(err.value)
     with pytest.raises(UserError, match="synthetic data exists for cifar10 and cifar100 only"):
         make_plan("linear", "smoke", ["dataset=dtd"])

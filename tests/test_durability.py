@@ -288,7 +288,7 @@ def test_resume_without_an_interrupted_sweep_says_so(tmp_path, capsys):
 def test_a_trial_continued_at_its_last_epoch_reports_it_once_and_ends(tiny_prompt_config, tmp_path):
     """Ctrl-C can land after a trial's last checkpoint was saved but before Ray knew it had ended:
     continued from that checkpoint, it must still report (Tune requires the metric), once."""
-    from trainables.prompt_training import VisualPromptConfig, run_visual
+    from trainables.experiments.prompt_training import VisualPromptConfig, run_visual
     cfg = VisualPromptConfig(**{**tiny_prompt_config, "epochs": 2}, prompt="padding", prompt_size=4, lr=10.0)
     reports, kept = [], tmp_path / "last"
 

@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cli import _task_slug
+from orchestrator.classify import task_slug as _task_slug
 from orchestrator.plan import make_plan
 from reports.html import _cells, inline
 from reports.markdown import table, text
 from search_spaces.registry import list_experiments
-from trainables.cifar import ARCHIVES, _checked_split, read_batch
-from trainables.freeform import PRESETS, task_from
-from trainables.templates import fill
+from trainables.data.sources.cifar import ARCHIVES, _checked_split, read_batch
+from trainables.experiments.freeform import PRESETS, task_from
+from trainables.models.templates import fill
 
 # The same 200 examples on every run (CI is reproducible); FUZZ_EXPLORE=1 draws new ones each run,
 # e.g. `FUZZ_EXPLORE=1 python -m pytest tests/test_fuzz.py`, and whatever it finds becomes an @example.
@@ -53,7 +53,7 @@ def test_any_set_is_a_plan_or_one_line(sweep, data, value):
 
 @pytest.fixture(scope="module")
 def good_batch(tmp_path_factory) -> bytes:
-    from trainables.cifar import load_cifar
+    from trainables.data.sources.cifar import load_cifar
     root = tmp_path_factory.mktemp("fuzz-cifar")
     load_cifar("cifar10", root, "synthetic")
     return (root / "synthetic" / ARCHIVES["cifar10"].folder / "data_batch_1").read_bytes()

@@ -164,12 +164,13 @@ def test_status_report_and_resume_planning_read_any_store_or_say_one_line(
 
 
 def _plan_resume(uri: str, client: MlflowClient, exp: str, parent: str):
-    from orchestrator.plan import make_plan
+    from orchestrator.plan import PlanRequest
     from orchestrator.resume import build_record, read_trials
     from orchestrator.sweep import SweepOptions, _interrupted, _recorded
-    plan = make_plan("visual", "smoke")
-    found = _interrupted(plan, uri)
-    plan, _ = _recorded(plan, SweepOptions(), found)
+    typed = PlanRequest("visual", "smoke")
+    found = _interrupted(typed, uri)
+    request, _ = _recorded(typed, SweepOptions(), found)
+    plan = request.build()
     trials = read_trials(client, exp, parent, plan.experiment.metric)
     record = build_record(plan, trials, None, "visual-smoke")
     assert record.n_done <= plan.n_trials

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,11 +27,19 @@ def layer(module: str) -> str:
     if module == "clip_prompt_sweeps.store" or module.startswith("clip_prompt_sweeps.store."):
         return "store"
     return "common" if module.split(".")[0] == "clip_prompt_sweeps" else module.split(".")[0]
-# the model and data layers: no Ray, no registration, nothing of a trial's entry point
-MODEL_LAYER = ("trainables.clip", "trainables.resnet", "trainables.prompts", "trainables.weights",
-               "trainables.pipeline", "trainables.resize", "trainables.cifar", "trainables.synthetic",
-               "trainables.features", "trainables.loop", "trainables.checkpoints", "trainables.data_config")
+# the rooms of trainables/ and what each may import of the others (and the package itself, whose
+# __init__ runs first): imports point one way
+ROOMS = {"trainables": set(), "paths": set(), "data": {"paths"}, "models": {"paths", "data"},
+         "training": {"paths", "data"}, "experiments": {"paths", "data", "models", "training"}}
+# the data room's front: what other modules may import of it (never a source, never the preparation)
+DATA_FRONT = ("trainables.data.catalog", "trainables.data.config", "trainables.data.dataset",
+              "trainables.data.pipeline", "trainables.data.record", "trainables.data.resize")
 
+
+def room(module: str) -> str:
+    """A module of trainables/: its sub-package, `paths`, or the package's own __init__."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
 
 def _modules() -> dict[str, Path]:
     out = {}
@@ -100,7 +109,7 @@ def test_the_circle_finder_finds_a_circle_through_an_init():
 
 def test_no_import_circles_among_the_projects_modules():
     graph = _graph()
-    assert len(graph) > 60 and graph["trainables.prompt_training"]       # the walk found the house
+    assert len(graph) > 60 and graph["trainables.experiments.prompt_training"]       # the walk found the house
     assert _circles(graph) == []
 
 
@@ -120,13 +129,76 @@ def test_only_the_cards_packages_and_the_projects_own_are_installed():
     assert on_disk == set(PACKAGES)
 
 
-def test_the_model_layer_knows_nothing_of_ray_and_registers_nothing():
+def test_the_model_and_data_rooms_know_nothing_of_ray_and_register_nothing():
     modules = _modules()
-    for name in MODEL_LAYER:
+    entry = {"trainables.training.entry", "trainables.training.ray_io"}
+    plain = [n for n in modules if room(n) in ("data", "models", "training") and n.startswith("trainables.") and n not in entry]
+    assert len(plain) > 20
+    for name in plain:
         imported = _imported(name, modules[name])
-        assert not {"ray", "trainables.entry", "trainables.ray_io", "search_spaces"} & imported, name
+        assert not {"ray", "search_spaces", *entry} & imported, name
     ray_users = sorted(n for n in modules if n.startswith("trainables") and "ray" in _imported(n, modules[n]))
-    assert ray_users == ["trainables.ray_io"]
+    assert ray_users == ["trainables.training.ray_io"]
+
+
+def test_trainables_is_four_rooms_whose_imports_point_one_way():
+    modules = [n for n in _modules() if n.startswith("trainables")]
+    assert {room(n) for n in modules} == set(ROOMS)         # no module outside a room
+    graph = _graph()
+    wrong = [f"{name} imports {target}" for name in modules for target in graph[name]
+             if target.startswith("trainables") and room(target) not in ROOMS[room(name)] | {room(name), "trainables"}]
+    assert wrong == []
+
+
+def _strings(path: Path) -> set[str]:
+    """The string values of a module's code (its docstrings are prose, not values)."""
+    tree = ast.parse(path.read_text())
+    prose = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)}
+    return {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            and id(n) not in prose}
+
+
+def test_no_module_outside_the_data_room_knows_which_dataset_sources_there_are():
+    """Outside trainables/data, a module imports only the data room's front, and no string of it
+    names a dataset only a source knows (a torchvision name, a `folder:` path): adding a source
+    is one module in trainables/data/sources/."""
+    from clip_prompt_sweeps.names import DATASETS
+    from trainables.data.catalog import path_prefixes
+    from trainables.data.sources import discovered
+    named = {n for s in discovered() for n in s.listed} - set(DATASETS)
+    assert "stl10" in named and path_prefixes() == ("folder:",)
+    outside = {n: p for n, p in _modules().items() if not n.startswith("trainables.data")}
+    graph = _graph()
+    reaching = [f"{n} imports {t}" for n in outside for t in graph[n]
+                if t.startswith("trainables.data.") and t not in DATA_FRONT]
+    assert reaching == []
+    written = re.compile("|".join(rf"\b{re.escape(prefix)}(?=\S)" for prefix in path_prefixes()))   # folder:PATH
+    knowing = [f"{n}: {s!r}" for n, p in outside.items() for s in _strings(p) if s in named or written.search(s)]
+    assert knowing == []
+
+
+def test_only_the_cluster_kinds_tell_the_kinds_of_cluster_apart():
+    """doctor, the file checks and the tests ask orchestrator/cluster_kinds which kind a file is;
+    no other module reads a kind's marks (a SLURM directive) to decide it."""
+    from orchestrator.cluster_kinds import discovered
+    directives = [k.directive for k in discovered() if k.directive]
+    assert directives == ["#SBATCH"]
+    sniffing = [f"{n}: {s!r}" for n, p in _modules().items() if not n.startswith("orchestrator.cluster_kinds")
+                for s in _strings(p) if any(d in s for d in directives)]
+    assert sniffing == []
+
+
+def test_every_module_of_the_sources_room_declares_one_source_that_answers_for_its_names(tmp_path):
+    import pkgutil
+
+    import trainables.data.sources as sources
+    from trainables.data.catalog import source_of
+    modules = [i.name for i in pkgutil.iter_modules(sources.__path__)]
+    assert len(sources.discovered()) == len(modules) >= 4
+    for source in sources.discovered():
+        for name in source.listed:
+            assert source_of(name, source.kinds[0]) is source
+    assert source_of(f"folder:{tmp_path}").path_prefix == "folder:"
 
 
 # --- a new experiment is one module ---------------------------------------------------------
@@ -194,7 +266,6 @@ def test_an_experiments_package_that_cannot_be_imported_is_one_line(monkeypatch)
 def test_only_the_checked_reader_reads_what_a_store_says():
     """Tags, params and metrics read back from MLflow go through clip_prompt_sweeps/store/records.py, which checks
     them once (run ids, numbers, JSON shapes); no other module of the project reads them raw."""
-    import re
     raw = re.compile(r"\.data\.(tags|params|metrics)\b")
     readers = [str(path.relative_to(ROOT)) for package in PACKAGES for path in (ROOT / package).rglob("*.py")
                if raw.search(path.read_text()) and path != ROOT / "clip_prompt_sweeps" / "store" / "records.py"]

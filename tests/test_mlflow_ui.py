@@ -22,10 +22,10 @@ from clip_prompt_sweeps.store.runs import KIND, KIND_TAG, children, experiment_i
 from clip_prompt_sweeps.store.uri import runs_page
 from orchestrator.cli import main
 from reports.build import MARKER, REPORT_ARTIFACTS, log_report
-from trainables.cifar import image_counts, load_cifar
-from trainables.data_config import DataConfig
-from trainables.dataset_record import content_digest
-from trainables.system import system_metrics
+from trainables.data.config import DataConfig
+from trainables.data.record import content_digest
+from trainables.data.sources.cifar import image_counts, load_cifar
+from trainables.training.system import system_metrics
 
 
 def test_a_sweeps_experiment_is_model_training_new_or_old_unless_someone_chose(tmp_path):

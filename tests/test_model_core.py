@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from trainables.clip import load_clip
-from trainables.prompts import POSITIONS, DeepPrompt, insert_prompts
-from trainables.resize import pil_resize
+from trainables.data.resize import pil_resize
+from trainables.models.clip import load_clip
+from trainables.models.prompts import POSITIONS, DeepPrompt, insert_prompts
 
 # --- resize: PIL's arithmetic, exactly where the study uses it -------------------------------
 

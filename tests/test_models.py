@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from clip_prompt_sweeps.errors import UserError
-from trainables.clip import class_text_features, clip_logits, load_clip
-from trainables.resnet import load_resnet18
+from trainables.models.clip import class_text_features, clip_logits, load_clip
+from trainables.models.resnet import load_resnet18
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_cached_resnet_weights_load_offline(tmp_path, monkeypatch):
     """A file in torch's hub cache is used as is: no network is touched (downloads are off)."""
     from torchvision.models import resnet18
 
-    from trainables.resnet import resnet_weights_path
+    from trainables.models.resnet import resnet_weights_path
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
     reference = resnet18(weights=None)
     path = resnet_weights_path()
@@ -70,7 +70,7 @@ def test_cached_resnet_weights_load_offline(tmp_path, monkeypatch):
 def test_cached_clip_weights_are_found_in_the_hugging_face_cache(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from trainables.clip import cached_clip_weights
+    from trainables.models.clip import cached_clip_weights
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     assert cached_clip_weights() is None
     repo = tmp_path / "models--timm--vit_base_patch32_clip_224.openai"

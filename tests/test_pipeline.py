@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from trainables.cifar import Split
-from trainables.pipeline import (
+from trainables.data.dataset import Split
+from trainables.data.pipeline import (
     STATS,
     Augment,
     DeviceData,

@@ -12,7 +12,7 @@ import pytest
 from open_clip.transform import image_transform
 from PIL import Image
 
-from trainables.image_datasets import load_image_dataset
+from trainables.data.catalog import load_dataset
 
 SIZES = [(41, 29), (29, 41), (64, 37), (33, 33), (100, 21)]     # (width, height)
 
@@ -43,7 +43,7 @@ def _tree(root: Path) -> list[Image.Image]:
 @pytest.mark.parametrize("size", [16, 23])
 def test_prepared_pixels_are_open_clips_transform(tmp_path, interpolation, size):
     images = _tree(tmp_path / "imgs")
-    prepared = load_image_dataset(f"folder:{tmp_path / 'imgs'}", tmp_path / "data", size, interpolation)
+    prepared = load_dataset(f"folder:{tmp_path / 'imgs'}", tmp_path / "data", "real", size, interpolation)
     reference = image_transform(size, is_train=False, interpolation=interpolation).transforms[:2]   # resize, crop
     for i, image in enumerate(images):
         expected = image
@@ -62,7 +62,7 @@ def _expected(image: Image.Image, size: int, interpolation: str) -> np.ndarray:
 
 
 def test_every_image_of_a_split_larger_than_a_batch_lands_in_its_own_place(tmp_path):
-    from trainables.image_datasets import _write_split
+    from trainables.data.prepared import _write_split
     images = [_image(9 + i % 7, 12 + i % 5, i) for i in range(150)]      # three loader batches
     target = tmp_path / "prepared" / "deeper" / "train-16px-bicubic.npy"  # folders made as needed
     _write_split([(lambda im=im: im, i % 10) for i, im in enumerate(images)], 16, "bicubic", target, "many train")
@@ -77,7 +77,7 @@ def test_images_of_every_mode_are_made_rgb_before_they_are_resized(tmp_path):
     # open_clip converts after its resize, which resizes a palette image's indices (nearest
     # neighbour) and an RGBA image's premultiplied colours; converting first is the same for RGB
     # and grey images and the sensible reading of the others
-    from trainables.image_datasets import _write_split
+    from trainables.data.prepared import _write_split
     base = _image(30, 20, 1)
     images = [base.convert("L"), base.convert("P"), base.convert("RGBA"), base.convert("CMYK"), base]
     target = tmp_path / "t.npy"
@@ -89,7 +89,7 @@ def test_images_of_every_mode_are_made_rgb_before_they_are_resized(tmp_path):
 
 def test_the_split_is_written_beside_its_target_and_appears_whole_or_not_at_all(tmp_path):
     from clip_prompt_sweeps.errors import UserError
-    from trainables.image_datasets import _write_split
+    from trainables.data.prepared import _write_split
     target = tmp_path / "a" / "b" / "train.npy"
     seen = []
 
@@ -112,7 +112,7 @@ def test_the_split_is_written_beside_its_target_and_appears_whole_or_not_at_all(
 
 
 def test_a_split_of_more_images_than_the_limit_is_refused_before_anything_is_read(tmp_path, monkeypatch):
-    import trainables.image_datasets as datasets
+    import trainables.data.prepared as datasets
     from clip_prompt_sweeps.errors import UserError
     monkeypatch.setattr(datasets, "MAX_IMAGES", 3)
     calls = []
@@ -125,7 +125,7 @@ def test_a_split_of_more_images_than_the_limit_is_refused_before_anything_is_rea
 
 
 def test_preparation_shows_a_bar_named_for_the_split_counting_images(tmp_path, capsys):
-    from trainables.image_datasets import _write_split
+    from trainables.data.prepared import _write_split
     _write_split([(lambda: _image(10, 10, 0), 0)] * 3, 8, "bicubic", tmp_path / "t.npy", "stl10 train")
     err = capsys.readouterr().err
     assert "preparing stl10 train at 8 px: 100%" in err and "3/3" in err and "img/s" in err
@@ -151,7 +151,7 @@ def _split(folder: Path, n: int = 4, size: int = 8, images=None, labels=None) ->
 ])
 def test_a_prepared_split_of_another_shape_is_refused_in_one_line(tmp_path, what, images, labels):
     from clip_prompt_sweeps.errors import UserError
-    from trainables.image_datasets import _read_split
+    from trainables.data.prepared import _read_split
     target = _split(tmp_path, images=images, labels=labels)
     t = re.escape(str(target))
     with pytest.raises(UserError, match=rf"^prepared split {t} has shape .* not \(N, 3, 8, 8\) with N labels; "
@@ -161,7 +161,7 @@ def test_a_prepared_split_of_another_shape_is_refused_in_one_line(tmp_path, what
 
 def test_labels_must_be_classes_of_the_dataset(tmp_path):
     from clip_prompt_sweeps.errors import UserError
-    from trainables.image_datasets import _read_split
+    from trainables.data.prepared import _read_split
     assert _read_split(_split(tmp_path / "a", labels=np.array([0, 1, 2, 2])), 8, 3).labels.tolist() == [0, 1, 2, 2]
     for bad in ([0, 1, 2, 3], [0, -1, 1, 1]):
         target = _split(tmp_path / f"bad{bad[-1]}", labels=np.array(bad))
@@ -171,7 +171,7 @@ def test_labels_must_be_classes_of_the_dataset(tmp_path):
 
 def test_a_header_claiming_more_images_than_the_file_holds_is_refused_before_anything_is_allocated(tmp_path):
     from clip_prompt_sweeps.errors import UserError
-    from trainables.image_datasets import _read_split
+    from trainables.data.prepared import _read_split
     target = _split(tmp_path)
     with open(target, "wb") as f:        # a terabyte claimed, 64 bytes there: mapped, never read into memory
         np.lib.format.write_array_header_1_0(f, {"descr": "|u1", "fortran_order": False,
@@ -193,7 +193,7 @@ class _Planted:
 
 def test_a_prepared_file_holding_a_pickle_is_never_unpickled(tmp_path):
     from clip_prompt_sweeps.errors import UserError
-    from trainables.image_datasets import _read_split
+    from trainables.data.prepared import _read_split
     marker = tmp_path / "pwned"
     planted = np.empty(4, dtype=object)
     planted[:] = [_Planted(marker)] * 4
@@ -208,18 +208,19 @@ def test_a_prepared_file_holding_a_pickle_is_never_unpickled(tmp_path):
 def test_the_prepared_file_is_named_for_its_dataset_size_and_interpolation(tmp_path):
     import hashlib
 
-    from trainables.image_datasets import PREPARED, prepared_path
-    assert prepared_path(tmp_path, "stl10", "test", 224, "bicubic") == tmp_path / PREPARED / "stl10" / "test-224px-bicubic.npy"
+    from trainables.data.catalog import prepared_file
+    from trainables.data.prepared import PREPARED
+    assert prepared_file("stl10", tmp_path, "test", 224, "bicubic") == tmp_path / PREPARED / "stl10" / "test-224px-bicubic.npy"
     for name, slug in [("My Photos (2024)", "My-Photos-2024"), ("-x-", "x"), ("!!!", "folder"),
                        ("CamelCase_1", "CamelCase_1"), ("Xylo-X", "Xylo-X"), ("a" * 50, "a" * 40)]:
         folder = tmp_path / name
         digest = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
-        path = prepared_path(tmp_path, f"folder:{folder}", "train", 32, "bilinear")
+        path = prepared_file(f"folder:{folder}", tmp_path, "train", 32, "bilinear")
         assert path == tmp_path / PREPARED / f"folder-{slug}-{digest}" / "train-32px-bilinear.npy", name
     # one folder however it is written: a key of its resolved path
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    assert len({prepared_path(tmp_path, f"folder:{p}", "train", 8, "bicubic") for p in
+    assert len({prepared_file(f"folder:{p}", tmp_path, "train", 8, "bicubic") for p in
                 (tmp_path / "real", tmp_path / "x" / ".." / "real", tmp_path / "link")}) == 1
 
 
@@ -229,7 +230,7 @@ def test_a_folder_is_prepared_once_under_a_lock_and_again_when_its_stamp_says_ot
     folder = tmp_path / "imgs"
     _tree(folder)
     name, data = f"folder:{folder}", tmp_path / "data"
-    load_image_dataset(name, data, 16, "bicubic")
+    load_dataset(name, data, "real", 16, "bicubic")
     (target,) = [p for p in (data / "prepared").rglob("train-16px-bicubic.npy")]
     assert f"preparing {name} train at 16 px" in capsys.readouterr().err
     assert target.with_name(target.name + ".lock").exists()
@@ -239,7 +240,7 @@ def test_a_folder_is_prepared_once_under_a_lock_and_again_when_its_stamp_says_ot
 
     def prepared_again() -> bool:
         os.utime(target, ns=(1, 1))
-        load_image_dataset(name, data, 16, "bicubic")
+        load_dataset(name, data, "real", 16, "bicubic")
         capsys.readouterr()
         return target.stat().st_mtime_ns != 1
     assert not prepared_again()                          # current: read as it is
@@ -253,5 +254,5 @@ def test_a_folder_is_prepared_once_under_a_lock_and_again_when_its_stamp_says_ot
     stamp.unlink()
     assert prepared_again()
     target.unlink()                                      # the stamp without its split: prepared again
-    load_image_dataset(name, data, 16, "bicubic")
+    load_dataset(name, data, "real", 16, "bicubic")
     assert target.is_file()

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from search_spaces.registry import list_trainables
-from trainables.clip import load_clip
-from trainables.config import from_dict
-from trainables.loop import lr_at
-from trainables.prompt_training import DeepPromptConfig, deep_classifier, prepare
-from trainables.prompts import DeepPrompt, PaddingPrompt, PatchPrompt, insert_prompts
+from trainables.experiments.prompt_training import DeepPromptConfig, deep_classifier, prepare
+from trainables.models.clip import load_clip
+from trainables.models.prompts import DeepPrompt, PaddingPrompt, PatchPrompt, insert_prompts
+from trainables.training.config import from_dict
+from trainables.training.loop import lr_at
 
 
 def n_params(module):

@@ -9,7 +9,7 @@ from tiny import run_tiny
 from clip_prompt_sweeps.names import cell_key
 from orchestrator.plan import make_plan
 from search_spaces.registry import get_experiment, list_experiments
-from trainables.config import field_types
+from trainables.training.config import field_types
 
 EXPERIMENTS = list_experiments()
 PROFILES = [(e, p) for e in EXPERIMENTS for p in sorted(e.profiles)]

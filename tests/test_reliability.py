@@ -17,7 +17,7 @@ from orchestrator.cli import main
 from orchestrator.plan import SweepPlan, make_plan
 from orchestrator.sweep import SweepOptions, run_sweep
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.entry import Trainable
+from trainables.training.entry import Trainable
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 ROOT = Path(__file__).resolve().parents[1]

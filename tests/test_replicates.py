@@ -23,9 +23,9 @@ from reports import deep
 from reports.stats import holm, mean_ci, welch_p
 from reports.trials import load_sweep
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.data_config import DataConfig, load_splits
-from trainables.entry import Trainable
-from trainables.pipeline import Preprocess
+from trainables.data.config import DataConfig, load_splits
+from trainables.data.pipeline import Preprocess
+from trainables.training.entry import Trainable
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 T_975_3 = 3.182446305284263         # Student's t, 97.5 % quantile, 3 degrees of freedom (tables)

@@ -14,7 +14,7 @@ from clip_prompt_sweeps.store.records import read_trial
 from orchestrator.plan import make_plan
 from orchestrator.resume import Continuation, PastTrial, build_record, is_done
 from orchestrator.schedulers import PerCellASHA
-from trainables.checkpoints import save_loop
+from trainables.training.checkpoints import save_loop
 
 
 def _plan(samples: int = 2):
@@ -229,7 +229,7 @@ def test_a_replicate_plan_is_one_trial_per_cell_and_replicate_at_the_chosen_rate
 
 
 def test_a_replicate_keeps_its_cells_split_and_draws_new_training_seeds():
-    from trainables.data_config import DataConfig
+    from trainables.data.config import DataConfig
     seeds = [DataConfig(seed=s, replicate=r) for s in (0, 7) for r in (0, 1, 2)]
     assert [c.split_seed for c in seeds] == [0, 0, 0, 7, 7, 7]
     assert [c.train_seed for c in seeds] == [0, 1_000_003, 2_000_006, 7, 1_000_010, 2_000_013]

@@ -97,7 +97,7 @@ def test_resume_planning_sees_every_run_and_reads_histories_in_bulk(big_store):
 
 def test_source_selection_sees_every_run(big_store):
     from orchestrator.source_runs import best_source_run
-    from trainables.source_models import Source
+    from trainables.experiments.source_models import Source
     uri, client, exp, parent, plan, best = big_store
     robustness = make_plan("robustness", "smoke")
     found = _timed("source selection over 20,000 runs", lambda: best_source_run(

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from clip_prompt_sweeps.errors import UserError
 from reports.stats import ci_text, holm, mark, mean_ci, p_text, welch_p
-from trainables.templates import CLIP_CIFAR_TEMPLATES, MAX_TEMPLATE_FILE, check_template, fill, template_set
+from trainables.models.templates import CLIP_CIFAR_TEMPLATES, MAX_TEMPLATE_FILE, check_template, fill, template_set
 
 # --- statistics ------------------------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ class _Text(torch.nn.Module):
 
 
 def test_the_template_ensemble_is_clips_mean_of_normalised_features_normalised_again():
-    from trainables.clip import Clip, class_text_features
+    from trainables.models.clip import Clip, class_text_features
     table = {"a cat": torch.tensor([3.0, 0.0, 0.0]), "a dog": torch.tensor([0.0, 2.0, 0.0]),
              "b cat": torch.tensor([0.0, 0.0, 5.0]), "b dog": torch.tensor([1.0, 1.0, 0.0])}
     clip = Clip(_Text(table), _Tokens, None)

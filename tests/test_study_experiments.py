@@ -13,7 +13,7 @@ from clip_prompt_sweeps.names import cell_key
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
 from orchestrator.source_runs import attach_sources
-from trainables.cifar import load_cifar
+from trainables.data.sources.cifar import load_cifar
 
 
 def _parent(uri: str, sweep: str, where: str = ""):

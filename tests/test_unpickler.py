@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from clip_prompt_sweeps.errors import UserError
-from trainables.cifar import read_batch
+from trainables.data.sources.cifar import read_batch
 
 # --- the CIFAR unpickler against the gadgets people use ---------------------------------------
 

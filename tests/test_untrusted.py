@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from reports.html import _cells, to_html
-from trainables.cifar import ARCHIVES, load_cifar
+from trainables.data.sources.cifar import ARCHIVES, load_cifar
 
 HOSTNAME = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").is_file() else socket.gethostname()
 
@@ -165,7 +165,7 @@ def test_a_report_during_a_sweep_uses_what_has_ended_and_says_how_far_it_is(forg
 
 def _archive(tmp_path: Path) -> Path:
     load_cifar("cifar10", tmp_path, "synthetic")
-    from trainables.cifar import _read_archive
+    from trainables.data.sources.cifar import _read_archive
     _read_archive.cache_clear()
     return tmp_path / "synthetic" / ARCHIVES["cifar10"].folder
 
@@ -342,14 +342,14 @@ def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
     from types import SimpleNamespace
 
     from clip_prompt_sweeps.store.records import ARGS_TAG, read_parent
-    from orchestrator.plan import make_plan
+    from orchestrator.plan import PlanRequest
     from orchestrator.sweep import SweepOptions, _recorded
 
     def forged(args: dict):
         info = SimpleNamespace(run_id="0" * 32, experiment_id="1", status="KILLED", start_time=1, end_time=2)
         return read_parent(SimpleNamespace(info=info, data=SimpleNamespace(
             tags={ARGS_TAG: _json.dumps(args)}, params={}, metrics={})))
-    plan = make_plan("deep", "smoke")
+    plan = PlanRequest("deep", "smoke")
     with pytest.raises(UserError, match="names a path; a resume reads no path from the store"):
         _recorded(plan, SweepOptions(), forged({"sets": ["template_set=file:/etc/passwd"], "grids": [],
                                                 "samples": None, "epochs": None}))

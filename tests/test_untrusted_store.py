@@ -104,13 +104,13 @@ def test_1_a_journal_uploads_only_its_own_files_under_plain_names(tmp_path, monk
 @pytest.mark.parametrize("spelled", ["data_dir=/elsewhere", " data_dir=/elsewhere", "data_dir =/elsewhere"])
 def test_2_a_recorded_data_dir_is_never_taken_from_the_store(tmp_path, spelled):
     from clip_prompt_sweeps.store.records import read_parent
-    from orchestrator.plan import make_plan
+    from orchestrator.plan import PlanRequest
     from orchestrator.sweep import SweepOptions, _recorded
     uri, client = _store(tmp_path)
     parent = _interrupted_parent(client, sweep_args=json.dumps({"sets": [spelled], "samples": 1}))
-    plan = make_plan("visual", "smoke", [f"data_dir={tmp_path / 'mine'}"])
-    resumed, _ = _recorded(plan, SweepOptions(), read_parent(client.get_run(parent)))
-    assert resumed.base["data_dir"] == str(tmp_path / "mine")
+    typed = PlanRequest("visual", "smoke", (f"data_dir={tmp_path / 'mine'}",))
+    resumed, _ = _recorded(typed, SweepOptions(), read_parent(client.get_run(parent)))
+    assert resumed.build().base["data_dir"] == str(tmp_path / "mine")
 
 
 # 3. forged lease values ----------------------------------------------------------------------------
@@ -391,36 +391,36 @@ def _prepared_files(data: Path) -> list[Path]:
 
 
 def test_14_forged_prepared_files_are_refused_or_prepared_again(tmp_path):
-    from trainables.image_datasets import load_image_dataset
+    from trainables.data.catalog import load_dataset
     folder, data = _folder(tmp_path / "imgs"), tmp_path / "data"
     name = f"folder:{folder}"
-    first = load_image_dataset(name, data, 16, "bicubic")
+    first = load_dataset(name, data, "real", 16, "bicubic")
     (target,) = _prepared_files(data)
     labels = target.with_name(target.name + ".labels.npy")
     # labels out of range
     np.save(labels, np.full(6, 7, dtype=np.int64))
     with pytest.raises(UserError, match="labels outside 0..1"):
-        load_image_dataset(name, data, 16, "bicubic")
+        load_dataset(name, data, "real", 16, "bicubic")
     # a header claiming 2**40 labels: refused before anything is allocated
     with open(labels, "wb") as f:
         np.lib.format.write_array_header_1_0(f, {"descr": "<i8", "fortran_order": False, "shape": (2**40,)})
         f.write(b"\0" * 48)
     with pytest.raises(UserError, match="cannot be read|shape"):
-        load_image_dataset(name, data, 16, "bicubic")
+        load_dataset(name, data, "real", 16, "bicubic")
     # a stamp that is JSON but not a record: prepared again
     stamp = target.with_name(target.name + ".json")
     stamp.write_text("[1, 2]")
-    again = load_image_dataset(name, data, 16, "bicubic")
+    again = load_dataset(name, data, "real", 16, "bicubic")
     assert (again.train.labels == first.train.labels).all()
 
 
 def test_14_an_image_replaced_with_its_size_and_mtime_kept_is_prepared_again(tmp_path):
     from PIL import Image
 
-    from trainables.image_datasets import load_image_dataset
+    from trainables.data.catalog import load_dataset
     folder, data = _folder(tmp_path / "imgs"), tmp_path / "data"
     name = f"folder:{folder}"
-    before = load_image_dataset(name, data, 16, "bicubic")
+    before = load_dataset(name, data, "real", 16, "bicubic")
     image = folder / "train" / "red" / "0.png"
     st = image.stat()
     replacement = tmp_path / "r.png"
@@ -431,7 +431,7 @@ def test_14_an_image_replaced_with_its_size_and_mtime_kept_is_prepared_again(tmp
     os.utime(image, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert image.stat().st_size == st.st_size and image.stat().st_mtime_ns == st.st_mtime_ns
     time.sleep(0.01)
-    after = load_image_dataset(name, data, 16, "bicubic")
+    after = load_dataset(name, data, "real", 16, "bicubic")
     assert not np.array_equal(before.train.images.numpy(), after.train.images.numpy())
 
 
@@ -439,7 +439,7 @@ def test_14_an_image_replaced_with_its_size_and_mtime_kept_is_prepared_again(tmp
 
 @pytest.mark.parametrize("kind", ["device", "fifo"])
 def test_15_a_template_file_that_never_ends_is_one_line_at_once(tmp_path, kind):
-    from trainables.templates import template_set
+    from trainables.models.templates import template_set
     path = "/dev/zero" if kind == "device" else str(tmp_path / "fifo")
     if kind == "fifo":
         os.mkfifo(path)

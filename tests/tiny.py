@@ -7,8 +7,8 @@ from safetensors.torch import load_file
 
 from search_spaces.experiment import Experiment
 from search_spaces.registry import get_experiment
-from trainables.config import field_types, from_dict
-from trainables.source_models import SourceRun
+from trainables.experiments.source_models import SourceRun
+from trainables.training.config import field_types, from_dict
 
 
 def tiny_config(exp: Experiment, shared: dict) -> dict:

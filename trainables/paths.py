@@ -1,8 +1,9 @@
-"""Where data and weights live. Per-user cache dirs by default, never the working directory:
-a trial's working directory is a temporary per-trial folder."""
+"""Where data and weights live, and whether they may be downloaded. Per-user cache dirs by default,
+never the working directory: a trial's working directory is a temporary per-trial folder."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import platformdirs
@@ -25,3 +26,12 @@ def data_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 def downloads_allowed() -> bool:
     return os.environ.get(NO_DOWNLOAD_ENV, "").strip().lower() not in {"1", "true", "yes"}
+
+
+def host_answers(host: str, timeout: float = 3.0) -> bool:
+    # huggingface_hub retries for ~45 s before failing offline; a quick probe fails at once.
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

@@ -151,7 +151,7 @@ class Journal:
         self._write("log_artifact", run_id, local_path=local_path, artifact_path=artifact_path)
 
     def log_dataset(self, run_id: str, record: dict) -> None:
-        """A trial's dataset record (trainables/dataset_record.py) as the run's dataset input."""
+        """A trial's dataset record (trainables/data/record.py) as the run's dataset input."""
         try:
             record = clean_dataset(record)
         except (ValueError, TypeError, AttributeError) as err:

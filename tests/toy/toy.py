@@ -12,7 +12,7 @@ from reports.markdown import pct, table
 from reports.section import ReportSection
 from reports.trials import SweepRuns, best_per_cell
 from search_spaces.experiment import Experiment, LogUniform, Profile
-from trainables.entry import trainable
+from trainables.training.entry import trainable
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""A trainable: its name, its typed config, what it reports, and the Ray Tune function around
+its `run(cfg, report, resume_dir)`. Declared by each experiment's module; an Experiment record
+(search_spaces/) names it. Nothing is registered here."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from clip_prompt_sweeps.names import RESUME_KEY
+from trainables.training.config import from_dict
+from trainables.training.loop import Reporter
+from trainables.training.ray_io import tune_report, tune_resume_dir
+
+
+@dataclass(frozen=True)
+class Trainable:
+    name: str
+    config_cls: type          # typed config: the keys and types a sweep may set
+    fn: Callable              # the Ray Tune function trainable (see tune_entry)
+    summary: str
+    metrics: tuple[str, ...]  # what every report of it holds (finite), as its report reads them
+
+
+def trainable(name: str, config_cls: type, run: Callable[..., dict], summary: str,
+              metrics: tuple[str, ...]) -> Trainable:
+    fn = tune_entry(config_cls, run)
+    fn.__name__ = name     # Ray names trials after the function
+    return Trainable(name, config_cls, fn, summary, metrics)
+
+
+def tune_entry(config_cls: type, run: Callable[..., dict]):
+    """A Ray Tune function trainable around `run(cfg, report, resume_dir)`; given a `report`
+    (unit tests), it runs without Ray. `sources` (run id -> trainables.experiments.source_models.SourceRun)
+    is what the driver hands a trainable that evaluates another sweep's model
+    (tune.with_parameters)."""
+    def fn(config: dict, report: Reporter | None = None, sources: dict | None = None) -> None:
+        cfg = from_dict(config_cls, config)
+        given = {} if sources is None else {"sources": sources}
+        if report is not None:
+            run(cfg, report, None, **given)
+            return
+        with tune_resume_dir(config.get(RESUME_KEY)) as resume_dir:
+            run(cfg, tune_report, resume_dir, **given)
+    return fn
