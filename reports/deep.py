@@ -3,7 +3,9 @@ curves, each number beside the seed's."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, replace
 from statistics import mean
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -70,13 +72,42 @@ def table3(best: pd.DataFrame, backbone: str = "", reps: dict | None = None, mar
             row += [ci_text(values) if values else pct(ours), reference_pct(seed),
                     diff(mean(values) if values else ours, seed)]
         if reps:
-            row.append(marks.get(("front vs back", dataset, backbone, layer, n), "—"))
+            row.append(marks.get(FrontBack(dataset, backbone, layer, n), "—"))
         rows.append(row)
     header = ["dataset", "layer", "prompts", "front", "seed", "Δ", "back", "seed", "Δ"]
     return table(header + (["front − back"] if reps else []), rows)
 
 
-def comparisons(best: pd.DataFrame, reps: dict) -> list[dict]:
+class FrontBack(NamedTuple):
+    """front against back, in one dataset, backbone, layer and number of prompts."""
+    dataset: str
+    backbone: str
+    layer: str
+    n_prompts: int
+
+
+class Layers(NamedTuple):
+    """one layer against another, in one dataset, backbone, number of prompts and position."""
+    dataset: str
+    backbone: str
+    n_prompts: int
+    position: str
+    layer_a: str
+    layer_b: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    pair: FrontBack | Layers
+    a: str                      # what the difference is of: a − b
+    b: str
+    diff: float                 # of the replicates' mean test top-1
+    p: float                    # Welch's
+    p_holm: float = float("nan")    # Holm-corrected across every comparison of the report
+    mark: str = ""
+
+
+def comparisons(best: pd.DataFrame, reps: dict) -> list[Comparison]:
     """Every front/back pair and every pair of layers (per dataset, backbone, prompts, position)
     whose cells both have replicates: the difference of the means and Welch's p, Holm-corrected
     across all of them together."""
@@ -85,28 +116,27 @@ def comparisons(best: pd.DataFrame, reps: dict) -> list[dict]:
     for (dataset, backbone, layer, n), group in best.groupby(["dataset", "backbone", "layer", "n_prompts"], sort=False):
         cells = dict(zip(group["position"], group["cell"]))
         if reps.get(cells.get("front")) and reps.get(cells.get("back")):
-            rows.append(_compare(("front vs back", dataset, backbone, layer, n), "front", "back",
+            rows.append(_compare(FrontBack(dataset, backbone, layer, n), "front", "back",
                                  reps[cells["front"]], reps[cells["back"]]))
     for (dataset, backbone, n, position), group in best.groupby(["dataset", "backbone", "n_prompts", "position"],
                                                                 sort=False):
         cells = list(zip(group["layer"], group["cell"]))
         for (la, ca), (lb, cb) in itertools.combinations(cells, 2):
             if reps.get(ca) and reps.get(cb):
-                rows.append(_compare(("layers", dataset, backbone, n, position, la, lb), f"layer {la}", f"layer {lb}",
+                rows.append(_compare(Layers(dataset, backbone, n, position, la, lb), f"layer {la}", f"layer {lb}",
                                      reps[ca], reps[cb]))
-    for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
-        row.update(p_holm=adjusted, mark=mark(adjusted))
-    return rows
+    return [replace(row, p_holm=adjusted, mark=mark(adjusted))
+            for row, adjusted in zip(rows, holm([r.p for r in rows]))]
 
 
-def _compare(key: tuple, a: str, b: str, va: list, vb: list) -> dict:
-    return {"key": key, "a": a, "b": b, "diff": mean(va) - mean(vb), "p": welch_p(va, vb)}
+def _compare(pair: FrontBack | Layers, a: str, b: str, va: list, vb: list) -> Comparison:
+    return Comparison(pair, a, b, mean(va) - mean(vb), welch_p(va, vb))
 
 
-def _significance(comps: list[dict]) -> list[str]:
-    layer_rows = [[c["key"][1], c["key"][2], c["key"][3], c["key"][4], f"{c['a']} − {c['b']}",
-                   f"{100 * c['diff']:+.2f}", p_text(c["p_holm"]), c["mark"]]
-                  for c in comps if c["key"][0] == "layers"]
+def _significance(comps: list[Comparison]) -> list[str]:
+    layer_rows = [[c.pair.dataset, c.pair.backbone, c.pair.n_prompts, c.pair.position, f"{c.a} − {c.b}",
+                   f"{100 * c.diff:+.2f}", p_text(c.p_holm), c.mark]
+                  for c in comps if isinstance(c.pair, Layers)]
     md = [TEST_LINE.format(n=len(comps)), ""]
     if layer_rows:
         md += ["### Layer comparisons", "",
@@ -124,7 +154,7 @@ def report(sw: SweepRuns) -> list[str]:
            "are blocks 0, depth/2 and depth−1 of each backbone (the seed's 0, 6 and 11 on ViT-B/32).", ""]
     reps = {cell: values for cell in best["cell"] if (values := replicate_values(sw, cell))}
     comps = comparisons(best, reps) if reps else []
-    marks = {c["key"]: f"{100 * c['diff']:+.2f} {c['mark']}" for c in comps if c["key"][0] == "front vs back"}
+    marks = {c.pair: f"{100 * c.diff:+.2f} {c.mark}" for c in comps if isinstance(c.pair, FrontBack)}
     if reps:
         md += ["With `--replicates`, ours is the mean ± 95 % confidence interval (Student's t) of the replicates' "
                "test top-1, each a rerun of the cell's chosen learning rate with a new seed (the split fixed); the "

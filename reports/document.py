@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 from mlflow.tracking import MlflowClient
 
@@ -14,8 +15,17 @@ from reports.markdown import code, diff, pct, reference_pct, table, text
 from reports.section import Reported
 from reports.trials import SweepRuns, load_sweep
 
+
+class Section(NamedTuple):
+    """A section of `report all`, in the order of its number; `experiment` is None for the free-form
+    figures, which `classify` makes outside any sweep."""
+    number: str
+    title: str
+    experiment: Reported | None
+
+
 # Seed section 2.1b: figures `classify` writes (a command, not a sweep), picked up when present.
-FREEFORM = ("2.1b", "CLIP on new tasks")
+FREEFORM = Section("2.1b", "CLIP on new tasks", None)
 
 
 def _demote(lines: list[str]) -> list[str]:
@@ -32,7 +42,7 @@ def _missing(exp: Reported, why: str) -> list[str]:
 
 def _freeform(out: Path, classify_dir: Path) -> tuple[list[str], int]:
     """Figures 5 and 6. Returns the lines and how many were found."""
-    md, found = [f"## {FREEFORM[0]} {FREEFORM[1]} (seed Figures 5 and 6)", ""], 0
+    md, found = [f"## {FREEFORM.number} {FREEFORM.title} (seed Figures 5 and 6)", ""], 0
     for preset, figure in (("colour", 5), ("origin", 6)):
         png = classify_dir / f"{preset}.png"
         if png.is_file():
@@ -46,16 +56,16 @@ def _freeform(out: Path, classify_dir: Path) -> tuple[list[str], int]:
     return md, found
 
 
-def _contents_order(experiments: list[Reported]) -> list[tuple[str, str, Reported | None]]:
-    """(number, title, experiment or None for the free-form figures), in section order."""
-    entries = [(e.report.number, e.report.title, e) for e in experiments if e.report is not None]
-    return sorted([*entries, (*FREEFORM, None)], key=lambda entry: entry[0])
+def _contents_order(experiments: list[Reported]) -> list[Section]:
+    """The sections in the order of their numbers."""
+    entries = [Section(e.report.number, e.report.title, e) for e in experiments if e.report is not None]
+    return sorted([*entries, FREEFORM], key=lambda entry: entry.number)
 
 
 def headline(loaded: list[tuple[Reported, SweepRuns]]) -> list[str]:
     """A table of section, what, ours, seed, Δ; top-1 (%) on the test split."""
-    rows = [[exp.report.number, what, pct(ours), reference_pct(ref), diff(ours, ref)]
-            for exp, sw in loaded if exp.report.headline for what, ours, ref in exp.report.headline(sw)]
+    rows = [[exp.report.number, row.what, pct(row.ours), reference_pct(row.seed), diff(row.ours, row.seed)]
+            for exp, sw in loaded if exp.report.headline for row in exp.report.headline(sw)]
     if not rows:
         return []
     synthetic = any(sw.synthetic for _, sw in loaded)
@@ -68,7 +78,8 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path,
               experiments: list[Reported]) -> tuple[list[str], dict[str, str]]:
     """(markdown lines, section -> what it was built from) with the figures written to `out`."""
     body, status, loaded = [], {}, []
-    for number, _, exp in _contents_order(experiments):
+    for section in _contents_order(experiments):
+        number, exp = section.number, section.experiment
         if exp is None:
             lines, found = _freeform(out, classify_dir)
             body += lines
@@ -84,7 +95,7 @@ def build_all(client: MlflowClient, out: Path, classify_dir: Path,
         loaded.append((exp, sw))
         body += _demote(exp.report.build(sw))
         status[number] = f"run {code(sw.parent.run_id)} ({text(sw.parent.profile)})"
-    contents = [f"- {number} {title}: {status[number]}" for number, title, _ in _contents_order(experiments)]
+    contents = [f"- {s.number} {s.title}: {status[s.number]}" for s in _contents_order(experiments)]
     head = ["# CLIP prompting and ResNet-18 transfer: the study, reproduced", "",
             "Every number is read from MLflow; the seed's own number stands beside it with the difference "
             "(Δ = ours − seed). A section whose sweep has not run says which command produces it.", "",

@@ -47,8 +47,9 @@ PIECES = {
     # alone, so tests/test_resume_core.py checks it directly; a resumed cell's sampler seed is cell_seed
     "replicate plan and chosen learning rates": [("orchestrator.replicates", ())],
     "template sets": [("trainables.models.templates", ())],
-    "dataset preparation": [("trainables.data.prepared", ("_fingerprint", "_Prepared", "_write_split",
-                                                           "_read_split", "_key", "prepared_path", "_prepared"))],
+    "dataset preparation": [("trainables.data.prepared", ("_Prepared", "_write_split", "_read_split", "prepared_path",
+                                                           "prepared_splits", "_prepared")),
+                            ("trainables.data.sources.folder", ("_fingerprint",))],
     "cost plan": [("orchestrator.cost", ())],
 }
 CAUGHT = {"killed", "timeout"}
@@ -129,7 +130,7 @@ EQUIVALENT = {
     "reports.stats.x_welch_p__mutmut_23": "equal_var=None is falsy: scipy runs Welch's test, as with False",
     "trainables.models.templates.x__template_file__mutmut_23": "one byte more read changes nothing: any read longer than the limit is refused",
     "trainables.models.templates.x__template_file__mutmut_29": "codec names are case-blind: 'UTF-8' is 'utf-8'",
-    "trainables.data.prepared.x__fingerprint__mutmut_3": ("the digest's length: equal folders still give equal digests and "
+    "trainables.data.sources.folder.x__fingerprint__mutmut_3": ("the digest's length: equal folders still give equal digests and "
                                                             "changed ones different ones (a stamp of another version is "
                                                             "prepared once again)"),
     **{f"trainables.data.prepared.xǁ_Preparedǁ__init____mutmut_{n}": _PIL_AA for n in (11, 14, 15)},

@@ -53,11 +53,8 @@ BUGS = [
      "        pass\n",
      ["tests/test_independent.py::test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running"]),
     ("the failure path: a second Ctrl-C ends the parent FAILED", "orchestrator/sweep.py",
-     # the driver now marks an interrupted phase KILLED in two places; the bug removes both
-     [('                    status, why = "KILLED", "Ctrl-C"\n                finally:',
-       '                    pass\n                finally:'),
-      ('                    status, why = "KILLED", "Ctrl-C"        # the first Ctrl-C returns from fit\n',
-       '                    pass\n')], None,
+     # the second Ctrl-C, caught where Tune may raise it, is raised on as an error instead
+     "            interrupted = True\n", "            raise\n",
      ["tests/test_durability.py::test_ctrl_c_interrupts_and_resume_finishes[2]"]),
     # issue #28: the three that passed the suite, and a resume defect of issue #25
     ("a cell keeps every finished run, more than it planned", "orchestrator/resume.py",

@@ -5,11 +5,10 @@ shipped file); `doctor`, the checks of orchestrator/cluster_files.py and the tes
 package which kind a file is."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import lru_cache
 from pathlib import Path
 
+from clip_prompt_sweeps.discovery import declared
 from clip_prompt_sweeps.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,12 +95,7 @@ class _OtherLauncher(RayLauncher):
 @lru_cache(maxsize=1)
 def discovered() -> tuple[ClusterKind, ...]:
     """Every module of this package that declares KIND, in module-name order."""
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        kind = getattr(importlib.import_module(f"{__name__}.{info.name}"), "KIND", None)
-        if isinstance(kind, ClusterKind):
-            found.append(kind)
-    return tuple(found)
+    return declared(__name__, __path__, "KIND", ClusterKind)
 
 
 def kind_of(text: str) -> ClusterKind:

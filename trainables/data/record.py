@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-from clip_prompt_sweeps.names import DATASET_KEY
 from trainables.data.catalog import provenance
 from trainables.data.dataset import ImageDataset
 

@@ -3,11 +3,10 @@ package discovery as experiments are (trainables/data/catalog.py). Adding a sour
 here; nothing outside trainables/data knows which sources there are."""
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import lru_cache
 from pathlib import Path
 
+from clip_prompt_sweeps.discovery import declared
 from trainables.data.dataset import ImageDataset
 
 
@@ -58,9 +57,4 @@ class Source:
 @lru_cache(maxsize=1)
 def discovered() -> tuple[Source, ...]:
     """Every module of this package that declares SOURCE, in module-name order."""
-    found = []
-    for info in pkgutil.iter_modules(__path__):
-        source = getattr(importlib.import_module(f"{__name__}.{info.name}"), "SOURCE", None)
-        if isinstance(source, Source):
-            found.append(source)
-    return tuple(found)
+    return declared(__name__, __path__, "SOURCE", Source)
