@@ -81,9 +81,13 @@ def cmd_sweep(args) -> int:
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
                         resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates,
                         trials_per_experiment=args.trials_per_experiment)
-    shown = []
+    shown = []          # the plan as it runs: a resume's is what its first run recorded
+
+    def show(plan) -> None:
+        shown.append(plan)
+        _print_header(plan, args, why)
     try:
-        out = run_sweep(request, opts, show=lambda plan: shown.append(plan) or _print_header(plan, args, why))
+        out = run_sweep(request, opts, show)
     except (SweepInterrupted, KeyboardInterrupt) as stop:
         counts = f"{stop.done} of {stop.planned} trials finished; " if isinstance(stop, SweepInterrupted) else ""
         print(f"\ninterrupted: {counts}continue with `{_resume_command(args)}`", file=sys.stderr)

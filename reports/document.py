@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from clip_prompt_sweeps.errors import UserError
 from reports.glance import glance_by_backbone
 from reports.markdown import code, diff, pct, reference_pct, table, text
-from reports.section import Reported
+from reports.section import HeadlineRow, Reported
 from reports.trials import SweepRuns, load_sweep
 
 
@@ -62,10 +62,16 @@ def _contents_order(experiments: list[Reported]) -> list[Section]:
     return sorted([*entries, FREEFORM], key=lambda entry: entry.number)
 
 
+def _headline_rows(exp: Reported, sw: SweepRuns) -> list[HeadlineRow]:
+    """An experiment's headline rows; one of a user's package may give plain (what, ours, seed)
+    tuples, as the record's type allowed before HeadlineRow was named."""
+    return [HeadlineRow(*row) for row in exp.report.headline(sw)]
+
+
 def headline(loaded: list[tuple[Reported, SweepRuns]]) -> list[str]:
     """A table of section, what, ours, seed, Δ; top-1 (%) on the test split."""
     rows = [[exp.report.number, row.what, pct(row.ours), reference_pct(row.seed), diff(row.ours, row.seed)]
-            for exp, sw in loaded if exp.report.headline for row in exp.report.headline(sw)]
+            for exp, sw in loaded if exp.report.headline for row in _headline_rows(exp, sw)]
     if not rows:
         return []
     synthetic = any(sw.synthetic for _, sw in loaded)

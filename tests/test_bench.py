@@ -3,6 +3,8 @@ live in the bench's output (README), never in assertions."""
 import json
 import math
 
+import pytest
+
 from orchestrator.bench import SECTIONS
 from orchestrator.cli import main
 
@@ -18,6 +20,15 @@ def test_bench_runs_every_section_and_writes_json(ray_session, tmp_path, capsys)
     assert result["machine"]["device"] == "cpu" and result["smoke"] is True
     out = capsys.readouterr().out
     assert "deep prompt training, layer 3 (last)" in out and "not judged at smoke size" in out
+
+
+@pytest.mark.fast
+def test_bench_overhead_alone_times_the_sweep_beside_bare_tune(ray_session, tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "--smoke", "--device", "cpu", "--only", "overhead", "--json", str(path)]) == 0
+    (row,) = json.loads(path.read_text())["rows"]
+    assert row["section"] == "overhead" and row["project"] > 0 and row["baseline"] > 0
+    assert "seconds per trivial trial" in capsys.readouterr().out
 
 
 def test_bench_scale_measures_each_count_in_a_process_of_its_own(ray_session, tmp_path, capsys):

@@ -103,3 +103,25 @@ def test_the_example_sweep_files_cost_is_printed_as_the_guide_says(capsys, monke
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("plan for sweep deep-grid (full): 36 cells x 4 learning rates = 144 trials")
+
+
+def test_the_fast_tier_is_what_the_readme_names():
+    """The README's fast command selects the tier tests/conftest.py declares: the marker exists,
+    every test the tier names one by one exists, and the tier holds most of the suite's checks
+    and its one-cell run of every sweep (its speed is measured in docs/testing.md, not here)."""
+    import subprocess
+    import sys
+    import tomllib
+
+    from conftest import FAST_TESTS
+    assert "python -m pytest -q -m fast" in (ROOT / "README.md").read_text()
+    markers = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["markers"]
+    assert any(m.startswith("fast:") for m in markers)
+    for entry in FAST_TESTS:
+        path, test = entry.split("::")
+        assert re.search(rf"^def {test}\(", (ROOT / "tests" / path).read_text(), re.M), entry
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "fast", "-p", "no:cacheprovider"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    chosen = [line for line in out.splitlines() if "::" in line]
+    assert len(chosen) > 400 and not any("test_durability.py" in line or "test_many_machines.py" in line for line in chosen)
+    assert "tests/test_study_experiments.py::test_report_all_of_one_cell_per_sweep_has_every_section" in chosen

@@ -124,6 +124,35 @@ def test_report_all_has_every_section_and_one_self_contained_page(study_store):
     assert page.count("<table>") == md.count("\n|---")
 
 
+# One cell of each sweep where its report and its downstream sweeps need no more (robustness needs
+# visual's CIFAR-100 padding prompt and finetune's fc-only model; cross both of visual's padding
+# prompts): every report section built in seconds, for the fast tier.
+ONE_CELL = {"compare": ["--set", "model=resnet18"], "cross": ["--set", "prompt_from=cifar10"],
+            "deep": ["--set", "layer=first", "--set", "n_prompts=1", "--set", "position=front"],
+            "finetune": ["--set", "variant=fc", "--set", "augment=none"], "linear": ["--set", "dataset=cifar10"],
+            "zeroshot": ["--set", "dataset=cifar10"]}
+
+
+@pytest.mark.fast
+def test_report_all_of_one_cell_per_sweep_has_every_section(ray_session, data_root, tmp_path):
+    from conftest import study_sweeps
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    common = ["--tracking-uri", uri, "--data-dir", str(data_root), "--gpus-per-trial", "0"]
+    for name, extra in study_sweeps():
+        assert main(["sweep", name, *extra, *ONE_CELL.get(name, []), "--storage-path", str(tmp_path / f"ray-{name}"),
+                     *common]) == 0, name
+    example = ["examples/deep_grid.toml", "--set", "dataset=cifar10", "--set", "layer=first", "--set", "n_prompts=1"]
+    assert main(["sweep", *example, "--data-dir", str(data_root), "--samples", "1", "--epochs", "1", "--storage-path",
+                 str(tmp_path / "ray-file"), *common[:2], "--gpus-per-trial", "0"]) == 0
+    assert main(["report", "examples/deep_grid.toml", *common[:2], "--out", str(tmp_path / "out")]) == 0  # generic
+    assert main(["report", "all", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
+    md = (tmp_path / "out" / "all" / "report.md").read_text()
+    for title in ("(seed section 1.1)", "(seed section 1.2)", "(seed section 2.1a)", "(seed section 2.2)",
+                  "(seed section 2.3)", "Linear probe", "(seed section 2.4)", "(seed section 2.5)"):
+        assert re.search(rf"^## .*{re.escape(title)}", md, re.M), title
+    assert md.count("Not in this report") == 0 and "## At a glance" in md
+
+
 def test_report_all_names_the_command_for_each_sweep_not_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/m.db"
     MlflowClient(uri).search_experiments()          # an empty store

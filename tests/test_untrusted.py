@@ -5,6 +5,7 @@ the project did not write), not one payload."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import shutil
@@ -57,9 +58,14 @@ def _sql(db: Path, query: str, *args) -> None:
 
 def test_a_forged_param_cannot_inline_a_local_file_or_shift_a_table(forged_store, tmp_path):
     uri, db = forged_store
+    # a file of this machine that a forged value names as a figure; its bytes are long and random,
+    # so that finding their base64 in the page means it was inlined (a short file's base64, such
+    # as a 3-byte /etc/hostname's, turns up by chance inside the figures' own)
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"\x89PNG not this report's figure " + os.urandom(48))
     # the zero-shot runs now say their template was this (the report prints it)
     _sql(db, "insert into params (key, value, run_uuid) select 'template', ?, run_uuid from tags "
-             "where key = 'sweep' and value = 'zeroshot'", "a {}\n![leak](/etc/hostname)\n<b>x</b>")
+             "where key = 'sweep' and value = 'zeroshot'", f"a {{}}\n![leak]({secret})\n<b>x</b>")
     _sql(db, "update tags set value = ? where key = 'top1_source'", "torchvision | forged | columns")
     assert main(["report", "all", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
     folder = tmp_path / "out" / "all"
@@ -68,7 +74,7 @@ def test_a_forged_param_cannot_inline_a_local_file_or_shift_a_table(forged_store
     assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
     assert page.count("<img ") == len(list(folder.glob("*.png")))         # only its own figures
     import base64
-    assert base64.b64encode(Path("/etc/hostname").read_bytes()).decode()[:12] not in page
+    assert base64.b64encode(secret.read_bytes()).decode()[:64] not in page
     lines = markdown.splitlines()
     start = next(i for i, line in enumerate(lines) if "| top-1 source |" in line)
     end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
