@@ -1,4 +1,4 @@
-"""Apply each of the one-line bugs of issues #18 and #28 to a scratch copy of the project, run the tests that
+"""Apply each of the one-line bugs of issues #18, #28 and #40 to a scratch copy of the project, run the tests that
 should catch it there, and say whether they did. Nothing in this checkout is changed.
 
     python scripts/one_line_bugs.py            # all of them (about 4 minutes on 2 cores)
@@ -71,6 +71,36 @@ BUGS = [
      "orchestrator/searchers.py", "    if before == 0:\n        return seed + index",
      "    if True:\n        return seed + index",
      ["tests/test_untrusted_store.py::test_17_a_resumed_cell_draws_no_learning_rate_it_already_has"]),
+    # issue #40: two that only the slow grouped kill test noticed, seven that passed their code's tests
+    ("a group of cells keeps every cell's unfinished trials, not its own", "orchestrator/resume.py",
+     "{k: v for k, v in self.unfinished.items() if k in keys})", "dict(self.unfinished))",
+     ["tests/test_searchers.py::test_a_group_of_cells_continues_only_its_own_unfinished_trials"]),
+    ("checkpoints are looked for in -resume- folders only, not -cells- ones", "orchestrator/resume.py",
+     'not name.startswith((self.base + "-resume-", self.base + "-cells-"))', 'not name.startswith(self.base + "-resume-")',
+     ["tests/test_resume_core.py::test_a_trial_of_a_sweep_run_in_groups_continues_from_its_checkpoint_in_its_groups_folder"]),
+    ("a resumed cell's sampler seed counts its done trials only", "orchestrator/searchers.py",
+     "return len(record.done.get(key, [])) + len(record.unfinished.get(key, [])) if record else 0",
+     "return len(record.done.get(key, [])) if record else 0",
+     ["tests/test_untrusted_store.py::test_17_a_cell_resumed_twice_draws_no_learning_rate_it_already_has"]),
+    ("the nodes that served a sweep counted from each trial's last node", "clip_prompt_sweeps/store/records.py",
+     "return len({node for r in runs for node in r.nodes})", "return len({r.nodes[-1] for r in runs if r.nodes})",
+     ["tests/test_untrusted_store.py::test_a_trial_that_moved_counts_every_node_it_ran_on"]),
+    ("status shows the oldest sweep of a name and profile", "orchestrator/status.py",
+     "latest.setdefault((exp.name, read_parent(run).profile), run)", "latest[(exp.name, read_parent(run).profile)] = run",
+     ["tests/test_status.py::test_status_shows_the_newest_sweep_of_each_name_and_profile"]),
+    ("a journal upload checked by its spelled path, not its real one", "clip_prompt_sweeps/store/journal.py",
+     "inside not in Path(os.path.realpath(source)).parents", "inside not in Path(os.path.abspath(source)).parents",
+     ["tests/test_lease_journal.py::test_an_upload_must_be_a_plain_file_of_the_journals_own_under_a_plain_name"]),
+    ("hidden folders of an image tree taken as classes", "trainables/data/sources/folder.py",
+     'classes = {s: sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))',
+     "classes = {s: sorted(d.name for d in folder.iterdir() if d.is_dir())",
+     ["tests/test_datasets.py::test_hidden_folders_of_an_image_tree_are_not_classes"]),
+    ("an image tree's val/ folder ignored", "trainables/data/sources/folder.py",
+     'for s in ("train", "val", "test") if (root / s).is_dir()', 'for s in ("train", "test") if (root / s).is_dir()',
+     ["tests/test_datasets.py::test_an_image_trees_val_folder_is_its_validation_split"]),
+    ("doctor lists --storage paths only, not a store set in an environment line", "orchestrator/cluster_files.py",
+     "found = [a or b for a, b in _STORAGE.findall(text)]", "found = [a for a, b in _STORAGE.findall(text) if a]",
+     ["tests/test_cluster.py::test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment"]),
 ]
 
 

@@ -99,6 +99,8 @@ FAST_TESTS = (
     "test_cluster.py::test_each_cluster_file_exposes_nothing_and_holds_no_secret",
     "test_cluster.py::test_doctor_names_what_a_cluster_file_still_needs",
     "test_cluster.py::test_every_kind_of_cluster_is_known_by_its_own_file",
+    "test_cluster.py::test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment",
+    "test_status.py::test_status_shows_the_newest_sweep_of_each_name_and_profile",
 )
 
 

@@ -190,3 +190,20 @@ def test_losing_a_worker_node_mid_sweep_retries_its_trials_elsewhere(ray_cluster
     assert len(children) == 4 and all(c.info.status in ("FINISHED", "KILLED") for c in children)
     retried = [c for c in children if int(c.data.tags.get("failures", "0")) >= 1]
     assert retried and all(c.data.tags["node_id"] != victim.node_id for c in retried)   # finished elsewhere
+
+
+def test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment(tmp_path, capsys):
+    """A store named in an environment line (the SLURM job's STORAGE_PATH and MLFLOW_TRACKING_URI),
+    not only after --storage, is listed and must be one that every node reaches."""
+    from orchestrator.cli import main
+    from orchestrator.cluster_files import check_cluster_file
+    text = (ROOT / "clusters" / "slurm" / "sweep.sbatch").read_text()
+    shipped = check_cluster_file(ROOT / "clusters" / "slurm" / "sweep.sbatch", text)
+    assert any("file://$SHARED/ray-results" in n and "sqlite:///$SHARED/mlflow.db" in n for n in shipped.notes)
+    assert not any("not shared" in p for p in shipped.problems)
+    local = text.replace("sqlite:///$SHARED/mlflow.db", "sqlite:////scratch/me/mlflow.db")   # one node's disk
+    assert local != text
+    (tmp_path / "job.sbatch").write_text(local)
+    assert main(["doctor", "--cluster-config", str(tmp_path / "job.sbatch")]) == 1
+    fixes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  to fix: ")]
+    assert any("storage sqlite:////scratch/me/mlflow.db is not shared" in f for f in fixes), fixes

@@ -11,8 +11,9 @@ from PIL import Image
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.cli import main
 from orchestrator.plan import make_plan
-from trainables.data.catalog import load_dataset, prepared_file, verify
+from trainables.data.catalog import load_dataset, prepared_file, split_sizes, verify
 from trainables.data.prepared import clean_class_name
+from trainables.data.sources.folder import folder_splits
 from trainables.experiments.linear_probe import LINEAR_PROBE
 from trainables.experiments.zeroshot import ZEROSHOT
 
@@ -80,6 +81,41 @@ def test_an_image_folder_is_prepared_once_learned_above_chance_with_clean_class_
     # a changed folder is prepared again
     _image(np.random.default_rng(5), COLOURS["BlueSky"]).save(folder / "train" / "BlueSky" / "new.png")
     assert len(load_dataset(f"folder:{folder}", data_dir, "real", 32, "bicubic").train.labels) == 37
+
+
+def _tree_with_val_and_hidden_folders(root):
+    """train/ (4 images a class), val/ (2), test/ (3); each split also holds the hidden folders a
+    notebook or git leaves, with images in them."""
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 4), ("val", 2), ("test", 3)):
+        for name in (*COLOURS, ".ipynb_checkpoints", ".git"):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                _image(rng, COLOURS.get(name, (0, 0, 0)), (12, 10)).save(root / split / name / f"{i}.png")
+    return root
+
+
+def test_an_image_trees_val_folder_is_its_validation_split(tmp_path):
+    """A tree with val/ gives the trials its validation split (the sweep's metric is measured
+    on it), with the same classes, counted by the cost plan, not left out."""
+    folder = _tree_with_val_and_hidden_folders(tmp_path / "tree")
+    name = f"folder:{folder}"
+    assert split_sizes(name, "real") == (12, 6, 9)
+    data = load_dataset(name, tmp_path / "data", "real", 16, "bicubic")
+    assert data.val is not None and len(data.val.labels) == 6
+    assert sorted(data.val.labels.tolist()) == [0, 0, 1, 1, 2, 2]
+    assert (len(data.train.labels), len(data.test.labels)) == (12, 9)
+
+
+def test_hidden_folders_of_an_image_tree_are_not_classes(tmp_path):
+    """`.ipynb_checkpoints` and `.git` inside train/, val/ and test/ are neither classes nor images."""
+    folder = _tree_with_val_and_hidden_folders(tmp_path / "tree")
+    splits = folder_splits(str(folder))
+    assert not any(part.startswith(".") for items in splits.values() for path, _ in items
+                   for part in path.relative_to(folder).parts)
+    data = load_dataset(f"folder:{folder}", tmp_path / "data", "real", 16, "bicubic")
+    assert data.classes == ("blue sky", "red things", "green leaves")
+    assert set(data.train.labels.tolist()) == {0, 1, 2} and len(data.train.labels) == 12
 
 
 def test_dtd_from_its_own_files_uses_its_validation_split_and_is_prepared_once(tmp_path):

@@ -125,3 +125,8 @@ def test_the_fast_tier_is_what_the_readme_names():
     chosen = [line for line in out.splitlines() if "::" in line]
     assert len(chosen) > 400 and not any("test_durability.py" in line or "test_many_machines.py" in line for line in chosen)
     assert "tests/test_study_experiments.py::test_report_all_of_one_cell_per_sweep_has_every_section" in chosen
+    # the one-line bugs of issue #40 are each caught by a test of the tier (scripts/one_line_bugs.py)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from one_line_bugs import BUGS
+    named = {test.split("[")[0] for *_, tests in BUGS[13:22] for test in tests}   # bugs 14 to 22
+    assert len(named) == 9 and named <= {line.split("[")[0] for line in chosen}, named

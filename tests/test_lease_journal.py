@@ -354,8 +354,8 @@ def test_entries_of_every_shape_this_project_writes_are_accepted(store, tmp_path
     assert sorted(a.path for a in client.list_artifacts(child)) == ["a", "renamed.pt"]
 
 
-@pytest.mark.parametrize("case", ["outside", "symlink", "missing", "folder", "name", "dots", "dot", "absolute", "up",
-                                  "name not text", "path not text"])
+@pytest.mark.parametrize("case", ["outside", "symlink", "linked-folder", "missing", "folder", "name", "dots", "dot",
+                                  "absolute", "up", "name not text", "path not text"])
 def test_an_upload_must_be_a_plain_file_of_the_journals_own_under_a_plain_name(store, tmp_path, case):
     client, _, parent, child = store
     j = _journal(client, parent)
@@ -370,6 +370,11 @@ def test_an_upload_must_be_a_plain_file_of_the_journals_own_under_a_plain_name(s
     elif case == "symlink":
         (j.folder / "files" / "link").symlink_to(secret)
         entry["local_path"] = str(j.folder / "files" / "link")
+    elif case == "linked-folder":
+        # the file itself is no link, and its path is spelled inside the journal's folder, but a
+        # folder on the way leads out of it: only the real path tells
+        (j.folder / "files" / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+        entry["local_path"] = str(j.folder / "files" / "elsewhere" / "secret")
     elif case == "missing":
         entry["local_path"] = str(j.folder / "files" / "gone")
     elif case == "folder":

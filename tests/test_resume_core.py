@@ -76,6 +76,27 @@ def test_a_continued_trial_never_starts_from_a_checkpoint_newer_than_what_mlflow
     assert going.epoch == 0 and going.checkpoint is None
 
 
+def test_a_trial_of_a_sweep_run_in_groups_continues_from_its_checkpoint_in_its_groups_folder(tmp_path):
+    """A sweep too big for one Tune experiment writes BASE-cells-KofN (BASE-resume-TIME-cells-KofN
+    once resumed): a trial killed there goes on from its own newest checkpoint, not from epoch 1;
+    a folder of another sweep whose name merely starts the same is never searched."""
+    plan = _plan()
+    (cell,) = [cell_key(c) for c in plan.cells]
+    history = ((1, 0.3), (2, 0.4), (3, 0.5), (4, 0.6))
+    for folder, epochs in (("visual-smoke-x-cells-2of2", (1, 2)), ("visual-smoke-x-resume-1-cells-1of2", (3,)),
+                           ("visual-smoke-x-old", (4,))):
+        trial_dir = tmp_path / folder / "visual_prompt_abc12_00000_0_lr=1"
+        for epoch in epochs:
+            _checkpoint(trial_dir / f"checkpoint_{epoch - 1:06d}", epoch)
+    trials = [_trial("u1", cell, False, 1, history=history[:2], ids=("abc12_00000",))]
+    (going,) = build_record(plan, trials, str(tmp_path), "visual-smoke-x").unfinished[cell]
+    assert going.epoch == 2 and going.checkpoint == str(
+        tmp_path / "visual-smoke-x-cells-2of2" / "visual_prompt_abc12_00000_0_lr=1" / "checkpoint_000001")
+    trials = [_trial("u1", cell, False, 1, history=history, ids=("abc12_00000",))]
+    (going,) = build_record(plan, trials, str(tmp_path), "visual-smoke-x").unfinished[cell]
+    assert going.epoch == 3 and "-resume-1-cells-1of2" in going.checkpoint     # never the other sweep's 4
+
+
 def _run(status: str, tags: dict):
     info = SimpleNamespace(run_id="a" * 32, experiment_id="1", status=status, start_time=1, end_time=2)
     return SimpleNamespace(info=info, data=SimpleNamespace(tags={"cell": "c", **tags}, params={"lr": "1.0"},

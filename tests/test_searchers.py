@@ -50,6 +50,30 @@ def test_a_big_plan_splits_into_groups_of_whole_cells_and_a_record_into_theirs()
     assert mine.n_done == 2
 
 
+def test_a_group_of_cells_continues_only_its_own_unfinished_trials():
+    """A resumed sweep run as several Tune experiments: each group's searcher is given that group's
+    record alone, and continues exactly its own cells' unfinished trials (another group's would be
+    run twice, or name a cell this searcher has no study for)."""
+    from orchestrator.resume import Continuation, PastTrial, SweepRecord
+    plan = make_plan("visual", "smoke", samples=3)          # 4 cells x 3 trials
+    keys = [cell_key(c) for c in plan.cells]
+    first, second = plan.groups(6)                           # 2 cells each
+    going = {k: Continuation(f"run-{i}", 10.0 + i, None, 0) for i, k in enumerate(keys)}
+    done = PastTrial("d", keys[0], 5.0, True, ((1, 0.5),), ("a_1",), 0)
+    record = SweepRecord(done={keys[0]: [done]}, unfinished={k: [c] for k, c in going.items()})
+    for group in (first, second):
+        mine = {cell_key(c) for c in group.cells}
+        part = record.only(mine)
+        assert set(part.unfinished) == mine and set(part.done) <= mine
+        searcher = CellSearcher(group, "random", seed=0, record=part)
+        proposed = []
+        while (config := searcher.suggest(f"t{len(proposed)}")) != CellSearcher.FINISHED:
+            proposed.append(config)
+        assert sorted(c["_run_id"] for c in proposed if "_run_id" in c) == sorted(going[k].run_id for k in mine)
+        assert {c["_cell"] for c in proposed} == mine
+        assert len(proposed) == group.n_trials - sum(len(part.done.get(k, [])) for k in mine)
+
+
 def test_round_robin_of_a_resumed_sweep_puts_each_cells_unfinished_trials_first():
     from orchestrator.resume import Continuation, SweepRecord
     plan = make_plan("visual", "smoke", samples=3)

@@ -108,3 +108,21 @@ def test_status_prints_no_control_character_a_store_holds(tmp_path):
     lines = status_lines(client)
     assert lines and all(c.isprintable() for line in lines for c in line)
     assert not any(line.startswith("visual") for line in lines)           # the forged line stays inside
+
+
+def test_status_shows_the_newest_sweep_of_each_name_and_profile(tmp_path):
+    """A sweep run again under the same name is what `status` shows, not the first one: the store
+    lists parent runs newest first, and the first of each (name, profile) is kept."""
+    from stores import empty_store
+
+    from orchestrator.status import latest_sweeps, status_lines
+    client = MlflowClient(empty_store(tmp_path))
+    exp = client.create_experiment("deep")
+    tags = {"role": "sweep", "sweep": "deep"}
+    old, new, other = (client.create_run(exp, start_time=t, tags={**tags, "profile": p}).info.run_id
+                       for t, p in ((1_000, "smoke"), (2_000, "smoke"), (1_500, "full")))
+    for run in (old, new):
+        client.set_terminated(run, "FINISHED")
+    assert [r.info.run_id for r in latest_sweeps(client, "deep")] == [other, new]      # full, then smoke
+    lines = "\n".join(status_lines(client, "deep"))
+    assert f"run {new}" in lines and f"run {other}" in lines and old not in lines

@@ -497,6 +497,45 @@ def test_17_a_resumed_cell_draws_no_learning_rate_it_already_has(search):
         assert len(lrs) == 4 and len(set(lrs)) == 4, (key, lrs)
 
 
+@pytest.mark.parametrize("search", ["tpe", "random"])
+def test_17_a_cell_resumed_twice_draws_no_learning_rate_it_already_has(search):
+    """The second resume of a cell whose first resume's new trial was cut short: its sampler must
+    count that unfinished trial too, or it starts the first resume's stream again and its first
+    new proposal is the learning rate that trial is continued with."""
+    from clip_prompt_sweeps.names import cell_key
+    from orchestrator.plan import make_plan
+    from orchestrator.resume import Continuation, PastTrial, SweepRecord
+    from orchestrator.searchers import CellSearcher
+    plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding", "prompt_size=4"], samples=4)
+    (key,) = [cell_key(c) for c in plan.cells]
+    first_lr = CellSearcher(plan, search, seed=0).suggest("t0")["lr"]
+    done = [PastTrial("d", key, first_lr, True, ((1, 0.5),), ("a_1",), 0)]
+    # the first resume: one trial done, none going; its first new trial is cut short by a kill
+    second_lr = CellSearcher(plan, search, seed=0, record=SweepRecord({key: done}, {key: []})).suggest("r0")["lr"]
+    again = CellSearcher(plan, search, seed=0,
+                         record=SweepRecord({key: done}, {key: [Continuation("u", second_lr, None, 0)]}))
+    configs = [again.suggest(f"s{i}") for i in range(3)]
+    assert configs[0]["_run_id"] == "u" and configs[0]["lr"] == second_lr      # continued, then two new
+    lrs = [first_lr, *(c["lr"] for c in configs)]
+    assert len(set(lrs)) == 4, lrs
+
+
+def test_a_trial_that_moved_counts_every_node_it_ran_on():
+    """A sweep whose trials moved after a lost node was served by every node any of them ran on."""
+    from types import SimpleNamespace
+
+    from clip_prompt_sweeps.store.records import read_trial, served_by
+
+    def run(k: int, nodes: str):
+        info = SimpleNamespace(run_id=f"{k:032x}", experiment_id="1", status="FINISHED", start_time=k, end_time=k)
+        return SimpleNamespace(info=info, data=SimpleNamespace(tags={"cell": "c", "nodes": nodes}, params={},
+                                                               metrics={}))
+    runs = [read_trial(run(1, "192.0.2.10 192.0.2.11")), read_trial(run(2, "192.0.2.12 192.0.2.11")),
+            read_trial(run(3, "192.0.2.11"))]
+    assert served_by(runs) == 3
+    assert served_by(runs[2:]) == 1 and served_by([]) == 0
+
+
 def test_a_forged_nodes_tag_counts_only_addresses_and_host_names_and_is_bounded():
     from clip_prompt_sweeps.store.records import MAX_NODES, read_nodes
     forged = "10.0.0.1 \x1b[2J;rm -rf ~ gpu-1.lab 10.0.0.1 ../../etc fe80::1 " + " ".join(f"n{k}" for k in range(500))
