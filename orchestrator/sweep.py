@@ -318,7 +318,7 @@ def _prepare(asked: PlanRequest | SweepPlan, opts: SweepOptions,
         plan = asked.build() if isinstance(asked, PlanRequest) else asked
     uri = resolve_tracking_uri(opts.tracking_uri)
     check_tracking(uri)
-    check_existing_store(uri)       # never migrate another program's SQLite file into a store
+    check_existing_store(uri, fresh=not opts.resume)    # never migrate another program's SQLite file
     previous = _interrupted(asked, uri) if opts.resume else None
     if previous is not None:
         request, opts = _recorded(asked if isinstance(asked, PlanRequest) else asked.request(), opts, previous)

@@ -195,6 +195,30 @@ def test_6_a_sweep_pointed_at_a_foreign_sqlite_file_leaves_it_alone(tmp_path, ca
     assert db.read_bytes() == before
 
 
+
+def test_6_a_fresh_sweep_initializes_an_empty_store_file_that_readers_and_a_resume_leave_alone(
+        ray_session, data_root, tmp_path, capsys):
+    """A 0-byte file (made by `touch`, or opened first by another tool) holds nothing to protect: a
+    new sweep initializes it as MLflow would a new file. `status`, `report` and `--resume` read a
+    store, so they still write no table into it."""
+    db = tmp_path / "mlflow.db"
+    db.touch()
+    uri = f"sqlite:///{db}"
+    sweep = ["sweep", "zeroshot", "--set", "dataset=cifar10", "--tracking-uri", uri, "--data-dir", str(data_root),
+             "--gpus-per-trial", "0", "--storage-path", str(tmp_path / "ray")]
+    for args in (["status", "--tracking-uri", uri], ["report", "zeroshot", "--tracking-uri", uri, "--out",
+                                                       str(tmp_path / "out")], [*sweep, "--resume"]):
+        assert main(args) == 2, args
+        _one_line(capsys, f"{db} is not an MLflow store (no MLflow tables in it)")
+        assert db.stat().st_size == 0 and not (tmp_path / "out").exists()
+    assert main(sweep) == 0
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("zeroshot")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("role") == "sweep"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert len(runs) > 1 and all(r.info.status == "FINISHED" for r in runs)
+
 # 7 and 16. the cluster's doors: what doctor catches -------------------------------------------------
 
 SBATCH = ROOT / "clusters" / "slurm" / "sweep.sbatch"

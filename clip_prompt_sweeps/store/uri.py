@@ -63,13 +63,16 @@ def tracking_answers(uri: str) -> bool:
         return False
 
 
-def check_existing_store(uri: str) -> None:
-    """For readers (report, status): the store must exist and be an MLflow store. A reader never
-    creates or migrates one: pointed at another program's SQLite file, MLflow would add its
-    tables to it."""
+def check_existing_store(uri: str, fresh: bool = False) -> None:
+    """The store must be an MLflow store, if it exists. Nothing here creates or migrates one:
+    pointed at another program's SQLite file, MLflow would add its tables to it. A `fresh` sweep
+    (not a resume, not a reader) may take an empty file, one made by `touch` or opened first by
+    another tool: 0 bytes hold nothing to protect, and MLflow initializes it as a new file."""
     path = sqlite_path(uri)
     if path is None or not path.is_file():
         return      # a server; or no file yet, and the caller says which sweep to run first
+    if fresh and path.stat().st_size == 0:
+        return
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
             tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table'")}
