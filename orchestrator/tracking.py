@@ -220,9 +220,13 @@ class MLflowTrials(Callback):
                     self.store.log_artifact(run_id, str(Path(folder) / name), ARTIFACT_DIR)
 
     def _end(self, run_id: str, status: str, outcome: str, reason: str | None = None) -> None:
-        tags = [RunTag("outcome", outcome)] + ([RunTag("stop_reason", reason)] if reason else [])
-        self.store.log_batch(run_id, tags=tags)
+        # three writes in this order, so that a kill between any two leaves a run a resume judges
+        # as its status says: still RUNNING (continued), or ended with the reason `is_done` reads
+        # where the outcome is missing. Never an outcome saying "ended" on a run still RUNNING.
+        if reason:
+            self.store.log_batch(run_id, tags=[RunTag("stop_reason", reason)])
         self.store.set_terminated(run_id, status=status)
+        self.store.log_batch(run_id, tags=[RunTag("outcome", outcome)])
         self.ended[run_id] = outcome
 
 

@@ -233,3 +233,71 @@ def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(
     assert [a.path for a in client.list_artifacts(cb.runs["gone"], "learned")] == ["learned/best.safetensors"]
     assert ended("quiet") == ("FAILED", "failed", "trial raised an error")
     assert ended("restored") == ("FINISHED", "finished", None) and ended("solo") == ("FINISHED", "finished", None)
+
+
+class _KilledAt(Exception):
+    """The driver's SIGKILL, at one write of the store."""
+
+
+class _DiesAtWrite:
+    """The sweep's journal, until its `n`-th write: there the driver dies, and nothing after it is written."""
+
+    def __init__(self, store, n: int):
+        self.store, self.left = store, n
+
+    def __getattr__(self, name):
+        write = getattr(self.store, name)
+
+        def once(*args, **kw):
+            if self.left == 0:
+                raise _KilledAt(name)
+            self.left -= 1
+            return write(*args, **kw)
+        return once
+
+
+@pytest.mark.parametrize("ending", ["finished", "stopped_early", "diverged", "interrupted"])
+def test_a_kill_between_the_writes_that_end_a_run_never_leaves_an_outcome_on_a_running_run(tmp_path, ending):
+    """CI once caught a resume continuing a run tagged `outcome=finished` whose status was still
+    RUNNING (the kill fell between the two writes): the run's outcome and its status must agree at
+    every write, so that what a user sees ended is what a resume leaves alone."""
+    from mlflow.tracking import MlflowClient
+
+    from clip_prompt_sweeps.store.journal import Journal
+    from clip_prompt_sweeps.store.records import DONE, read_trial
+    from clip_prompt_sweeps.store.runs import experiment_id
+    from orchestrator.resume import is_done
+    from orchestrator.tracking import MLflowTrials
+    uri = _store(tmp_path)
+    client = MlflowClient(uri)
+    exp = experiment_id(client, "visual", uri)
+    parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
+    seen, n = [], 0
+    while True:
+        store = _DiesAtWrite(Journal(client, parent), 10_000)
+        cb = MLflowTrials(uri, exp, parent, {"role": "trial"}, {}, store=store)
+        trial = _Trial(f"t{n}", {"_cell": "c=1", "lr": 0.1 * (n + 1)})
+        cb.on_trial_start(0, [], trial)
+        cb.on_trial_result(0, [], trial, _result(1, 0.5, **({"diverged": 1, "stop_reason": "non-finite loss"}
+                                                            if ending == "diverged" else {})))
+        if ending == "stopped_early":
+            cb.stopped[trial.trial_id] = "c=1"
+        store.left = n                                  # the driver dies at the n-th write of the ending
+        try:
+            cb.on_experiment_end([]) if ending == "interrupted" else cb.on_trial_complete(0, [], trial)
+            killed = False
+        except _KilledAt:
+            killed = True
+        run = read_trial(client.get_run(cb.runs[trial.trial_id]))
+        seen.append((run.status, run.outcome))
+        if run.outcome in DONE:                         # a user sees it ended: so does a resume
+            assert run.status in ("FINISHED", "KILLED") and is_done(run), (n, seen)
+        if run.status == "RUNNING":                     # a resume continues it: nothing says it ended
+            assert run.outcome is None and not is_done(run), (n, seen)
+        if ending == "interrupted":                     # an interrupted trial is never taken as done
+            assert not is_done(run), (n, seen)
+        if not killed:
+            break
+        n += 1
+    assert n >= 2 and seen[0] == ("RUNNING", None)      # the kill fell before, between and after
+    assert is_done(run) == (ending != "interrupted") and run.outcome == ending
