@@ -80,7 +80,7 @@ FAST_FILES = {
     "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
     "test_model_core.py", "test_models.py", "test_per_cell_asha.py", "test_pipeline.py", "test_preparation.py",
     "test_prompts.py", "test_registry.py", "test_resume_core.py", "test_searchers.py", "test_stats_templates.py",
-    "test_sweep_file.py", "test_tracking_callback.py", "test_unpickler.py", "test_untrusted.py",
+    "test_store_queries.py", "test_sweep_file.py", "test_tracking_callback.py", "test_unpickler.py", "test_untrusted.py",
     "test_untrusted_store.py",
 }
 # the slow tests of those files (a sweep each, or more), by name

@@ -17,6 +17,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 from servers import free_port, start_mlflow, stop
 
+from clip_prompt_sweeps.errors import UserError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -207,3 +209,47 @@ def test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment(tmp_pat
     assert main(["doctor", "--cluster-config", str(tmp_path / "job.sbatch")]) == 1
     fixes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  to fix: ")]
     assert any("storage sqlite:////scratch/me/mlflow.db is not shared" in f for f in fixes), fixes
+
+
+def test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line(tmp_path, capsys):
+    """What a user reads: the kind and its check, the node scripts it runs and the stores it names,
+    then each thing to fix at its line of the file (a '#' that the shell reads as a word, not a
+    comment, and a scheduler's own directive, indented or not, as the shell and SLURM read them),
+    then the count. A file no one can read is one line."""
+    from orchestrator.cluster_files import doctor_cluster_file
+    job = tmp_path / "job.sbatch"
+    job.write_text("#!/bin/bash\n"
+                   "#SBATCH --nodes=2\n"
+                   "  #SBATCH --comment='mlflow server --host 0.0.0.0'\n"
+                   "bash clusters/node/start.sh worker\n"
+                   "export MLFLOW_TRACKING_URI=sqlite:////scratch/me/mlflow.db\n"
+                   "python -m orchestrator sweep deep --storage /home/me/ray\n"
+                   "echo '#'; mlflow server --host 0.0.0.0 &\n"
+                   "echo \"#\" # RAY_AUTH_MODE=token\n"
+                   "export RAY_AUTH_MODE=disabled; ray stop\n")
+    lines, ready = doctor_cluster_file(str(job))
+    assert not ready
+    assert lines == [
+        f"cluster config {job}: SLURM batch file, valid (bash -n)",
+        "  runs clusters/node/start.sh",
+        "  storage: sqlite:////scratch/me/mlflow.db, /home/me/ray",          # in the file's order
+        "  to fix: storage sqlite:////scratch/me/mlflow.db is not shared by the nodes: use s3://, gs:// or "
+        "file:///NFS/PATH",
+        "  to fix: storage /home/me/ray is not shared by the nodes: use s3://, gs:// or file:///NFS/PATH",
+        "  to fix: job.sbatch line 7: '--host 0.0.0.0' listens beyond 127.0.0.1; bind to 127.0.0.1 and forward the "
+        "port over SSH",
+        "  to fix: job.sbatch line 9: Ray's token authentication is turned off; anyone who reaches the nodes could "
+        "run code on them: keep RAY_AUTH_MODE=token",
+        "  to fix: job.sbatch line 9: `ray stop` stops every Ray of this account on the machine (other jobs' and "
+        "clusters' too); stop the Ray this file started, by its process id",
+        "  to fix: Ray's token authentication is not turned on (RAY_AUTH_MODE=token) by the file or its node "
+        "scripts; Ray's ports would take code from anyone who reaches them",
+        "6 thing(s) to fix"]
+    shipped = ROOT / "clusters" / "slurm" / "sweep.sbatch"
+    lines, ready = doctor_cluster_file(str(shipped))
+    assert ready and lines[0] == f"cluster config {shipped}: SLURM batch file, valid (bash -n)"
+    assert lines[-1] == "ready: nothing to fix" and not any(line.startswith("  to fix") for line in lines)
+    with pytest.raises(UserError, match=rf"^cluster config {re.escape(str(tmp_path))}: cannot read it \(Is a directory\)$"):
+        doctor_cluster_file(str(tmp_path))
+    with pytest.raises(UserError, match=r"^cluster config .*nothing: cannot read it \(No such file or directory\)$"):
+        doctor_cluster_file(str(tmp_path / "nothing"))

@@ -118,6 +118,29 @@ def test_hidden_folders_of_an_image_tree_are_not_classes(tmp_path):
     assert set(data.train.labels.tolist()) == {0, 1, 2} and len(data.train.labels) == 12
 
 
+def test_an_image_tree_is_found_where_it_is_and_recorded_by_its_path(tmp_path, monkeypatch):
+    """The tree is used in place (nothing is downloaded or copied into the data dir): present
+    where it lies, checked by `fetch`, without val/ it has no validation split, and its MLflow
+    dataset record names its path."""
+    import json
+
+    from trainables.data.catalog import fetch, is_present, provenance, stored_at
+    folder = write_folder(tmp_path / "shapes", (2, 1))
+    name, data_dir = f"folder:{folder}", tmp_path / "data"
+    assert is_present(name, data_dir) and stored_at(name, data_dir) == folder
+    assert not is_present(f"folder:{tmp_path / 'elsewhere'}", data_dir)
+    monkeypatch.setenv("HOME", str(tmp_path))           # a path as a user types it
+    assert is_present("folder:~/shapes", data_dir) and stored_at("folder:~/shapes", data_dir) == folder
+    assert split_sizes(name, "real") == (6, None, 3)
+    fetch(name, data_dir)                               # a whole tree: nothing to say
+    assert not data_dir.exists()
+    data = load_dataset(name, data_dir, "real", 16, "bicubic")
+    assert data.val is None and provenance(data) == ("local", json.dumps({"path": str(folder)}))
+    os.rename(folder / "test", folder / "held-out")
+    with pytest.raises(UserError, match="has no test/ folder"):
+        fetch(name, data_dir)
+
+
 def test_dtd_from_its_own_files_uses_its_validation_split_and_is_prepared_once(tmp_path):
     root = write_dtd(tmp_path / "data")
     metrics = _run(LINEAR_PROBE, _linear("dtd", root))

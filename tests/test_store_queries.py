@@ -1,0 +1,174 @@
+"""The store's queries and writes on runs planted by hand in a real SQLite store (no Ray): every
+page of a sweep's children, the runs a killed session left open, the parent a `--run-id` names,
+the runs a resume sets aside, and the checkpoints it finds on a filesystem that is not local. The
+mutation run drives these (scripts/mutation.py --modules)."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from stores import empty_store
+
+import clip_prompt_sweeps.store.runs as runs
+from clip_prompt_sweeps.errors import UserError
+from clip_prompt_sweeps.names import cell_key
+from clip_prompt_sweeps.store.records import SUPERSEDED_TAG
+from orchestrator.plan import PlanRequest, cell_epochs, make_plan
+from orchestrator.resume import CheckpointStore, PastTrial, SweepRecord, mark_superseded, session_name
+
+
+@pytest.fixture
+def store(tmp_path):
+    """(client, the 'deep' experiment, a parent of it, an older one)."""
+    client = MlflowClient(empty_store(tmp_path))
+    exp = client.create_experiment("deep")
+    tags = {"role": "sweep", "sweep": "deep", "profile": "smoke"}
+    older = client.create_run(exp, start_time=1_000, tags=tags).info.run_id
+    deep = client.create_run(exp, start_time=2_000, tags=tags).info.run_id
+    return client, exp, deep, older
+
+
+def _child(client, exp, parent, status="RUNNING", **tags) -> str:
+    run = client.create_run(exp, tags={"mlflow.parentRunId": parent, "role": "trial", "cell": "c", **tags})
+    if status != "RUNNING":
+        client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+def test_a_parents_children_are_read_over_every_page_and_no_other_parents(store, monkeypatch):
+    client, exp, deep, other = store
+    mine = {_child(client, exp, deep, status) for status in ("RUNNING", "FINISHED", "KILLED", "FINISHED", "FAILED")}
+    _child(client, exp, other)
+    monkeypatch.setattr(runs, "PAGE", 2)            # five children: three pages
+    assert {r.info.run_id for r in runs.children(client, exp, deep)} == mine
+    assert len(runs.children(client, exp, deep)) == 5
+    assert len(runs.children(client, exp, deep, "FINISHED")) == 2
+
+
+def test_a_killed_sessions_open_trials_end_killed_as_interrupted_and_nothing_else_changes(store):
+    client, exp, deep, other = store
+    running = [_child(client, exp, deep) for _ in range(3)]
+    done = _child(client, exp, deep, "FINISHED", outcome="finished")
+    elsewhere = _child(client, exp, other)
+    runs.end_open_children(client, exp, deep, "the sweep was interrupted before the trial ended")
+    for run_id in running:
+        run = client.get_run(run_id)
+        assert run.info.status == "KILLED" and run.info.end_time
+        assert run.data.tags["outcome"] == "interrupted"
+        assert run.data.tags["stop_reason"] == "the sweep was interrupted before the trial ended"
+    assert client.get_run(done).info.status == "FINISHED" and client.get_run(done).data.tags["outcome"] == "finished"
+    assert "stop_reason" not in client.get_run(done).data.tags
+    assert client.get_run(elsewhere).info.status == "RUNNING"
+    assert client.get_run(deep).info.status == "RUNNING"          # the parent is closed by its driver
+
+
+def test_a_run_id_must_name_a_parent_of_that_sweep(store):
+    client, exp, deep, older = store
+    trial = _child(client, exp, deep)
+    stranger = client.create_run(exp).info.run_id
+    visual = client.create_experiment("visual")
+    other = client.create_run(visual, tags={"role": "sweep", "sweep": "visual", "profile": "smoke"}).info.run_id
+    assert runs.find_parent(client, "deep", older).run_id == older
+    assert runs.find_parent(client, "deep", deep).run_id == deep
+    assert runs.find_parent(client, "deep").run_id == deep          # the latest of the experiment named so
+    cases = {"0" * 32: rf"^--run-id '0{{32}}': no such run in {re.escape(client.tracking_uri)}; the parent run ids "
+                       r"are in `mlflow ui` or printed at the end of `sweep`$",
+             trial: rf"^--run-id {trial}: that run is not a sweep's parent run \(it is a trial of one\); pass the "
+                    r"parent's id$",
+             stranger: rf"^--run-id {stranger}: that run is not a sweep's parent run \(it is not from this "
+                       r"project\); pass the parent's id$",
+             other: rf"^--run-id {other}: that run is a 'visual' sweep, not 'deep'; use `report visual` for it$"}
+    for given, message in cases.items():
+        with pytest.raises(UserError, match=message):
+            runs.find_parent(client, "deep", given)
+    with pytest.raises(UserError, match=r"^--run-id '\.\./x' is not an MLflow run id"):
+        runs.find_parent(client, "deep", "../x")
+    with pytest.raises(UserError, match=r"^no 'linear' sweep in MLflow at .*; run `python -m orchestrator sweep "
+                                        r"linear` first \(same --tracking-uri\)$"):
+        runs.find_parent(client, "linear")
+
+
+def test_runs_a_resume_sets_aside_are_tagged_and_those_still_open_end_killed(store):
+    client, exp, deep, _ = store
+    open_run, ended, kept = _child(client, exp, deep), _child(client, exp, deep, "FINISHED"), _child(client, exp, deep)
+    past = lambda run_id: PastTrial(run_id, "c", 1.0, False, (), (), 0)
+    mark_superseded(client, SweepRecord(superseded=[past(open_run), past(ended)]), "resume at noon: beyond its plan")
+    for run_id, status in ((open_run, "KILLED"), (ended, "FINISHED")):
+        run = client.get_run(run_id)
+        assert run.info.status == status and run.data.tags[SUPERSEDED_TAG] == "resume at noon: beyond its plan"
+    assert client.get_run(kept).info.status == "RUNNING" and SUPERSEDED_TAG not in client.get_run(kept).data.tags
+
+
+def test_each_resumed_session_writes_a_ray_experiment_folder_of_its_own():
+    assert session_name("deep-smoke-abc", resumed=False) == "deep-smoke-abc"
+    name = session_name("deep-smoke-abc", resumed=True)
+    assert re.fullmatch(r"deep-smoke-abc-resume-\d{8}-\d{6}", name)
+    assert abs(time.mktime(time.strptime(name[-15:], "%Y%m%d-%H%M%S")) - time.time()) < 120
+
+
+def _save_checkpoint(folder: Path, epoch: int) -> None:
+    import torch
+    from torch import nn
+
+    from trainables.training.checkpoints import save_loop
+    folder.mkdir(parents=True)
+    net = nn.Linear(2, 2)
+    save_loop(folder, net, {"w": torch.zeros(1)}, torch.optim.SGD(net.parameters(), lr=0.1), {"epoch": epoch})
+
+
+def test_checkpoints_on_a_filesystem_that_is_not_local_are_found_and_read_with_their_uri(tmp_path):
+    """Storage on s3:// or gs:// (here pyarrow's in-memory filesystem, through the same calls): a
+    checkpoint is read by copying it here, and is given back as a URI that Ray can open."""
+    import pyarrow.fs as pafs
+    store = CheckpointStore("mock:///results", "deep-smoke-abc")
+    assert not isinstance(store.fs, pafs.LocalFileSystem) and store.prefix == "mock://"
+    for epoch in (1, 2, 3):
+        local, there = tmp_path / f"e{epoch}", f"results/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_{epoch - 1:06d}"
+        _save_checkpoint(local, epoch)
+        store.fs.create_dir(there, recursive=True)
+        pafs.copy_files(str(local), there, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=store.fs)
+    store.fs.create_dir("results/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_000009")     # unreadable
+    assert store.newest(("abc12_00000",), at_most=2) == (
+        "mock://results/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_000001", 2)
+    assert store.newest(("abc12_00000",), at_most=9)[1] == 3
+    assert store.newest(("zzz99_00000",), at_most=9) is None
+    assert CheckpointStore("mock:///nothing-here", "deep-smoke-abc").newest(("abc12_00000",), at_most=9) is None
+
+
+def test_checkpoints_under_a_file_uri_come_back_as_file_uris(tmp_path):
+    _save_checkpoint(tmp_path / "deep-smoke-abc" / "prompt_abc12_00000_0_lr=1" / "checkpoint_000000", 1)
+    store = CheckpointStore(f"file://{tmp_path}", "deep-smoke-abc")
+    assert store.newest(("abc12_00000",), at_most=1) == (
+        f"file://{tmp_path}/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_000000", 1)
+    plain = CheckpointStore(str(tmp_path), "deep-smoke-abc").newest(("abc12_00000",), at_most=1)
+    assert plain == (f"{tmp_path}/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_000000", 1)
+
+
+def test_a_plan_gives_back_the_request_it_was_built_from(tmp_path):
+    plan = make_plan("visual", "smoke", ["dataset=cifar10"], samples=3, epochs=2, grids=["prompt_size=2,4"])
+    request = plan.request()
+    assert request == PlanRequest(plan.experiment, "smoke", ("dataset=cifar10",), 3, 2, ("prompt_size=2,4",))
+    again = request.build()
+    assert [cell_key(c) for c in again.cells] == [cell_key(c) for c in plan.cells] and again.base == plan.base
+    assert (again.profile.samples, again.n_trials) == (3, plan.n_trials)
+    bare = make_plan("visual", "smoke").request()
+    assert (bare.sets, bare.samples, bare.epochs, bare.grids) == ((), None, None, ())
+    sweep_file = tmp_path / "mine.toml"
+    sweep_file.write_text((Path(__file__).resolve().parents[1] / "examples" / "deep_grid.toml").read_text())
+    from_file = make_plan(str(sweep_file), "smoke").request()
+    assert from_file.sweep == str(sweep_file.resolve()) and from_file.sweep_file == str(sweep_file.resolve())
+
+
+def test_a_cell_without_epochs_runs_one_and_each_cell_its_own():
+    assert set(cell_epochs(make_plan("zeroshot", "smoke")).values()) == {1}
+    plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding"], grids=["epochs=1,3"])
+    assert sorted(cell_epochs(plan).values()) == sorted([1, 3] * (len(plan.cells) // 2))
+
+
+def test_a_plan_of_one_sample_per_cell_groups_as_many_cells_as_the_limit_allows():
+    plan = make_plan("visual", "smoke", samples=1)          # 4 cells x 1 trial
+    assert [len(g.cells) for g in plan.groups(3)] == [3, 1]
+    assert [len(g.cells) for g in plan.groups(2)] == [2, 2]
