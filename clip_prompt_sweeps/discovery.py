@@ -1,6 +1,6 @@
 """Finding the parts a package declares, one module each (timm's registry, open_clip's
 config-as-data): how dataset sources (trainables/data/sources) and cluster kinds
-(orchestrator/cluster_kinds) are found, as experiments are (search_spaces/registry.py)."""
+(orchestrator/clusters/kinds) are found, as experiments are (search_spaces/registry.py)."""
 from __future__ import annotations
 
 import importlib

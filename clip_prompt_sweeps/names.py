@@ -9,7 +9,7 @@ CELL_KEY = "_cell"              # the trial's grid cell, as cell_key() writes it
 RUN_KEY = "_run_id"             # the child run a continued trial logs into
 RESUME_KEY = "_resume_from"     # the newest readable checkpoint of an interrupted session
 # The config key (and child-run tag) of a replicate: 0 is the tuned trial, k >= 1 its k-th rerun
-# with new seeds (orchestrator/replicates.py)
+# with new seeds (orchestrator/sweep/replicates.py)
 REPLICATE_KEY = "replicate"
 # The key of a trial's result that describes its data (trainables/data/record.py); the driver
 # logs it as the run's MLflow dataset input.

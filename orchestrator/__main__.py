@@ -2,7 +2,7 @@ import os
 import signal
 import sys
 
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 
 code = main()
 if code == 130:

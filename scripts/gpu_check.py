@@ -97,8 +97,8 @@ def run_summary(uri: str, smoke: bool) -> dict:
 
     from clip_prompt_sweeps.store.records import read_parent
     from clip_prompt_sweeps.store.runs import latest_parent, trials
-    from orchestrator.cost import split_sizes
-    from orchestrator.plan import make_plan
+    from orchestrator.sweep.cost import split_sizes
+    from orchestrator.sweep.plan import make_plan
     client = MlflowClient(uri)
     parent = read_parent(latest_parent(client, "deep"))
     runs = trials(client, parent.experiment_id, parent.run_id)
@@ -113,7 +113,7 @@ def run_summary(uri: str, smoke: bool) -> dict:
             else "process RSS"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--smoke", action="store_true", help="tiny model and data: the rehearsal of every step")
@@ -121,56 +121,79 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slice-epochs", type=int, help="epochs of the slice's trials (default: the profile's)")
     parser.add_argument("--packing-epochs", type=int, default=2, help="epochs of each packing trial (default 2)")
     parser.add_argument("--address", help="run the sweeps on this Ray cluster (default: each starts a local Ray)")
-    args = parser.parse_args(argv)
-    out = Path(args.out).absolute()
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    data = out / "data"
-    env = {**os.environ, "ORCHESTRATOR_DATA_DIR": str(data), "ORCHESTRATOR_NO_DOWNLOAD": "1",
+    return parser.parse_args(argv)
+
+
+def environment(out: Path, address: str | None) -> dict:
+    """The sweeps' environment: data, store, storage and journal all under `out`, never the user's."""
+    env = {**os.environ, "ORCHESTRATOR_DATA_DIR": str(out / "data"), "ORCHESTRATOR_NO_DOWNLOAD": "1",
            "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db", "ORCHESTRATOR_STORAGE_PATH": str(out / "ray"),
            "ORCHESTRATOR_JOURNAL_DIR": str(out / "journal"), "PYTHONPATH": str(ROOT)}
     env.pop("ORCHESTRATOR_PROFILE", None)
-    if args.address:
-        env["RAY_ADDRESS"] = args.address
-    py, step = sys.executable, Step(out, env)
-    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": args.device, "smoke": args.smoke}
+    if address:
+        env["RAY_ADDRESS"] = address
+    return env
 
-    check = [py, "tests/gpu_check.py", "--device", args.device, *(["--smoke"] if args.smoke else [])]
-    result["gpu_check"] = step.run("gpu_check", check, 300)
+
+def check_and_bench(step: Step, args, out: Path) -> dict:
+    """tests/gpu_check.py (the real-size model, bf16 caches against the uncached paths), then bench."""
+    py, smoke = sys.executable, ["--smoke"] if args.smoke else []
+    check = [py, "tests/gpu_check.py", "--device", args.device, *smoke]
     bench = [py, "-m", "orchestrator", "bench", "--device", args.device, "--only", "pipeline", "deep", "visual",
-             "--json", str(out / "bench.json"), *(["--smoke"] if args.smoke else []), *(["--compile"] if
-                                                                                         args.device == "cuda" else [])]
-    result["bench"] = step.run("bench", bench, 240)
+             "--json", str(out / "bench.json"), *smoke, *(["--compile"] if args.device == "cuda" else [])]
+    return {"gpu_check": step.run("gpu_check", check, 300), "bench": step.run("bench", bench, 240)}
 
+
+def provide_data(args, env: dict, out: Path) -> None:
     if args.smoke:
-        subprocess.run([py, "-m", "orchestrator", "fetch", "--data", "synthetic", "--datasets", "cifar10"],
+        subprocess.run([sys.executable, "-m", "orchestrator", "fetch", "--data", "synthetic", "--datasets", "cifar10"],
                        cwd=ROOT, env=env, check=True, capture_output=True)
     else:
-        write_real_size_data(data)
-    sweep = [py, "-m", "orchestrator", "sweep", *slice_args(args.smoke, args.slice_epochs)]
+        write_real_size_data(out / "data")
+
+
+def run_slice(step: Step, args, env: dict, out: Path) -> dict:
+    """The slice of the deep grid, timed, beside the dry run's estimates (shipped figures, measured ones)."""
+    sweep = [sys.executable, "-m", "orchestrator", "sweep", *slice_args(args.smoke, args.slice_epochs)]
     figures = ["--figures", str(out / "bench.json")] if (out / "bench.json").is_file() else []
     dry = step.run("slice_dry_run_shipped", [*sweep, "--dry-run"], 60)
     dry_here = step.run("slice_dry_run_measured", [*sweep, "--dry-run", *figures], 60) if figures else dry
     gpus = "0" if args.device == "cpu" else "0.5"
     run = step.run("slice", [*sweep, "--gpus-per-trial", gpus], 900)
-    result["slice"] = {"dry_run": dry["output"], "estimate_s": {**estimate_seconds(dry["output"]),
-                                                                **estimate_seconds(dry_here["output"])},
-                       "measured_s": run["seconds"], "exit": run["exit"], "gpus_per_trial": float(gpus),
-                       **(run_summary(env["MLFLOW_TRACKING_URI"], args.smoke) if run["exit"] == 0 else {})}
+    return {"dry_run": dry["output"], "estimate_s": {**estimate_seconds(dry["output"]),
+                                                     **estimate_seconds(dry_here["output"])},
+            "measured_s": run["seconds"], "exit": run["exit"], "gpus_per_trial": float(gpus),
+            **(run_summary(env["MLFLOW_TRACKING_URI"], args.smoke) if run["exit"] == 0 else {})}
 
-    result["packing"] = []
+
+def run_packing(step: Step, args, env: dict) -> list[dict]:
+    """1, 2 and 4 trials sharing one GPU (on a CPU: one CPU): images/s per GPU and peak memory."""
+    rows = []
     for per_gpu in PACKING:
         share = ["--gpus-per-trial", f"{1 / per_gpu:g}"] if args.device == "cuda" else \
             ["--gpus-per-trial", "0", "--cpus-per-trial", f"{1 / per_gpu:g}"]
-        name = f"packing_{per_gpu}_per_gpu"
-        argv = [py, "-m", "orchestrator", "sweep", *packing_args(args.smoke, args.packing_epochs), *share,
+        argv = [sys.executable, "-m", "orchestrator", "sweep", *packing_args(args.smoke, args.packing_epochs), *share,
                 "--max-concurrent", str(per_gpu)]
-        done = step.run(name, argv, 600)
+        done = step.run(f"packing_{per_gpu}_per_gpu", argv, 600)
         row = {"trials_per_gpu": per_gpu, "seconds": done["seconds"], "exit": done["exit"]}
         if done["exit"] == 0:
             summary = run_summary(env["MLFLOW_TRACKING_URI"], args.smoke)
             row.update(summary, images_per_s_per_gpu=round(summary["images"] / done["seconds"], 1))
-        result["packing"].append(row)
+        rows.append(row)
+    return rows
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out).absolute()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    env = environment(out, args.address)
+    step = Step(out, env)
+    result: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "device": args.device, "smoke": args.smoke}
+    result.update(check_and_bench(step, args, out))
+    provide_data(args, env, out)
+    result["slice"] = run_slice(step, args, env, out)
+    result["packing"] = run_packing(step, args, env)
     for key in ("gpu_check", "bench"):      # the logs hold the output; the JSON keeps the figures
         result[key].pop("output", None)
     result["failed"] = step.failed

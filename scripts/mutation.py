@@ -3,6 +3,7 @@
     pip install -e ".[dev,mutation]"
     python scripts/mutation.py          # mutmut run, then the score of each core piece
     python scripts/mutation.py --report # the scores of the last run only
+    python scripts/mutation.py --modules [--report]   # the last wave's modules only, each scored whole
 
 mutmut mutates the files listed under [tool.mutmut] in pyproject.toml and runs, for each mutant,
 the fast tests that reach the mutated function. This script groups the results by the core
@@ -27,32 +28,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # core piece -> [(module, the functions and classes of it that make the piece; empty: the whole module)]
 PIECES = {
-    "scheduler (PerCellASHA)": [("orchestrator.schedulers", ())],
-    "searcher (CellSearcher, round_robin, cell_seed)": [("orchestrator.searchers", ())],
-    "tracking callback (MLflowTrials)": [("orchestrator.tracking", ("MLflowTrials", "_numeric", "_run_name",
+    "scheduler (PerCellASHA)": [("orchestrator.sweep.schedulers", ())],
+    "searcher (CellSearcher, round_robin, cell_seed)": [("orchestrator.sweep.searchers", ())],
+    "tracking callback (MLflowTrials)": [("orchestrator.sweep.tracking", ("MLflowTrials", "_numeric", "_run_name",
                                                                     "_error_line"))],
     "report's best per cell": [("reports.trials", ("best_per_cell", "best_test"))],
-    "source selection": [("orchestrator.source_runs", ("best_source_run", "_matches"))],
+    "source selection": [("orchestrator.sweep.source_runs", ("best_source_run", "_matches"))],
     "store queries (parents, latest parent, children)": [("clip_prompt_sweeps.store.runs", ("parents", "latest_parent", "children",
                                                                          "current_trials"))],
     "resize (PIL-exact)": [("trainables.data.resize", ())],
     "CIFAR unpickler": [("trainables.data.sources.cifar", ("_CifarUnpickler", "_only_empty", "read_batch"))],
     "prompt insertion (deep prompts)": [("trainables.models.prompts", ("insert_prompts", "DeepPrompt"))],
     # the core added since the first study (issue #28)
-    "resume planning": [("orchestrator.resume", ("read_trials", "build_record", "_continuation", "is_done"))],
+    "resume planning": [("orchestrator.sweep.resume", ("read_trials", "build_record", "_continuation", "is_done"))],
     "lease": [("clip_prompt_sweeps.store.lease", ())],
     "journal": [("clip_prompt_sweeps.store.journal", ())],
     "statistics (reports/stats.py)": [("reports.stats", ())],
     # the replicates' own seeds are DataConfig.train_seed, a property: mutmut leaves decorated functions
     # alone, so tests/test_resume_core.py checks it directly; a resumed cell's sampler seed is cell_seed
-    "replicate plan and chosen learning rates": [("orchestrator.replicates", ())],
+    "replicate plan and chosen learning rates": [("orchestrator.sweep.replicates", ())],
     "template sets": [("trainables.models.templates", ())],
     "dataset preparation": [("trainables.data.prepared", ("_Prepared", "_write_split", "_read_split", "prepared_path",
                                                            "prepared_splits", "_prepared")),
                             ("trainables.data.sources.folder", ("_fingerprint",))],
-    "cost plan": [("orchestrator.cost", ())],
+    "cost plan": [("orchestrator.sweep.cost", ())],
 }
 CAUGHT = {"killed", "timeout"}
+# issue #40: the modules the last wave added or changed most, each scored whole (every function)
+MODULES = ("orchestrator.sweep.resume", "orchestrator.sweep.plan", "orchestrator.sweep.searchers", "orchestrator.commands.status",
+           "clip_prompt_sweeps.store.runs", "clip_prompt_sweeps.store.records", "clip_prompt_sweeps.store.lease",
+           "clip_prompt_sweeps.store.journal", "trainables.data.sources.folder", "orchestrator.clusters.files")
 
 # Mutants that no test can kill because they do not change what the program does; each was read
 # and its reason checked (`mutmut show NAME`). They are counted apart, not as caught. A name is
@@ -71,27 +76,27 @@ _PLACEHOLDER = "the placeholder of an unreadable image is never written: the spl
 _NO_CELLS = "the default of max() only applies to a plan with no cells, which make_plan refuses"
 _CELL_KEY = "every trial's config holds its cell key (plan.trial_config sets it): the default is never read"
 EQUIVALENT = {
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_add__mutmut_1": _CONTROLLER,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_4": _CONTROLLER,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_complete__mutmut_1": _CONTROLLER,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_error__mutmut_1": _CONTROLLER,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_remove__mutmut_1": _CONTROLLER,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_error__mutmut_2": "Ray's ASHA does nothing on a trial error",
-    "orchestrator.searchers.xǁCellSearcherǁ__init____mutmut_1": "any mode but 'random' is TPE (the CLI admits only the two)",
-    "orchestrator.searchers.xǁCellSearcherǁ__init____mutmut_2": "any mode but 'random' is TPE (the CLI admits only the two)",
-    "orchestrator.searchers.x_round_robin__mutmut_28": "the default of max() only applies to a plan with no cells, which make_plan refuses",
-    "orchestrator.searchers.x_round_robin__mutmut_30": "the default of max() only applies to a plan with no cells, which make_plan refuses",
-    "orchestrator.searchers.x_round_robin__mutmut_31": "the default of max() only applies to a plan with no cells, which make_plan refuses",
-    "orchestrator.searchers.xǁCellSearcherǁ_replay__mutmut_15": 'float("NAN") is float("nan")',
-    "orchestrator.searchers.xǁCellSearcherǁ_replay__mutmut_37": "skip_if_exists=None is falsy, as False is",
-    "orchestrator.searchers.xǁCellSearcherǁ_replay__mutmut_39": "skip_if_exists defaults to False",
-    "orchestrator.searchers.xǁCellSearcherǁon_trial_complete__mutmut_8": _TELL,
-    "orchestrator.searchers.xǁCellSearcherǁon_trial_complete__mutmut_13": _TELL,
-    "orchestrator.searchers.xǁCellSearcherǁon_trial_complete__mutmut_15": _TELL,
-    "orchestrator.tracking.xǁMLflowTrialsǁon_trial_complete__mutmut_49": "MLflow's set_terminated ends a run FINISHED when no status is given",
-    "orchestrator.tracking.x__error_line__mutmut_5": "an unreadable error file gives the same generic line whether the text is None or empty",
-    "orchestrator.source_runs.x_best_source_run__mutmut_34": _NONE_NE_1,
-    "orchestrator.source_runs.x_best_source_run__mutmut_36": _NONE_NE_1,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_add__mutmut_1": _CONTROLLER,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_4": _CONTROLLER,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_complete__mutmut_1": _CONTROLLER,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_error__mutmut_1": _CONTROLLER,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_remove__mutmut_1": _CONTROLLER,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_error__mutmut_2": "Ray's ASHA does nothing on a trial error",
+    "orchestrator.sweep.searchers.xǁCellSearcherǁ__init____mutmut_1": "any mode but 'random' is TPE (the CLI admits only the two)",
+    "orchestrator.sweep.searchers.xǁCellSearcherǁ__init____mutmut_2": "any mode but 'random' is TPE (the CLI admits only the two)",
+    "orchestrator.sweep.searchers.x_round_robin__mutmut_28": "the default of max() only applies to a plan with no cells, which make_plan refuses",
+    "orchestrator.sweep.searchers.x_round_robin__mutmut_30": "the default of max() only applies to a plan with no cells, which make_plan refuses",
+    "orchestrator.sweep.searchers.x_round_robin__mutmut_31": "the default of max() only applies to a plan with no cells, which make_plan refuses",
+    "orchestrator.sweep.searchers.xǁCellSearcherǁ_replay__mutmut_15": 'float("NAN") is float("nan")',
+    "orchestrator.sweep.searchers.xǁCellSearcherǁ_replay__mutmut_37": "skip_if_exists=None is falsy, as False is",
+    "orchestrator.sweep.searchers.xǁCellSearcherǁ_replay__mutmut_39": "skip_if_exists defaults to False",
+    "orchestrator.sweep.searchers.xǁCellSearcherǁon_trial_complete__mutmut_8": _TELL,
+    "orchestrator.sweep.searchers.xǁCellSearcherǁon_trial_complete__mutmut_13": _TELL,
+    "orchestrator.sweep.searchers.xǁCellSearcherǁon_trial_complete__mutmut_15": _TELL,
+    "orchestrator.sweep.tracking.xǁMLflowTrialsǁon_trial_complete__mutmut_49": "MLflow's set_terminated ends a run FINISHED when no status is given",
+    "orchestrator.sweep.tracking.x__error_line__mutmut_5": "an unreadable error file gives the same generic line whether the text is None or empty",
+    "orchestrator.sweep.source_runs.x_best_source_run__mutmut_34": _NONE_NE_1,
+    "orchestrator.sweep.source_runs.x_best_source_run__mutmut_36": _NONE_NE_1,
     "clip_prompt_sweeps.store.runs.x_parents__mutmut_9": _QUERY,
     "clip_prompt_sweeps.store.runs.x_parents__mutmut_13": _QUERY,
     "clip_prompt_sweeps.store.runs.x_parents__mutmut_16": _QUERY,
@@ -118,15 +123,15 @@ EQUIVALENT = {
     "trainables.data.resize.x_pil_resize__mutmut_29": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
     "trainables.data.sources.cifar.x__only_empty__mutmut_10": "the empty array's dtype is replaced by the one the pickle's BUILD step sets",
     # the pieces of issue #28
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_17": _CELL_KEY,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_19": _CELL_KEY,
-    "orchestrator.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_20": _CELL_KEY,
-    "orchestrator.searchers.x_cell_seed__mutmut_7": "a SeedSequence's first word is the same however many are drawn",
-    "orchestrator.replicates.x_replicate_plan__mutmut_3": _NO_CELLS,
-    "orchestrator.replicates.x_replicate_plan__mutmut_5": _NO_CELLS,
-    "orchestrator.replicates.x_replicate_plan__mutmut_7": _NO_CELLS,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_17": _CELL_KEY,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_19": _CELL_KEY,
+    "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_20": _CELL_KEY,
+    "orchestrator.sweep.searchers.x_cell_seed__mutmut_7": "a SeedSequence's first word is the same however many are drawn",
+    "orchestrator.sweep.replicates.x_replicate_plan__mutmut_3": _NO_CELLS,
+    "orchestrator.sweep.replicates.x_replicate_plan__mutmut_5": _NO_CELLS,
+    "orchestrator.sweep.replicates.x_replicate_plan__mutmut_7": _NO_CELLS,
     "clip_prompt_sweeps.store.lease.xǁLeaseǁ__init____mutmut_6": "an empty string is falsy as None is: 'taken over by another driver' either way",
-    "orchestrator.cost.x_cost_lines__mutmut_15": "default=None is falsy as 0 is: both mean a sweep that trains nothing",
+    "orchestrator.sweep.cost.x_cost_lines__mutmut_15": "default=None is falsy as 0 is: both mean a sweep that trains nothing",
     "reports.stats.x_welch_p__mutmut_23": "equal_var=None is falsy: scipy runs Welch's test, as with False",
     "trainables.models.templates.x__template_file__mutmut_23": "one byte more read changes nothing: any read longer than the limit is refused",
     "trainables.models.templates.x__template_file__mutmut_29": "codec names are case-blind: 'UTF-8' is 'utf-8'",
@@ -151,51 +156,61 @@ def piece_of(module: str, name: str) -> str:
     return f"(rest of {module})"
 
 
-def report() -> int:
+def _tally(by_module: bool) -> tuple[dict[str, Counter], dict[str, list[str]]]:
+    """Counts per status and the mutants not caught, per core piece (or per module)."""
     out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
     counts: dict[str, Counter] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
     for line in out.splitlines():
         m = _KEY.match(line)
-        if not m:
+        if not m or (by_module and m["module"] not in MODULES):
             continue
         name = line.strip().rsplit(":", 1)[0]
-        piece = piece_of(m["module"], m["cls"] or m["fn"])
+        piece = m["module"] if by_module else piece_of(m["module"], m["cls"] or m["fn"])
         status = "equivalent" if m["status"] not in CAUGHT and name in EQUIVALENT else m["status"]
         counts[piece][status] += 1
         if status not in CAUGHT and status != "equivalent":
             survivors[piece].append(line.strip())
+    return counts, survivors
+
+
+def report(by_module: bool = False) -> int:
+    counts, survivors = _tally(by_module)
     if not counts:
         print("no mutation results: run `python scripts/mutation.py` first", file=sys.stderr)
         return 2
-    print("| core piece | mutants | killed | equivalent | survived | no tests | score |\n|---|---|---|---|---|---|---|")
+    rows = MODULES if by_module else PIECES
+    print(f"| {'module' if by_module else 'core piece'} | mutants | killed | equivalent | survived | no tests | score |"
+          "\n|---|---|---|---|---|---|---|")
     low = []
-    for piece in [*PIECES, *sorted(p for p in counts if p not in PIECES)]:
+    for piece in [*rows, *sorted(p for p in counts if p not in rows)]:
         c = counts.get(piece, Counter())
         caught, judged = sum(c[s] for s in CAUGHT), sum(c.values()) - c["equivalent"]
         if not judged:
             continue
         print(f"| {piece} | {sum(c.values())} | {caught} | {c['equivalent']} | {c['survived']} | {c['no tests']} | "
               f"{100 * caught / judged:.0f} % |")
-        if piece in PIECES and caught / judged < 0.90:
+        if piece in rows and caught / judged < 0.90:
             low.append(piece)
     print("\nscore: killed / (mutants - equivalent). Rows '(rest of ...)' are the other functions of the mutated "
           "files, which slower tests cover.")
     for piece, names in survivors.items():
-        if piece in PIECES:
+        if piece in rows:
             print(f"\nnot killed in {piece}:\n  " + "\n  ".join(names))
     return 1 if low else 0
 
 
 def main(argv: list[str]) -> int:
+    by_module = "--modules" in argv
     if "--report" not in argv:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
         children = str(max(1, (os.cpu_count() or 2)))
-        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", children], cwd=ROOT)
+        only = [f"{m}.*" for m in MODULES] if by_module else []
+        done = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", children, *only], cwd=ROOT)
         if done.returncode not in (0, 1):
             return done.returncode
-    return report()
+    return report(by_module)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def study_sweeps() -> list[tuple[str, list[str]]]:
 @pytest.fixture(scope="session")
 def study_store(ray_session, data_root, tmp_path_factory):
     """(tracking URI, folder) holding a smoke run of every sweep and the two classify figures."""
-    from orchestrator.cli import main
+    from orchestrator.commands.cli import main
     folder = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{folder}/mlflow.db"
     common = ["--tracking-uri", uri, "--data-dir", str(data_root), "--gpus-per-trial", "0"]

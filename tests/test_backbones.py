@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cli import main
-from orchestrator.plan import make_plan
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import make_plan
 from trainables.experiments.finetune import FINETUNE, FinetuneConfig
 from trainables.experiments.linear_probe import LINEAR_PROBE
 from trainables.experiments.prompt_training import DEEP_PROMPT, VISUAL_PROMPT, DeepPromptConfig

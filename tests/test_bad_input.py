@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

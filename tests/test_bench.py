@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from orchestrator.bench import SECTIONS
-from orchestrator.cli import main
+from orchestrator.bench.speed import SECTIONS
+from orchestrator.commands.cli import main
 
 
 def test_bench_runs_every_section_and_writes_json(ray_session, tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_bench_scale_refuses_a_count_below_two_and_counts_without_the_section():
     import pytest
 
     from clip_prompt_sweeps.errors import UserError
-    from orchestrator.bench import run_bench
+    from orchestrator.bench.speed import run_bench
     with pytest.raises(UserError, match="--scale-trials: give one or more counts of at least 2"):
         run_bench("cpu", ("scale",), smoke=True, scale_trials=(1,))
     # counts for a section that is not run would be ignored without a word

@@ -6,7 +6,7 @@ import pytest
 from stores import empty_store as _store
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.plan import make_plan
+from orchestrator.sweep.plan import make_plan
 
 # --- the report's choice within a cell, and the source run's choice among candidates ----------
 
@@ -59,7 +59,7 @@ def test_the_source_run_is_the_best_on_validation_candidate_of_the_latest_sweep(
     from mlflow.tracking import MlflowClient
 
     from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
-    from orchestrator.source_runs import best_source_run
+    from orchestrator.sweep.source_runs import best_source_run
     from trainables.experiments.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)
@@ -107,7 +107,7 @@ def test_the_source_run_may_be_stopped_early_and_need_not_log_divergence(tmp_pat
     `diverged` metric (a trainable that cannot diverge); the error names the store."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.source_runs import best_source_run
+    from orchestrator.sweep.source_runs import best_source_run
     from trainables.experiments.source_models import Source
     uri = _store(tmp_path)
     client = MlflowClient(uri)
@@ -140,7 +140,7 @@ def test_best_per_cell_keeps_the_trials_columns():
 
 
 def test_best_source_run_without_a_store_names_the_sweep_to_run(tmp_path):
-    from orchestrator.source_runs import best_source_run
+    from orchestrator.sweep.source_runs import best_source_run
     from trainables.experiments.source_models import Source
     with pytest.raises(UserError, match="no 'visual' sweep of profile 'smoke' in sqlite:///nowhere"):
         best_source_run(None, make_plan("robustness", "smoke"), Source("visual", {}), "sqlite:///nowhere")

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 from trainables.experiments.freeform import (
     PRESETS,
     Task,

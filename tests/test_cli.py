@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from orchestrator.cli import COMMANDS, main
+from orchestrator.commands.cli import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_report_of_a_sweep_not_in_the_store_leaves_no_output(tmp_path, capsys):
 
 
 def test_the_profile_comes_from_the_flag_else_the_environment_else_smoke():
-    from orchestrator.plan import choose_profile
+    from orchestrator.sweep.plan import choose_profile
     assert choose_profile("full", {"ORCHESTRATOR_PROFILE": "smoke"}) == ("full", "from --profile")
     assert choose_profile(None, {"ORCHESTRATOR_PROFILE": " full "}) == ("full", "from $ORCHESTRATOR_PROFILE")
     name, why = choose_profile(None, {"ORCHESTRATOR_PROFILE": ""})
@@ -89,7 +89,7 @@ def test_sweep_honours_orchestrator_profile_and_says_so(tmp_path, monkeypatch, c
 
 
 def _launcher_files() -> list[str]:
-    from orchestrator.cluster_kinds import discovered
+    from orchestrator.clusters.kinds import discovered
     return [kind.shipped for kind in discovered() if kind.launches_through_node_scripts]
 
 

@@ -111,7 +111,7 @@ def test_cluster_yaml_rejects_a_broken_config():
 
 
 def _shipped() -> list[str]:
-    from orchestrator.cluster_kinds import discovered
+    from orchestrator.clusters.kinds import discovered
     return [kind.shipped for kind in discovered()]
 
 
@@ -119,7 +119,7 @@ CLUSTER_FILES = _shipped()         # each kind's own file: a new kind's file is 
 
 
 def test_every_kind_of_cluster_is_known_by_its_own_file():
-    from orchestrator.cluster_kinds import discovered, kind_of
+    from orchestrator.clusters.kinds import discovered, kind_of
     kinds = discovered()
     assert sorted(k.name for k in kinds) == ["AWS", "SLURM batch file", "on-premise"]
     for kind in kinds:
@@ -131,9 +131,9 @@ def test_every_kind_of_cluster_is_known_by_its_own_file():
 def test_each_cluster_file_exposes_nothing_and_holds_no_secret(name, capsys):
     """doctor finds only the example values a user must set: no listener beyond 127.0.0.1 in the
     file or the node scripts it runs, shared storage only, no secret."""
-    from orchestrator.cli import main
-    from orchestrator.cluster_files import check_cluster_file
-    from orchestrator.cluster_kinds import kind_of
+    from orchestrator.commands.cli import main
+    from orchestrator.clusters.files import check_cluster_file
+    from orchestrator.clusters.kinds import kind_of
     text = (ROOT / name).read_text()
     checked = check_cluster_file(ROOT / name, text)
     assert all(p.startswith("line ") and "is still there; SET:" in p for p in checked.problems), checked.problems
@@ -145,7 +145,7 @@ def test_each_cluster_file_exposes_nothing_and_holds_no_secret(name, capsys):
 
 
 def test_doctor_names_what_a_cluster_file_still_needs(tmp_path, capsys):
-    from orchestrator.cli import main
+    from orchestrator.commands.cli import main
     text = (ROOT / "clusters" / "onprem.yaml").read_text()
     text = text.replace("192.0.2.10", "10.1.2.3").replace("192.0.2.11, 192.0.2.12", "10.1.2.4")
     text = text.replace("file:///nfs/clip-sweeps/ray-results", "/home/me/ray-results")     # one machine's disk
@@ -197,8 +197,8 @@ def test_losing_a_worker_node_mid_sweep_retries_its_trials_elsewhere(ray_cluster
 def test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment(tmp_path, capsys):
     """A store named in an environment line (the SLURM job's STORAGE_PATH and MLFLOW_TRACKING_URI),
     not only after --storage, is listed and must be one that every node reaches."""
-    from orchestrator.cli import main
-    from orchestrator.cluster_files import check_cluster_file
+    from orchestrator.commands.cli import main
+    from orchestrator.clusters.files import check_cluster_file
     text = (ROOT / "clusters" / "slurm" / "sweep.sbatch").read_text()
     shipped = check_cluster_file(ROOT / "clusters" / "slurm" / "sweep.sbatch", text)
     assert any("file://$SHARED/ray-results" in n and "sqlite:///$SHARED/mlflow.db" in n for n in shipped.notes)
@@ -216,7 +216,7 @@ def test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line(tmp_path,
     then each thing to fix at its line of the file (a '#' that the shell reads as a word, not a
     comment, and a scheduler's own directive, indented or not, as the shell and SLURM read them),
     then the count. A file no one can read is one line."""
-    from orchestrator.cluster_files import doctor_cluster_file
+    from orchestrator.clusters.files import doctor_cluster_file
     job = tmp_path / "job.sbatch"
     job.write_text("#!/bin/bash\n"
                    "#SBATCH --nodes=2\n"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.cost import asha_epochs, asha_rungs
+from orchestrator.commands.cli import main
+from orchestrator.sweep.cost import asha_epochs, asha_rungs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,8 +90,8 @@ def test_the_plan_counts_the_images_the_dataset_has(data_root, name):
 
 def test_a_grid_over_epochs_is_counted_with_each_cells_own_epochs():
     """--grid epochs=2,6: each cell runs (and is counted to) its own last epoch, as PerCellASHA runs it."""
-    from orchestrator.cost import cost_lines
-    from orchestrator.plan import make_plan
+    from orchestrator.sweep.cost import cost_lines
+    from orchestrator.sweep.plan import make_plan
     plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding", "prompt_size=4"], samples=4,
                      grids=["epochs=2,6"])
     lines = cost_lines(plan, [], None)

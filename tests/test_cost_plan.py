@@ -9,7 +9,7 @@ import json
 import pytest
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cost import (
+from orchestrator.sweep.cost import (
     Figures,
     _hours,
     asha_epochs,
@@ -19,7 +19,7 @@ from orchestrator.cost import (
     shipped_figures,
     split_sizes,
 )
-from orchestrator.plan import make_plan
+from orchestrator.sweep.plan import make_plan
 
 LAST = "nothing was run or written; run it without --dry-run"
 # deep, full profile, CIFAR-10, 2 learning rates: 18 cells (6 per layer), 20 epochs, grace 2, rf 2.

@@ -9,8 +9,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cli import main
-from orchestrator.plan import make_plan
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import make_plan
 from trainables.data.catalog import load_dataset, prepared_file, split_sizes, verify
 from trainables.data.prepared import clean_class_name
 from trainables.data.sources.folder import folder_splits

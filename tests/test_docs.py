@@ -94,7 +94,7 @@ def test_every_shell_block_is_run_by_a_test_or_says_why_not():
 
 def test_the_example_sweep_files_cost_is_printed_as_the_guide_says(capsys, monkeypatch):
     """docs/sweeps.md's first line, as written (no data, Ray or MLflow needed, nothing written)."""
-    from orchestrator.cli import main
+    from orchestrator.commands.cli import main
     text = (ROOT / "docs" / "sweeps.md").read_text()
     line = next(l for l in text.splitlines() if l.startswith("python -m orchestrator sweep examples/deep_grid.toml --dry"))
     argv = line.split("#")[0].split()[3:]

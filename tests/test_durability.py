@@ -19,9 +19,9 @@ from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.names import cell_key
 from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
-from orchestrator.cli import main
-from orchestrator.plan import make_plan
-from orchestrator.resume import DONE
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import make_plan
+from orchestrator.sweep.resume import DONE
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, PLANNED = 4, 8          # visual smoke: 4 cells x 2 learning rates

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.classify import task_slug as _task_slug
-from orchestrator.plan import make_plan
+from orchestrator.commands.classify import task_slug as _task_slug
+from orchestrator.sweep.plan import make_plan
 from reports.html import _cells, inline
 from reports.markdown import table, text
 from search_spaces.registry import list_experiments

@@ -126,10 +126,11 @@ def base_store(tmp_path_factory):
        status=st.sampled_from(["RUNNING", "FINISHED", "KILLED", "FAILED"]))
 def test_status_report_and_resume_planning_read_any_store_or_say_one_line(
         base_store, parent_tags, parent_params, child_tags, child_params, status):
-    from orchestrator.plan import make_plan
-    from orchestrator.resume import build_record, read_trials
-    from orchestrator.status import status_lines
-    from orchestrator.sweep import SweepOptions, _interrupted, _recorded
+    from orchestrator.sweep.plan import make_plan
+    from orchestrator.sweep.resume import build_record, read_trials
+    from orchestrator.commands.status import status_lines
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.parent import interrupted_parent, recorded_settings
     from reports.build import build_report
     from search_spaces.registry import list_experiments
     with tempfile.TemporaryDirectory() as tmp:
@@ -164,12 +165,13 @@ def test_status_report_and_resume_planning_read_any_store_or_say_one_line(
 
 
 def _plan_resume(uri: str, client: MlflowClient, exp: str, parent: str):
-    from orchestrator.plan import PlanRequest
-    from orchestrator.resume import build_record, read_trials
-    from orchestrator.sweep import SweepOptions, _interrupted, _recorded
+    from orchestrator.sweep.plan import PlanRequest
+    from orchestrator.sweep.resume import build_record, read_trials
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.parent import interrupted_parent, recorded_settings
     typed = PlanRequest("visual", "smoke")
-    found = _interrupted(typed, uri)
-    request, _ = _recorded(typed, SweepOptions(), found)
+    found = interrupted_parent(typed, uri)
+    request, _ = recorded_settings(typed, SweepOptions(), found)
     plan = request.build()
     trials = read_trials(client, exp, parent, plan.experiment.metric)
     record = build_record(plan, trials, None, "visual-smoke")

@@ -150,6 +150,37 @@ def test_trainables_is_four_rooms_whose_imports_point_one_way():
     assert wrong == []
 
 
+# the rooms of orchestrator/ and what each may import of the others: the commands a user types
+# call the sweep, the clusters and the bench; the bench times the sweep's machinery; the sweep runs
+# where the clusters room connects it; the clusters room imports nothing else of the driver
+DRIVER_ROOMS = {"__main__": {"commands"}, "commands": {"sweep", "clusters", "bench"}, "bench": {"sweep", "clusters"},
+                "sweep": {"clusters"}, "clusters": set()}
+
+
+def test_the_driver_is_four_rooms_whose_imports_point_one_way():
+    modules = [n for n in _modules() if n.startswith("orchestrator.")]
+    assert {room(n) for n in modules} == set(DRIVER_ROOMS)      # no module outside a room
+    assert {n for n in _modules() if n.startswith("orchestrator")} - set(modules) == {"orchestrator"}
+    graph = _graph()
+    wrong = [f"{name} imports {target}" for name in modules for target in graph[name]
+             if target.startswith("orchestrator.") and room(target) not in DRIVER_ROOMS[room(name)] | {room(name)}]
+    assert wrong == []
+    assert graph["orchestrator.commands.cli"] and graph["orchestrator.sweep.driver"]      # the walk found them
+
+
+def _functions(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield node.name, node.end_lineno - node.lineno + 1
+
+
+def test_no_function_of_the_tree_is_fifty_lines_or_more():
+    """A function a reader follows without scrolling back: steps with names, not one long body."""
+    files = [*(ROOT / "scripts").glob("*.py"), *(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))]
+    long = [f"{path.relative_to(ROOT)}::{name} ({n} lines)" for path in files for name, n in _functions(path) if n >= 50]
+    assert len(files) > 100 and long == []
+
+
 def _strings(path: Path) -> set[str]:
     """The string values of a module's code (its docstrings are prose, not values)."""
     tree = ast.parse(path.read_text())
@@ -178,12 +209,12 @@ def test_no_module_outside_the_data_room_knows_which_dataset_sources_there_are()
 
 
 def test_only_the_cluster_kinds_tell_the_kinds_of_cluster_apart():
-    """doctor, the file checks and the tests ask orchestrator/cluster_kinds which kind a file is;
+    """doctor, the file checks and the tests ask orchestrator/clusters/kinds which kind a file is;
     no other module reads a kind's marks (a SLURM directive) to decide it."""
-    from orchestrator.cluster_kinds import discovered
+    from orchestrator.clusters.kinds import discovered
     directives = [k.directive for k in discovered() if k.directive]
     assert directives == ["#SBATCH"]
-    sniffing = [f"{n}: {s!r}" for n, p in _modules().items() if not n.startswith("orchestrator.cluster_kinds")
+    sniffing = [f"{n}: {s!r}" for n, p in _modules().items() if not n.startswith("orchestrator.clusters.kinds")
                 for s in _strings(p) if any(d in s for d in directives)]
     assert sniffing == []
 
@@ -275,6 +306,6 @@ def test_only_the_checked_reader_reads_what_a_store_says():
 def test_status_loads_no_model_library():
     """`status` reads MLflow alone: importing torch and open_clip as well took 13 s of a 20,000-run
     status (against 4.5 s), and a laptop that only watches a cluster need not have them working."""
-    probe = "import sys, orchestrator.status; print(sorted({'torch', 'open_clip', 'ray'} & set(sys.modules)))"
+    probe = "import sys, orchestrator.commands.status; print(sorted({'torch', 'open_clip', 'ray'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.plan import make_plan
+from orchestrator.sweep.plan import make_plan
 
 # --- reports and source choice: the best-on-validation trial, among runs whose values we set ---
 
@@ -100,7 +100,7 @@ REPORT_GROUPS = {"deep": ["dataset", "layer", "n_prompts", "position"], "visual"
 
 @pytest.mark.parametrize("sweep", list(REPORT_GROUPS))
 def test_every_reported_number_is_the_best_on_validation_trials_test_score(planted_store, sweep, tmp_path):
-    from orchestrator.cli import main
+    from orchestrator.commands.cli import main
     uri, client, parents, _ = planted_store
     assert main(["report", sweep, "--tracking-uri", uri, "--out", str(tmp_path)]) == 0
     report = (tmp_path / sweep / "report.md").read_text()
@@ -119,7 +119,7 @@ def test_every_reported_number_is_the_best_on_validation_trials_test_score(plant
 
 
 def test_robustness_and_cross_take_the_best_on_validation_source_among_several(planted_store, data_root):
-    from orchestrator.source_runs import attach_sources
+    from orchestrator.sweep.source_runs import attach_sources
     uri, client, parents, _ = planted_store
     for sweep in ("robustness", "cross"):
         plan = make_plan(sweep, "smoke", [f"data_dir={data_root}"])
@@ -146,8 +146,8 @@ def test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running(ray_sessi
     the killed session left RUNNING and this session never reached are ended too."""
     from mlflow.tracking import MlflowClient
 
-    from orchestrator.cli import main
-    from orchestrator.tracking import MLflowTrials
+    from orchestrator.commands.cli import main
+    from orchestrator.sweep.tracking import MLflowTrials
     real, when = MLflowTrials.on_trial_result, {}
 
     def breaks(self, *args, **kwargs):

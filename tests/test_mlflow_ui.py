@@ -20,7 +20,7 @@ from servers import free_port, start_mlflow, stop
 from clip_prompt_sweeps.store.journal import Journal
 from clip_prompt_sweeps.store.runs import KIND, KIND_TAG, children, experiment_id, latest_parent
 from clip_prompt_sweeps.store.uri import runs_page
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 from reports.build import MARKER, REPORT_ARTIFACTS, log_report
 from trainables.data.config import DataConfig
 from trainables.data.record import content_digest

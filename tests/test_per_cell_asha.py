@@ -13,7 +13,7 @@ def _t(trial_id: str, cell: str, run_id: str | None = None):
 def test_per_cell_asha_stops_by_the_rungs_of_the_trials_own_cell():
     """max_t 4, grace 1, reduction 2: rungs at epochs 1, 2 and 4; a result below the median of
     what its cell's rung has recorded is stopped (worked out by hand below)."""
-    from orchestrator.schedulers import PerCellASHA
+    from orchestrator.sweep.schedulers import PerCellASHA
     asha = PerCellASHA("val_acc", "max", max_t=4, grace_period=1, reduction_factor=2)
     res = lambda epoch, v, it=None: {"epoch": epoch, "val_acc": v, "training_iteration": it or epoch}
     a1, a2, b1 = _t("a1", "A"), _t("a2", "A"), _t("b1", "B")
@@ -33,7 +33,7 @@ def test_per_cell_asha_continues_a_trial_by_its_run_and_its_epoch():
     """A run of an earlier session, replayed into its cell's rungs, then continued by a new Ray
     trial that names the run: it is known by the run (rung 1 is not recorded twice), and its time is
     its epoch (2), not Ray's iteration counter, which restarts at 1."""
-    from orchestrator.schedulers import PerCellASHA
+    from orchestrator.sweep.schedulers import PerCellASHA
     asha = PerCellASHA("val_acc", "max", max_t=4, grace_period=1, reduction_factor=2)
     asha.replay("A", "run-x", [(1, 0.95), (2, 0.95)], done=True)
     asha.replay("A", "run-y", [(1, 0.8)], done=False)
@@ -53,7 +53,7 @@ def test_per_cell_asha_continues_a_trial_by_its_run_and_its_epoch():
 
 
 def test_per_cell_asha_takes_its_grace_period_within_max_t():
-    from orchestrator.schedulers import PerCellASHA
+    from orchestrator.sweep.schedulers import PerCellASHA
     asha = PerCellASHA("val_acc", "max", max_t=2, grace_period=5, reduction_factor=3)
     asha.on_trial_add(None, _t("x", "A"))
     bracket = asha.cells["A"]._brackets[0]
@@ -62,7 +62,7 @@ def test_per_cell_asha_takes_its_grace_period_within_max_t():
 
 
 def test_per_cell_asha_edges_one_shot_trials_errors_and_runs_without_a_cell():
-    from orchestrator.schedulers import PerCellASHA
+    from orchestrator.sweep.schedulers import PerCellASHA
     asha = PerCellASHA("val_acc", "max", max_t=4, grace_period=1, reduction_factor=2)
     rungs = lambda cell: {m: dict(r) for m, r in asha.cells[cell]._brackets[0]._rungs}
     # a one-shot trainable completes with its only result and no epoch: recorded at rung 1

@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from servers import free_port, postgres_bin, start_mlflow, start_postgres, stop, stop_postgres
 
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = ["--samples", "1", "--epochs", "1"]
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(postgres_bin() is None, reason="no PostgreSQL se
 
 
 def _planned(name: str, args: list[str]) -> int:
-    from orchestrator.plan import make_plan
+    from orchestrator.sweep.plan import make_plan
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     samples = 1 if "--samples" in args else None
     plan = make_plan(name, "smoke", sets, samples=samples, epochs=1 if "--epochs" in args else None)

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from orchestrator.plan import make_plan
+from orchestrator.sweep.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,7 +45,7 @@ def test_the_progress_callback_counts_by_hand_on_a_terminal_and_in_a_log():
     import io
     from types import SimpleNamespace
 
-    from orchestrator.progress import SweepProgress
+    from orchestrator.sweep.progress import SweepProgress
     for live in (False, True):
         out = io.StringIO()
         stopped: dict = {}
@@ -72,7 +72,7 @@ def test_the_progress_callback_pickles_as_tune_saves_it_whatever_its_stream():
     import io
     import pickle
 
-    from orchestrator.progress import SweepProgress
+    from orchestrator.sweep.progress import SweepProgress
     progress = SweepProgress(2, 1, ["a=1", "a=2"], "val_acc", {}, out=io.StringIO(), live=True)
     progress.setup()                                      # a live rich display, running
     try:
@@ -88,8 +88,8 @@ def test_a_sweep_of_thousands_of_cells_prints_about_a_hundred_lines_at_most(monk
     import io
     from types import SimpleNamespace
 
-    import orchestrator.progress as progress_module
-    from orchestrator.progress import CELL_LINES, SweepProgress
+    import orchestrator.sweep.progress as progress_module
+    from orchestrator.sweep.progress import CELL_LINES, SweepProgress
     clock = [1_000.0]
     monkeypatch.setattr(progress_module.time, "time", lambda: clock[0])
     cells = [f"c={i}" for i in range(5000)]

@@ -7,7 +7,7 @@ import pytest
 from tiny import run_tiny
 
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.plan import make_plan
+from orchestrator.sweep.plan import make_plan
 from search_spaces.registry import get_experiment, list_experiments
 from trainables.training.config import field_types
 

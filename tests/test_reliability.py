@@ -13,9 +13,9 @@ from pathlib import Path
 import ray.cloudpickle
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
-from orchestrator.plan import SweepPlan, make_plan
-from orchestrator.sweep import SweepOptions, run_sweep
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import SweepPlan, make_plan
+from orchestrator.sweep.driver import SweepOptions, run_sweep
 from search_spaces.experiment import Experiment, LogUniform, Profile
 from trainables.training.entry import Trainable
 

@@ -16,9 +16,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.plan import SweepPlan, make_plan
-from orchestrator.replicates import check_replicates
-from orchestrator.sweep import SweepOptions, run_sweep
+from orchestrator.sweep.plan import SweepPlan, make_plan
+from orchestrator.sweep.replicates import check_replicates
+from orchestrator.sweep.driver import SweepOptions, run_sweep
 from reports import deep
 from reports.stats import holm, mean_ci, welch_p
 from reports.trials import load_sweep
@@ -87,7 +87,7 @@ def test_replicates_rerun_the_chosen_lr_and_the_report_marks_only_the_planted_di
         assert {r.data.params["lr"] for r in mine} == {chosen.data.params["lr"]}     # the chosen lr, fixed
         assert {r.data.params["seed"] for r in mine} == {"0"}                         # the split's seed stays
     (tmp_path / "out").mkdir()
-    from orchestrator.status import status_lines
+    from orchestrator.commands.status import status_lines
     assert ": 24 of 24 trials on 1 node;" in "\n".join(status_lines(client, "planted"))   # tuned + replicates
     sw = load_sweep(client, "planted", tmp_path / "out")
     assert len(sw.trials) == 8 and len(sw.replicates) == 16      # tables read the tuned trials; CIs the replicates

@@ -11,9 +11,9 @@ from torch import nn
 
 from clip_prompt_sweeps.names import cell_key
 from clip_prompt_sweeps.store.records import read_trial
-from orchestrator.plan import make_plan
-from orchestrator.resume import Continuation, PastTrial, build_record, is_done
-from orchestrator.schedulers import PerCellASHA
+from orchestrator.sweep.plan import make_plan
+from orchestrator.sweep.resume import Continuation, PastTrial, build_record, is_done
+from orchestrator.sweep.schedulers import PerCellASHA
 from trainables.training.checkpoints import save_loop
 
 
@@ -137,7 +137,7 @@ def test_read_trials_gives_each_kept_run_its_history_in_epoch_order_oldest_run_f
     from mlflow.tracking import MlflowClient
     from stores import empty_store as _store
 
-    from orchestrator.resume import read_trials
+    from orchestrator.sweep.resume import read_trials
     client = MlflowClient(_store(tmp_path))
     exp = client.create_experiment("visual")
     parent = client.create_run(exp).info.run_id
@@ -187,7 +187,7 @@ def test_each_cell_replicates_its_best_tuning_trial_on_validation(tmp_path):
     from mlflow.tracking import MlflowClient
     from stores import empty_store as _store
 
-    from orchestrator.replicates import chosen_lrs
+    from orchestrator.sweep.replicates import chosen_lrs
     client = MlflowClient(_store(tmp_path))
     exp = client.create_experiment("visual")
     parent = client.create_run(exp).info.run_id
@@ -217,7 +217,7 @@ def test_a_replicate_plan_is_one_trial_per_cell_and_replicate_at_the_chosen_rate
     from dataclasses import replace
 
     from clip_prompt_sweeps.errors import UserError
-    from orchestrator.replicates import check_replicates, replicate_plan
+    from orchestrator.sweep.replicates import check_replicates, replicate_plan
     plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding"], samples=3, epochs=4,
                      grids=["prompt_size=2,4,6"])
     keys = [cell_key(c) for c in plan.cells]
@@ -303,7 +303,7 @@ def test_per_cell_asha_runs_each_cell_to_its_own_last_epoch():
 
 
 def test_a_resumed_cell_seeds_its_sampler_apart_from_its_first_session():
-    from orchestrator.searchers import cell_seed
+    from orchestrator.sweep.searchers import cell_seed
     assert [cell_seed(7, i, 0) for i in range(3)] == [7, 8, 9]          # a fresh sweep: seed + cell index
     later = [cell_seed(7, 2, before) for before in (1, 2, 5)]
     assert later == [cell_seed(7, 2, before) for before in (1, 2, 5)]   # the same on every resume
@@ -316,7 +316,7 @@ def test_a_fresh_sweep_seeds_each_cells_sampler_with_the_seed_plus_its_index():
     import optuna
     from optuna.distributions import FloatDistribution
 
-    from orchestrator.searchers import CellSearcher
+    from orchestrator.sweep.searchers import CellSearcher
     plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding"], samples=1, grids=["prompt_size=2,4,6"])
     searcher = CellSearcher(plan, "random", seed=7)
     got = {}

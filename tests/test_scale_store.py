@@ -16,7 +16,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.plan import make_plan
+from orchestrator.sweep.plan import make_plan
 
 PER_CELL = 5000                 # 4 cells of the visual smoke grid: 20,000 runs
 
@@ -77,7 +77,7 @@ def _timed(what: str, fn):
 
 
 def test_status_sees_every_run_of_a_sweep_over_10000(big_store):
-    from orchestrator.status import status_lines
+    from orchestrator.commands.status import status_lines
     uri, client, *_ = big_store
     lines = _timed("status over 20,000 runs", lambda: status_lines(client, "visual"))
     total = 4 * PER_CELL
@@ -85,7 +85,7 @@ def test_status_sees_every_run_of_a_sweep_over_10000(big_store):
 
 
 def test_resume_planning_sees_every_run_and_reads_histories_in_bulk(big_store):
-    from orchestrator.resume import build_record, read_trials
+    from orchestrator.sweep.resume import build_record, read_trials
     uri, client, exp, parent, plan, _ = big_store
     trials = _timed("resume planning: 20,000 runs and their histories",
                     lambda: read_trials(client, exp, parent, "val_acc"))
@@ -96,7 +96,7 @@ def test_resume_planning_sees_every_run_and_reads_histories_in_bulk(big_store):
 
 
 def test_source_selection_sees_every_run(big_store):
-    from orchestrator.source_runs import best_source_run
+    from orchestrator.sweep.source_runs import best_source_run
     from trainables.experiments.source_models import Source
     uri, client, exp, parent, plan, best = big_store
     robustness = make_plan("robustness", "smoke")

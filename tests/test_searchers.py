@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.plan import make_plan
-from orchestrator.searchers import CellSearcher, round_robin
+from orchestrator.sweep.plan import make_plan
+from orchestrator.sweep.searchers import CellSearcher, round_robin
 
 # --- the per-cell searcher's order while trials run concurrently ------------------------------
 
@@ -34,7 +34,7 @@ def test_the_searcher_proposes_cells_round_robin_while_trials_are_still_running(
 def test_a_big_plan_splits_into_groups_of_whole_cells_and_a_record_into_theirs():
     """A sweep bigger than --trials-per-experiment runs as consecutive Tune experiments: each over
     whole cells (a cell's study and rungs never span two), every cell in exactly one, in order."""
-    from orchestrator.resume import SweepRecord
+    from orchestrator.sweep.resume import SweepRecord
     plan = make_plan("visual", "smoke", samples=3)          # 4 cells x 3 trials
     keys = [cell_key(c) for c in plan.cells]
     sizes = {limit: [[cell_key(c) for c in g.cells] for g in plan.groups(limit)] for limit in (1, 3, 7, 12, 10**6)}
@@ -54,7 +54,7 @@ def test_a_group_of_cells_continues_only_its_own_unfinished_trials():
     """A resumed sweep run as several Tune experiments: each group's searcher is given that group's
     record alone, and continues exactly its own cells' unfinished trials (another group's would be
     run twice, or name a cell this searcher has no study for)."""
-    from orchestrator.resume import Continuation, PastTrial, SweepRecord
+    from orchestrator.sweep.resume import Continuation, PastTrial, SweepRecord
     plan = make_plan("visual", "smoke", samples=3)          # 4 cells x 3 trials
     keys = [cell_key(c) for c in plan.cells]
     first, second = plan.groups(6)                           # 2 cells each
@@ -75,7 +75,7 @@ def test_a_group_of_cells_continues_only_its_own_unfinished_trials():
 
 
 def test_round_robin_of_a_resumed_sweep_puts_each_cells_unfinished_trials_first():
-    from orchestrator.resume import Continuation, SweepRecord
+    from orchestrator.sweep.resume import Continuation, SweepRecord
     plan = make_plan("visual", "smoke", samples=3)
     keys = [cell_key(c) for c in plan.cells]
     going = Continuation("run-a", 10.0, None, 0)
@@ -92,7 +92,7 @@ def test_round_robin_of_a_resumed_sweep_puts_each_cells_unfinished_trials_first(
 
 
 def test_a_resumed_searcher_knows_the_done_trials_and_asks_the_unfinished_ones_first():
-    from orchestrator.resume import Continuation, PastTrial, SweepRecord
+    from orchestrator.sweep.resume import Continuation, PastTrial, SweepRecord
     plan = make_plan("visual", "smoke", samples=3)
     keys = [cell_key(c) for c in plan.cells]
     past = lambda run, lr, hist: PastTrial(run, keys[0], lr, True, tuple(hist), ("t",), 0)
@@ -127,7 +127,7 @@ def test_cell_searcher_details_the_study_direction_range_replay_and_failures(tmp
 
     import optuna
 
-    from orchestrator.resume import Continuation, PastTrial, SweepRecord
+    from orchestrator.sweep.resume import Continuation, PastTrial, SweepRecord
     plan = make_plan("visual", "smoke", samples=6)
     keys = [cell_key(c) for c in plan.cells]
     s = CellSearcher(plan, "tpe", seed=5)
@@ -164,7 +164,7 @@ def test_cell_searcher_details_the_study_direction_range_replay_and_failures(tmp
 
 
 def test_cell_searcher_without_a_learning_rate_proposes_each_cell_as_its_trial():
-    from orchestrator.resume import Continuation, SweepRecord
+    from orchestrator.sweep.resume import Continuation, SweepRecord
     plan = make_plan("robustness", "smoke")
     filled = {cell_key(c): {"source_run": f"src-{i}"} for i, c in enumerate(plan.cells)}
     plan = type(plan)(**{**plan.__dict__, "filled": filled})
@@ -190,6 +190,6 @@ def test_cell_searcher_defaults_and_the_cells_fixed_settings_with_a_learning_rat
     plan = type(plan)(**{**plan.__dict__, "filled": {keys[0]: {"warmup_steps": 3}}})
     config = CellSearcher(plan).suggest("t0")
     assert config == plan.config(plan.cells[0], config["lr"]) and config["warmup_steps"] == 3
-    with pytest.raises(NotImplementedError, match=r"^a sweep is resumed from MLflow \(orchestrator/resume.py\), "
+    with pytest.raises(NotImplementedError, match=r"^a sweep is resumed from MLflow \(orchestrator/sweep/resume.py\), "
                                                   r"not from Ray's state$"):
         CellSearcher(plan).restore("anything")

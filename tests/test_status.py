@@ -12,8 +12,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from orchestrator.cli import main
-from orchestrator.resume import DONE
+from orchestrator.commands.cli import main
+from orchestrator.sweep.resume import DONE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,7 +98,7 @@ def test_status_of_a_finished_an_interrupted_and_a_running_sweep(ray_session, da
 
 
 def test_status_prints_no_control_character_a_store_holds(tmp_path):
-    from orchestrator.status import status_lines
+    from orchestrator.commands.status import status_lines
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     exp = client.create_experiment("deep")
@@ -115,7 +115,7 @@ def test_status_shows_the_newest_sweep_of_each_name_and_profile(tmp_path):
     lists parent runs newest first, and the first of each (name, profile) is kept."""
     from stores import empty_store
 
-    from orchestrator.status import latest_sweeps, status_lines
+    from orchestrator.commands.status import latest_sweeps, status_lines
     client = MlflowClient(empty_store(tmp_path))
     exp = client.create_experiment("deep")
     tags = {"role": "sweep", "sweep": "deep"}

@@ -103,7 +103,7 @@ def test_a_sweep_goes_on_while_the_tracking_server_is_down(tmp_path, data_root):
 
 
 def test_a_sweep_with_an_over_long_setting_runs_and_keeps_it_whole(tmp_path, data_root, ray_session):
-    from orchestrator.cli import main
+    from orchestrator.commands.cli import main
     uri = f"sqlite:///{tmp_path}/m.db"
     template = "a photo of a {}" + ", clearly" * 800          # 7,000+ characters: over MLflow's 6,000
     assert main(["sweep", "zeroshot", "--set", "dataset=cifar10", "--set", f"template={template}",

@@ -16,8 +16,8 @@ import clip_prompt_sweeps.store.runs as runs
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import cell_key
 from clip_prompt_sweeps.store.records import SUPERSEDED_TAG
-from orchestrator.plan import PlanRequest, cell_epochs, make_plan
-from orchestrator.resume import CheckpointStore, PastTrial, SweepRecord, mark_superseded, session_name
+from orchestrator.sweep.plan import PlanRequest, cell_epochs, make_plan
+from orchestrator.sweep.resume import CheckpointStore, PastTrial, SweepRecord, mark_superseded, session_name
 
 
 @pytest.fixture

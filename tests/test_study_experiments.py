@@ -10,9 +10,9 @@ from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.cli import main
-from orchestrator.plan import make_plan
-from orchestrator.source_runs import attach_sources
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import make_plan
+from orchestrator.sweep.source_runs import attach_sources
 from trainables.data.sources.cifar import load_cifar
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 from search_spaces.registry import list_experiments
 
 

@@ -13,10 +13,10 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler
 from safetensors.torch import load_file
 
-from orchestrator.cli import main
-from orchestrator.plan import make_plan
-from orchestrator.schedulers import PerCellASHA
-from orchestrator.searchers import CellSearcher
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import make_plan
+from orchestrator.sweep.schedulers import PerCellASHA
+from orchestrator.sweep.searchers import CellSearcher
 
 # Ray's workers cannot import this test module: ship its test-only trainables by value.
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -92,7 +92,7 @@ def _iterations(scheduler, tmp_path, callbacks=()):
 
 
 def test_asha_stops_trials_only_inside_their_cell(ray_session, tmp_path):
-    from orchestrator.tracking import MLflowTrials
+    from orchestrator.sweep.tracking import MLflowTrials
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
     exp = client.create_experiment("asha")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.cli import main
-from orchestrator.plan import make_plan
+from orchestrator.commands.cli import main
+from orchestrator.sweep.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = """\

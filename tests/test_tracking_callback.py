@@ -31,7 +31,7 @@ def test_the_tracking_callback_logs_every_trial_and_ends_it_by_what_happened(tmp
     from safetensors.torch import save_file
 
     from clip_prompt_sweeps.store.runs import experiment_id
-    from orchestrator.tracking import MLflowTrials
+    from orchestrator.sweep.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "visual", uri)
@@ -122,7 +122,7 @@ def test_the_tracking_callback_logs_each_trials_dataset_on_its_run_and_each_data
     from mlflow.tracking import MlflowClient
 
     from clip_prompt_sweeps.store.runs import experiment_id
-    from orchestrator.tracking import MLflowTrials
+    from orchestrator.sweep.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)
@@ -161,7 +161,7 @@ def test_the_tracking_callback_keeps_every_detail_a_resume_and_a_reader_rely_on(
     from safetensors.torch import save_file
 
     from clip_prompt_sweeps.store.runs import experiment_id
-    from orchestrator.tracking import MLflowTrials
+    from orchestrator.sweep.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "deep", uri)
@@ -266,8 +266,8 @@ def test_a_kill_between_the_writes_that_end_a_run_never_leaves_an_outcome_on_a_r
     from clip_prompt_sweeps.store.journal import Journal
     from clip_prompt_sweeps.store.records import DONE, read_trial
     from clip_prompt_sweeps.store.runs import experiment_id
-    from orchestrator.resume import is_done
-    from orchestrator.tracking import MLflowTrials
+    from orchestrator.sweep.resume import is_done
+    from orchestrator.sweep.tracking import MLflowTrials
     uri = _store(tmp_path)
     client = MlflowClient(uri)
     exp = experiment_id(client, "visual", uri)

@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 from reports.html import _cells, to_html
 from trainables.data.sources.cifar import ARCHIVES, load_cifar
 
@@ -348,8 +348,9 @@ def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
     from types import SimpleNamespace
 
     from clip_prompt_sweeps.store.records import ARGS_TAG, read_parent
-    from orchestrator.plan import PlanRequest
-    from orchestrator.sweep import SweepOptions, _recorded
+    from orchestrator.sweep.plan import PlanRequest
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.parent import recorded_settings
 
     def forged(args: dict):
         info = SimpleNamespace(run_id="0" * 32, experiment_id="1", status="KILLED", start_time=1, end_time=2)
@@ -357,7 +358,7 @@ def test_resume_reads_no_folder_or_template_file_named_only_in_the_store():
             tags={ARGS_TAG: _json.dumps(args)}, params={}, metrics={})))
     plan = PlanRequest("deep", "smoke")
     with pytest.raises(UserError, match="names a path; a resume reads no path from the store"):
-        _recorded(plan, SweepOptions(), forged({"sets": ["template_set=file:/etc/passwd"], "grids": [],
+        recorded_settings(plan, SweepOptions(), forged({"sets": ["template_set=file:/etc/passwd"], "grids": [],
                                                 "samples": None, "epochs": None}))
     with pytest.raises(UserError, match="names a path"):
-        _recorded(plan, SweepOptions(), forged({"grids": ["dataset=folder:/srv/x,cifar10"], "sets": []}))
+        recorded_settings(plan, SweepOptions(), forged({"grids": ["dataset=folder:/srv/x,cifar10"], "sets": []}))

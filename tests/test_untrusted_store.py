@@ -21,7 +21,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cli import main
+from orchestrator.commands.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,12 +104,13 @@ def test_1_a_journal_uploads_only_its_own_files_under_plain_names(tmp_path, monk
 @pytest.mark.parametrize("spelled", ["data_dir=/elsewhere", " data_dir=/elsewhere", "data_dir =/elsewhere"])
 def test_2_a_recorded_data_dir_is_never_taken_from_the_store(tmp_path, spelled):
     from clip_prompt_sweeps.store.records import read_parent
-    from orchestrator.plan import PlanRequest
-    from orchestrator.sweep import SweepOptions, _recorded
+    from orchestrator.sweep.plan import PlanRequest
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.parent import recorded_settings
     uri, client = _store(tmp_path)
     parent = _interrupted_parent(client, sweep_args=json.dumps({"sets": [spelled], "samples": 1}))
     typed = PlanRequest("visual", "smoke", (f"data_dir={tmp_path / 'mine'}",))
-    resumed, _ = _recorded(typed, SweepOptions(), read_parent(client.get_run(parent)))
+    resumed, _ = recorded_settings(typed, SweepOptions(), read_parent(client.get_run(parent)))
     assert resumed.build().base["data_dir"] == str(tmp_path / "mine")
 
 
@@ -120,14 +121,14 @@ def test_2_a_recorded_data_dir_is_never_taken_from_the_store(tmp_path, spelled):
     '{"host": "h", "pid": 1e308, "time": 1}', '{"host": "h", "pid": 5, "time": NaN}',
     '{"host": "node-9", "pid": 5, "time": 4000000000}', '{"host": "h", "pid": 5, "time": "soon"}'])
 def test_3_a_forged_lease_neither_crashes_nor_locks_a_sweep_for_ever(tmp_path, lease):
-    from orchestrator.plan import make_plan
-    from orchestrator.status import status_lines
-    from orchestrator.sweep import _interrupted
+    from orchestrator.sweep.plan import make_plan
+    from orchestrator.commands.status import status_lines
+    from orchestrator.sweep.parent import interrupted_parent
     uri, client = _store(tmp_path)
     parent = _interrupted_parent(client, driver_lease=lease.replace('"h"', json.dumps(socket.gethostname())))
     lines = status_lines(client, "visual")
     assert any("interrupted" in line for line in lines) and any("resume:" in line for line in lines)
-    assert _interrupted(make_plan("visual", "smoke"), uri).run_id == parent
+    assert interrupted_parent(make_plan("visual", "smoke"), uri).run_id == parent
 
 
 def test_3_a_lease_host_with_terminal_escapes_is_shown_cleaned(tmp_path, capsys):
@@ -285,7 +286,7 @@ def test_8_a_grid_over_epochs_runs_each_cell_to_its_own_last_epoch(tmp_path, dat
 # 9. relative folder:/file: paths are made absolute where they are typed -----------------------------
 
 def test_9_relative_paths_are_made_absolute_before_the_trials_run_elsewhere(tmp_path, monkeypatch):
-    from orchestrator.plan import make_plan
+    from orchestrator.sweep.plan import make_plan
     from search_spaces.sweep_file import load_sweep_file
     monkeypatch.chdir(tmp_path)
     Path("t.txt").write_text("a photo of a {}\n")
@@ -309,10 +310,11 @@ def _file_sweep(tmp_path: Path, samples: int = 2) -> Path:
 
 
 def _started_from_file(tmp_path: Path, path: Path) -> tuple[str, MlflowClient, str]:
-    from orchestrator.plan import make_plan
-    from orchestrator.sweep import SweepOptions, _parent_run
+    from orchestrator.sweep.plan import make_plan
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.parent import open_parent
     uri, client = _store(tmp_path)
-    _, parent, _ = _parent_run(client, make_plan(str(path), "smoke"), uri, SweepOptions())
+    _, parent, _ = open_parent(client, make_plan(str(path), "smoke"), uri, SweepOptions())
     client.set_terminated(parent, "KILLED")         # then its driver was interrupted
     return uri, client, parent
 
@@ -327,7 +329,7 @@ def test_10_a_sweep_file_edited_since_the_sweep_started_is_refused_on_resume(tmp
 
 
 def test_12_status_names_the_sweep_file_in_the_commands_it_prints(tmp_path):
-    from orchestrator.status import status_lines
+    from orchestrator.commands.status import status_lines
     path = _file_sweep(tmp_path)
     uri, client, parent = _started_from_file(tmp_path, path)
     lines = status_lines(client)
@@ -489,9 +491,9 @@ def test_15_a_template_file_that_never_ends_is_one_line_at_once(tmp_path, kind):
 @pytest.mark.parametrize("search", ["tpe", "random"])
 def test_17_a_resumed_cell_draws_no_learning_rate_it_already_has(search):
     from clip_prompt_sweeps.names import cell_key
-    from orchestrator.plan import make_plan
-    from orchestrator.resume import Continuation, PastTrial, SweepRecord
-    from orchestrator.searchers import CellSearcher
+    from orchestrator.sweep.plan import make_plan
+    from orchestrator.sweep.resume import Continuation, PastTrial, SweepRecord
+    from orchestrator.sweep.searchers import CellSearcher
     plan = make_plan("visual", "smoke", samples=4)
     first = CellSearcher(plan, search, seed=0)
     # what the first session proposed: each cell's first two learning rates
@@ -527,9 +529,9 @@ def test_17_a_cell_resumed_twice_draws_no_learning_rate_it_already_has(search):
     count that unfinished trial too, or it starts the first resume's stream again and its first
     new proposal is the learning rate that trial is continued with."""
     from clip_prompt_sweeps.names import cell_key
-    from orchestrator.plan import make_plan
-    from orchestrator.resume import Continuation, PastTrial, SweepRecord
-    from orchestrator.searchers import CellSearcher
+    from orchestrator.sweep.plan import make_plan
+    from orchestrator.sweep.resume import Continuation, PastTrial, SweepRecord
+    from orchestrator.sweep.searchers import CellSearcher
     plan = make_plan("visual", "smoke", ["dataset=cifar10", "prompt=padding", "prompt_size=4"], samples=4)
     (key,) = [cell_key(c) for c in plan.cells]
     first_lr = CellSearcher(plan, search, seed=0).suggest("t0")["lr"]

@@ -3,7 +3,7 @@ downloads are allowed): a missing dataset or weights file is one line, not a hun
 trials."""
 from __future__ import annotations
 
-from orchestrator.plan import SweepPlan
+from orchestrator.sweep.plan import SweepPlan
 from trainables.data.catalog import verify
 from trainables.paths import data_dir
 

@@ -6,7 +6,7 @@ period); at each rung the top 1/reduction_factor of the cell's trials (at least 
 next, and the last ones to the maximum. Ray's asynchronous ASHA decides each trial against the
 results its rung holds so far, so an early trial can go further than this count; "at most" is
 every trial to the end. Device time is images / measured training throughput (`bench`), per
-device kind, from a `bench --json` file or the table shipped in orchestrator/throughput.json.
+device kind, from a `bench --json` file or the table shipped in orchestrator/sweep/throughput.json.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import cell_key
-from orchestrator.plan import SweepPlan, cell_epochs
+from orchestrator.sweep.plan import SweepPlan, cell_epochs
 from trainables.data.catalog import split_sizes as dataset_sizes
 
 SHIPPED = Path(__file__).parent / "throughput.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cluster_kinds import ClusterKind
+from orchestrator.clusters.kinds import ClusterKind
 
 
 class Slurm(ClusterKind):

@@ -1,5 +1,5 @@
 """AWS through Ray's cluster launcher: cluster.yaml at the checkout's top (`ray up cluster.yaml`)."""
-from orchestrator.cluster_kinds import RayLauncher
+from orchestrator.clusters.kinds import RayLauncher
 
 
 class AWS(RayLauncher):

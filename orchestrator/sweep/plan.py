@@ -57,7 +57,7 @@ class SweepPlan:
 @dataclass(frozen=True)
 class PlanRequest:
     """A sweep as a command asks for it, built into its plan once (`build`): from what is typed
-    or, on a resume, from what the interrupted sweep recorded (orchestrator/sweep.py::_recorded)."""
+    or, on a resume, from what the interrupted sweep recorded (orchestrator/sweep/parent.py::recorded_settings)."""
     sweep: str | Experiment             # a registered name, a sweep file, or a record
     profile_name: str
     sets: tuple[str, ...] = ()
@@ -188,7 +188,7 @@ def make_plan(sweep: str | Experiment, profile_name: str, sets: list[str] | None
     typed = {cell_key(cell): from_dict(config_cls, trial_config(base, cell, None),
                                        where=f"sweep '{sweep_name}' cell {cell_key(cell)}") for cell in cells}
     args = dict(sets=sets, samples=samples, epochs=epochs, grids=grids)
-    if from_file:       # a resume checks that the file still says what it said (orchestrator/sweep.py)
+    if from_file:       # a resume checks that the file still says what it said (orchestrator/sweep/parent.py)
         args["sweep_file_sha256"] = sweep_file_digest(sweep)
     return SweepPlan(experiment, profile_name, profile, base, cells, typed, args=args,
                      sweep_file=str(Path(sweep).resolve()) if from_file else None)

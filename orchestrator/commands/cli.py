@@ -1,6 +1,6 @@
 """`python -m orchestrator`: list, doctor, fetch, sweep, report, status, classify, bench. This
 module only parses the command line and dispatches: each command is a function of
-orchestrator/commands.py, and the work lives in the modules those call."""
+orchestrator/commands/handlers.py, and the work lives in the modules those call."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ import os
 import sys
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator import commands
+from orchestrator.commands import handlers
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def _sweep_parser(sub) -> None:
                         "no data, weights, Ray or MLflow needed, nothing written")
     p.add_argument("--deadline", type=float, metavar="HOURS", help="with --dry-run: how many GPUs finish within HOURS")
     p.add_argument("--figures", metavar="JSON", help="with --dry-run: throughput from this `bench --json` file "
-                                                      "(default: the figures shipped in orchestrator/throughput.json)")
+                                                      "(default: the figures shipped in orchestrator/sweep/throughput.json)")
     p.add_argument("--verbose", action="store_true", help="also Ray's own trial tables (default: one progress line "
                                                            "and a line per completed cell)")
     p.add_argument("--replicates", type=int, default=0, metavar="N",
@@ -148,9 +148,9 @@ def _bench_parser(sub) -> None:
     p.add_argument("--smoke", action="store_true", help="tiny model and a few batches: checks that it runs")
     p.add_argument("--data-dir")
 
-COMMANDS = {"list": commands.cmd_list, "doctor": commands.cmd_doctor, "fetch": commands.cmd_fetch,
-            "sweep": commands.cmd_sweep, "report": commands.cmd_report, "status": commands.cmd_status,
-            "classify": commands.cmd_classify, "bench": commands.cmd_bench}
+COMMANDS = {"list": handlers.cmd_list, "doctor": handlers.cmd_doctor, "fetch": handlers.cmd_fetch,
+            "sweep": handlers.cmd_sweep, "report": handlers.cmd_report, "status": handlers.cmd_status,
+            "classify": handlers.cmd_classify, "bench": handlers.cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from clip_prompt_sweeps.names import DATASETS
 from clip_prompt_sweeps.store.uri import resolve_tracking_uri, tracking_answers
-from orchestrator.cluster import resolve_address
+from orchestrator.clusters.connect import resolve_address
 from trainables.data.catalog import is_present
 from trainables.models import backbones
 from trainables.models.clip import cached_clip_weights

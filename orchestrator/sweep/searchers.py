@@ -20,8 +20,8 @@ from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
 from clip_prompt_sweeps.names import LR_KEY, RESUME_KEY, RUN_KEY, cell_key
-from orchestrator.plan import SweepPlan, trial_config
-from orchestrator.resume import Continuation, SweepRecord
+from orchestrator.sweep.plan import SweepPlan, trial_config
+from orchestrator.sweep.resume import Continuation, SweepRecord
 
 
 def cell_seed(seed: int, index: int, before: int) -> int:
@@ -123,4 +123,4 @@ class CellSearcher(Searcher):
             json.dump(summary, f)
 
     def restore(self, checkpoint_path: str):
-        raise NotImplementedError("a sweep is resumed from MLflow (orchestrator/resume.py), not from Ray's state")
+        raise NotImplementedError("a sweep is resumed from MLflow (orchestrator/sweep/resume.py), not from Ray's state")

@@ -264,7 +264,7 @@ def bench_visual(ctx: Context) -> list[Row]:
 
 
 def bench_overhead(ctx: Context) -> list[Row]:
-    from orchestrator.overhead import bare_tune_seconds, project_seconds
+    from orchestrator.bench.overhead import bare_tune_seconds, project_seconds
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         n = ctx.size.trials
         t_project = project_seconds(Path(tmp) / "project", n)
@@ -278,7 +278,7 @@ def bench_scale(ctx: Context) -> list[Row]:
     """Trivial trials at each count through the sweep and through bare Tune, each run in a
     process of its own (peak RSS is that driver's): the cost per trial stays flat, and the
     driver's memory bounded, as the sweep grows."""
-    from orchestrator.overhead import measure_apart
+    from orchestrator.bench.overhead import measure_apart
     address = _ray_address()
     rows: list[Row] = []
     first: float | None = None

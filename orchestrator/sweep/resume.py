@@ -29,7 +29,7 @@ from clip_prompt_sweeps.names import cell_key
 from clip_prompt_sweeps.store.records import DONE, SUPERSEDED_TAG, TrialRecord
 from clip_prompt_sweeps.store.runs import metric_histories
 from clip_prompt_sweeps.store.runs import trials as child_trials
-from orchestrator.plan import SweepPlan
+from orchestrator.sweep.plan import SweepPlan
 from trainables.training.checkpoints import checkpoint_epoch
 
 

@@ -2,7 +2,7 @@
 through the project's whole sweep machinery (typed plan, per-cell Optuna and ASHA, parent and
 child MLflow runs) and through bare `tune.Tuner` with Ray's `MLflowLoggerCallback`, on one Ray.
 
-`bench --only scale` runs each count in a process of its own (`python -m orchestrator.overhead
+`bench --only scale` runs each count in a process of its own (`python -m orchestrator.bench.overhead
 KIND TRIALS FOLDER [ADDRESS]`), so that the driver's peak memory is that run's alone."""
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def _start_ray(address: str | None = None) -> None:
 
 
 def project_seconds(folder: Path, trials: int) -> float:
-    from orchestrator.plan import SweepPlan
-    from orchestrator.sweep import SweepOptions, run_sweep
+    from orchestrator.sweep.plan import SweepPlan
+    from orchestrator.sweep.driver import SweepOptions, run_sweep
     from search_spaces.experiment import Experiment, LogUniform, Profile
     from trainables.training.entry import Trainable
     _start_ray()
@@ -89,8 +89,8 @@ def measure(kind: str, trials: int, folder: Path, address: str | None = None) ->
 
 def measure_apart(kind: str, trials: int, folder: Path, address: str | None = None) -> dict:
     """`measure` in a new Python process: on its own Ray, or on the one at `address`."""
-    argv = [sys.executable, "-m", "orchestrator.overhead", kind, str(trials), str(folder), *([address] if address else [])]
-    out = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    argv = [sys.executable, "-m", "orchestrator.bench.overhead", kind, str(trials), str(folder), *([address] if address else [])]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     if out.returncode != 0:
         raise RuntimeError(f"{kind} at {trials} trials exited {out.returncode}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

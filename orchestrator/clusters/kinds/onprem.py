@@ -1,6 +1,6 @@
 """Machines of one's own through Ray's cluster launcher over SSH: clusters/onprem.yaml (the
 launcher's `local` provider)."""
-from orchestrator.cluster_kinds import RayLauncher
+from orchestrator.clusters.kinds import RayLauncher
 
 
 class OnPrem(RayLauncher):

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import LR_KEY, REPLICATE_KEY, cell_key, is_replicate_cell
 from clip_prompt_sweeps.store.runs import trials
-from orchestrator.plan import SweepPlan, cell_epochs
+from orchestrator.sweep.plan import SweepPlan, cell_epochs
 
 
 def check_replicates(plan: SweepPlan, n: int) -> None:

@@ -1,5 +1,5 @@
 """What each command of `python -m orchestrator` does with its parsed arguments: call the module
-that does the work, and print what it says. orchestrator/cli.py parses and dispatches."""
+that does the work, and print what it says. orchestrator/commands/cli.py parses and dispatches."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ from clip_prompt_sweeps.errors import UserError
 
 def cmd_list(args) -> int:
     if args.backbones:
-        from orchestrator.doctor import backbone_lines
+        from orchestrator.commands.doctor import backbone_lines
         print("\n".join(backbone_lines()))
         return 0
     from search_spaces.registry import list_experiments, list_trainables
@@ -26,17 +26,17 @@ def cmd_list(args) -> int:
 
 def cmd_doctor(args) -> int:
     if args.cluster_config:
-        from orchestrator.cluster_files import doctor_cluster_file
+        from orchestrator.clusters.files import doctor_cluster_file
         lines, ready = doctor_cluster_file(args.cluster_config)
         print("\n".join(lines))
         return 0 if ready else 1
-    from orchestrator.doctor import doctor_lines
+    from orchestrator.commands.doctor import doctor_lines
     print("\n".join(doctor_lines(args.data_dir, args.address, args.tracking_uri)))
     return 0
 
 
 def cmd_fetch(args) -> int:
-    from orchestrator.fetch import fetch_datasets, fetch_weights
+    from orchestrator.commands.fetch import fetch_datasets, fetch_weights
     from trainables.paths import data_dir
     for line in fetch_datasets(args.datasets, data_dir(args.data_dir), args.data):
         print(line)
@@ -56,14 +56,14 @@ def _data_dir_set(args, experiment) -> list[str]:
 
 def _resume_command(args) -> str:
     """The command that continues this sweep: the same store, storage, cluster and profile."""
-    from orchestrator.status import resume_command
+    from orchestrator.commands.status import resume_command
     return resume_command(args.sweep, args.profile, tracking_uri=args.tracking_uri,
                           storage_path=args.storage_path, address=args.address)
 
 
 def cmd_sweep(args) -> int:
-    from orchestrator.plan import PROFILE_ENV, PlanRequest, choose_profile, resolve_experiment
-    from orchestrator.sweep import SweepInterrupted, SweepOptions, run_sweep
+    from orchestrator.sweep.plan import PROFILE_ENV, PlanRequest, choose_profile, resolve_experiment
+    from orchestrator.sweep.driver import SweepInterrupted, SweepOptions, run_sweep
     args.profile, why = choose_profile(args.profile, os.environ)
     if args.trials_per_experiment < 1:
         raise UserError(f"--trials-per-experiment must be at least 1, got {args.trials_per_experiment}")
@@ -97,7 +97,7 @@ def cmd_sweep(args) -> int:
 
 
 def _dry_run_lines(plan, args, why: str) -> list[str]:
-    from orchestrator.cost import bench_figures, cost_lines, shipped_figures
+    from orchestrator.sweep.cost import bench_figures, cost_lines, shipped_figures
     if args.deadline is not None and args.deadline <= 0:
         raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
     figures = bench_figures(args.figures) if args.figures else shipped_figures()
@@ -172,7 +172,7 @@ def cmd_status(args) -> int:
         resolve_tracking_uri,
         store_exists,
     )
-    from orchestrator.status import status_lines
+    from orchestrator.commands.status import status_lines
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking(uri)
     if not store_exists(uri):
@@ -183,7 +183,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_classify(args) -> int:
-    from orchestrator.classify import Request, classify
+    from orchestrator.commands.classify import Request, classify
     lines, figure = classify(Request(args.preset, args.template, args.labels, args.images, args.n, args.seed,
                                      args.data, args.data_dir, args.model, args.pretrained, args.out))
     print("\n".join(lines))
@@ -194,7 +194,7 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     import torch
 
-    from orchestrator.bench import SECTIONS, format_table, run_bench, write_json
+    from orchestrator.bench.speed import SECTIONS, format_table, run_bench, write_json
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_bench(device, tuple(args.only or SECTIONS), args.smoke, args.images, args.batch,
                        args.compile, args.data_dir, scale_trials=args.scale_trials)

@@ -1,7 +1,7 @@
 """The kinds of cluster a sweep runs on, each a file the project ships and `doctor
 --cluster-config FILE` checks: one module per kind, each declaring `KIND`, found by package
 discovery as experiments and dataset sources are. Adding a kind is one module here (and its
-shipped file); `doctor`, the checks of orchestrator/cluster_files.py and the tests ask this
+shipped file); `doctor`, the checks of orchestrator/clusters/files.py and the tests ask this
 package which kind a file is."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from clip_prompt_sweeps.discovery import declared
 from clip_prompt_sweeps.errors import UserError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class ClusterKind:

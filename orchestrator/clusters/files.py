@@ -1,5 +1,5 @@
 """`doctor --cluster-config FILE`: what to fix in a cluster file before a cluster starts. For each
-kind of cluster (orchestrator/cluster_kinds/: AWS, on-premise, SLURM): its own tool's check of
+kind of cluster (orchestrator/clusters/kinds/: AWS, on-premise, SLURM): its own tool's check of
 the file's form (Ray's schema, bash), the values still at their shipped examples (lines marked
 `# SET:`), the form of the storage paths (shared by every node), and that nothing binds to every
 interface, in the file and in the node scripts it runs (clusters/node/*.sh, read from this
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clip_prompt_sweeps.errors import UserError
-from orchestrator.cluster_kinds import kind_of
+from orchestrator.clusters.kinds import kind_of
 
-NODE_SCRIPTS = Path(__file__).resolve().parents[1] / "clusters" / "node"
+NODE_SCRIPTS = Path(__file__).resolve().parents[2] / "clusters" / "node"
 
 # the example values the shipped files carry on their `# SET:` lines
 EXAMPLES = {"123456789012": "the example AWS account", "my-sweeps-bucket": "the example bucket",

@@ -14,7 +14,7 @@ from clip_prompt_sweeps.names import BEST_ARTIFACT, cell_key
 from clip_prompt_sweeps.store.records import TrialRecord, printable, read_parent, read_trial, run_id
 from clip_prompt_sweeps.store.runs import SWEEP_TAG, latest_parent, trials
 from clip_prompt_sweeps.store.uri import store_exists
-from orchestrator.plan import SweepPlan
+from orchestrator.sweep.plan import SweepPlan
 from trainables.experiments.source_models import Source, SourceRun
 
 
