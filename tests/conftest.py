@@ -78,9 +78,9 @@ FAST_FILES = {
     "test_bad_input.py", "test_backbones.py", "test_best_and_sources.py", "test_caches.py", "test_cifar.py",
     "test_classify.py", "test_cli.py", "test_cost.py", "test_cost_plan.py", "test_datasets.py", "test_docs.py",
     "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
-    "test_model_core.py", "test_models.py", "test_per_cell_asha.py", "test_pipeline.py", "test_preparation.py",
-    "test_prompts.py", "test_registry.py", "test_resume_core.py", "test_searchers.py", "test_stats_templates.py",
-    "test_store_queries.py", "test_sweep_file.py", "test_tracking_callback.py", "test_unpickler.py", "test_untrusted.py",
+    "test_model_core.py", "test_models.py", "test_per_cell_asha.py", "test_pipeline.py", "test_plan.py", "test_preparation.py",
+    "test_prompts.py", "test_records.py", "test_registry.py", "test_resume_core.py", "test_searchers.py", "test_stats_templates.py",
+    "test_status.py", "test_store_queries.py", "test_sweep_file.py", "test_tracking_callback.py", "test_unpickler.py", "test_untrusted.py",
     "test_untrusted_store.py",
 }
 # the slow tests of those files (a sweep each, or more), by name
@@ -89,18 +89,19 @@ NOT_FAST = (
     "test_8_a_grid_over_epochs_runs_each_cell_to_its_own_last_epoch", "test_resume_ignores_a_forged_ray_experiment_tag",
     "test_a_browser_opens_a_sweep_on_its_runs_through_the_printed_link", "test_a_toml_sweep_runs_end_to_end",
     "test_dry_run_of_the_full_deep_grid", "test_a_grid_of_backbones_sweeps_and_report_all",
+    "test_status_of_a_finished_an_interrupted_and_a_running_sweep",
     "test_the_fast_tier_is_what_the_readme_names",      # collects the suite again: a check of the tier itself
 )
 # one test each from other files, for what the files above do not reach
 FAST_TESTS = (
     "test_sweep.py::test_four_half_gpu_trials_share_two_fake_gpus",
-    "test_status.py::test_status_prints_no_control_character_a_store_holds",
     "test_progress.py::test_a_sweep_of_thousands_of_cells_prints_about_a_hundred_lines_at_most",
     "test_cluster.py::test_each_cluster_file_exposes_nothing_and_holds_no_secret",
     "test_cluster.py::test_doctor_names_what_a_cluster_file_still_needs",
     "test_cluster.py::test_every_kind_of_cluster_is_known_by_its_own_file",
     "test_cluster.py::test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment",
-    "test_status.py::test_status_shows_the_newest_sweep_of_each_name_and_profile",
+    "test_cluster.py::test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line",
+    "test_cluster.py::test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example_left_is_named",
 )
 
 

@@ -253,3 +253,34 @@ def test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line(tmp_path,
         doctor_cluster_file(str(tmp_path))
     with pytest.raises(UserError, match=r"^cluster config .*nothing: cannot read it \(No such file or directory\)$"):
         doctor_cluster_file(str(tmp_path / "nothing"))
+
+
+def test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example_left_is_named():
+    from orchestrator.clusters.files import auth_problems, code_lines, examples_left, open_binds
+    text = ("run a 'b  c' # a comment\n"
+            "\n"
+            "   # only a comment\n"
+            "echo 'never closed # kept\n"
+            "#SBATCH --host 0.0.0.0\n"
+            "x=1;y=2|z\n")
+    assert list(code_lines(text)) == [(1, "run a b  c"), (4, "echo 'never closed # kept"),
+                                      (6, "x=1 ; y=2 | z")]
+    assert list(code_lines(text, "#SBATCH"))[-1] == (6, "x=1 ; y=2 | z")
+    assert open_binds(text, "f", "#SBATCH") == [] and open_binds("a --host=10.0.0.1\n", "f") == [
+        "f line 1: '--host=10.0.0.1' listens beyond 127.0.0.1; bind to 127.0.0.1 and forward the port over SSH"]
+    assert open_binds("a --host 127.0.0.1 --dashboard-host localhost [::]\n", "f") == [
+        "f line 1: '[::]' listens beyond 127.0.0.1; bind to 127.0.0.1 and forward the port over SSH"]
+    assert open_binds("x RAY_AUTH_MODE:-disabled\nsudo ray stop --force\nmy-ray stop\n", "g")[0].startswith(
+        "g line 1: Ray's token authentication is turned off")
+    assert [b.split(":")[0] for b in open_binds("x RAY_AUTH_MODE:-disabled\n(ray stop)\nmy-ray stop\n", "g")] == [
+        "g line 1", "g line 2"]
+    assert auth_problems(["# RAY_AUTH_MODE=token\n", "echo hi\n"]) != [] and auth_problems(["x\n", "RAY_AUTH_MODE=token\n"]) == []
+    shipped = ("account: 123456789012  # SET: your AWS account id\n"
+               "bucket: s3://my-sweeps-bucket/x   #SET (before you start): your bucket\n"
+               "head: 192.0.2.10 # SET: the head's address\n"
+               "user: alice  # SET: your user\n"
+               "note: researcher\n")
+    assert examples_left(shipped) == [
+        "line 1: the example AWS account ('123456789012') is still there; SET: your AWS account id",
+        "line 2: the example bucket ('my-sweeps-bucket') is still there; SET: your bucket",
+        "line 3: an example address ('192.0.2.') is still there; SET: the head's address"]

@@ -172,3 +172,100 @@ def test_a_plan_of_one_sample_per_cell_groups_as_many_cells_as_the_limit_allows(
     plan = make_plan("visual", "smoke", samples=1)          # 4 cells x 1 trial
     assert [len(g.cells) for g in plan.groups(3)] == [3, 1]
     assert [len(g.cells) for g in plan.groups(2)] == [2, 2]
+
+
+def test_a_tracking_server_is_read_in_bulk_and_run_by_run_past_its_limit(tmp_path, monkeypatch):
+    """Against a real `mlflow server`: metric histories through its bulk endpoint, a chunk at a
+    time, and run by run where the server cut a chunk at its limit; children and trials through
+    MLflow's search over pages (a server has no SQL tables to read). A step 0 and a value 0 are
+    what proto's JSON leaves out, and must read back as 0."""
+    from servers import free_port, start_mlflow, stop
+    port = free_port()
+    proc = start_mlflow(tmp_path, port)
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{port}")
+        exp = client.create_experiment("deep")
+        parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
+        ids, want = [], {}
+        for i in range(5):
+            rid = client.create_run(exp, tags={runs.PARENT_TAG: parent, "cell": f"c={i}"}).info.run_id
+            values = [(0, 0.0)] if i == 0 else [(s, s / 10 + i) for s in range(1, i + 1)]
+            for step, value in values:
+                client.log_metric(rid, "val_acc", value, step=step)
+            client.log_metric(rid, "other", 9.0, step=1)
+            ids.append(rid)
+            want[rid] = values
+        client.create_run(exp, tags={"role": "trial"})                  # not a child of this parent
+
+        def read() -> dict:
+            return {k: sorted(v) for k, v in runs.metric_histories(client, ids, "val_acc").items()}
+        monkeypatch.setattr(runs, "SERVER_CHUNK", 2)
+        assert read() == want
+        monkeypatch.setattr(runs, "SERVER_MAX", 3)          # chunks of 2 runs hold up to 7 values: cut, read one by one
+        assert read() == want
+        assert runs.metric_histories(client, [], "val_acc") == {}
+        monkeypatch.setattr(runs, "PAGE", 2)
+        assert sorted(r.info.run_id for r in runs.children(client, exp, parent)) == sorted(ids)
+        assert sorted(t.run_id for t in runs.trials(client, exp, parent)) == sorted(ids)
+        assert [t.cell for t in runs.trials(client, exp, parent, "RUNNING")][::-1] == [f"c={i}" for i in range(5)]
+    finally:
+        stop(proc)
+
+
+def test_a_sweeps_parents_are_listed_newest_first_over_pages_by_profile_and_up_to_a_count(store, monkeypatch):
+    client = store[0]
+    exp = client.create_experiment("linear")
+    made = [client.create_run(exp, start_time=1000 + i, tags={"role": "sweep", "sweep": "linear",
+                                                              "profile": "full" if i % 2 else "smoke"}).info.run_id
+            for i in range(5)]
+    client.create_run(exp, start_time=9999, tags={"role": "trial", "profile": "full"})       # a trial: no parent
+    monkeypatch.setattr(runs, "PAGE", 2)
+    ids = lambda found: [r.info.run_id for r in found]
+    assert ids(runs.parents(client, exp)) == made[::-1]
+    assert ids(runs.parents(client, exp, "full")) == [made[3], made[1]]
+    assert ids(runs.parents(client, exp, "smoke")) == [made[4], made[2], made[0]]
+    assert ids(runs.parents(client, exp, max_results=3)) == made[:1:-1]
+    assert ids(runs.parents(client, exp, max_results=1)) == [made[4]]
+    assert ids(runs.parents(client, exp, "smoke", max_results=2)) == [made[4], made[2]]
+    assert runs.latest_parent(client, "linear").info.run_id == made[4]
+    assert runs.latest_parent(client, "linear", "full").info.run_id == made[3]
+    assert runs.latest_parent(client, "visual") is None and runs.latest_parent(None, "linear") is None
+    client.create_experiment("visual")
+    assert runs.latest_parent(client, "visual") is None
+
+
+def test_a_sql_stores_children_are_read_from_its_tables_as_mlflows_search_finds_them(store):
+    """The SQL reader and MLflow's search agree: the same runs, newest first (ties by run id), their
+    tags, params and latest metrics (NaN as NaN), of one status if asked; a deleted run, a run of
+    another experiment and another parent's children are left out."""
+    import math
+    client = store[0]
+    exp, other = client.create_experiment("linear"), client.create_experiment("visual")
+    parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
+    made = []
+    for i, start in enumerate((1000, 3000, 2000, 2000)):
+        rid = client.create_run(exp, start_time=start, tags={runs.PARENT_TAG: parent, "cell": f"c={i}",
+                                                             "ray_trial_id": f"t{i}"}).info.run_id
+        client.log_param(rid, "lr", str(0.1 * (i + 1)))
+        client.log_metric(rid, "val_acc", 0.1, step=1)
+        client.log_metric(rid, "val_acc", float("nan") if i == 2 else 0.5 * i, step=2)
+        made.append(rid)
+    client.set_terminated(made[0], "FINISHED")
+    bare = client.create_run(exp, start_time=500, tags={runs.PARENT_TAG: parent}).info.run_id      # no params, metrics
+    gone = client.create_run(exp, tags={runs.PARENT_TAG: parent}).info.run_id
+    client.delete_run(gone)
+    client.create_run(other, tags={runs.PARENT_TAG: parent})
+    client.create_run(exp, tags={runs.PARENT_TAG: made[0]})
+    searched = runs.children(client, exp, parent)
+    read = runs.trials(client, exp, parent)
+    tie = sorted(made[2:])
+    assert [t.run_id for t in read] == [made[1], *tie, made[0], bare]
+    assert {r.info.run_id for r in searched} == {t.run_id for t in read}
+    by_id = {t.run_id: t for t in read}
+    assert by_id[made[3]].metrics == {"val_acc": 1.5} and math.isnan(by_id[made[2]].metrics["val_acc"])
+    assert by_id[made[1]].params == {"lr": "0.2"} and by_id[made[1]].cell == "c=1" and by_id[made[1]].trial_ids == ("t1",)
+    assert by_id[made[0]].status == "FINISHED" and by_id[made[0]].start_time == 1000
+    assert (by_id[bare].params, by_id[bare].metrics, by_id[bare].cell) == ({}, {}, "")
+    assert [t.run_id for t in runs.trials(client, exp, parent, "FINISHED")] == [made[0]]
+    assert len(runs.trials(client, exp, parent, "RUNNING")) == 4
+    assert [t.run_id for t in runs.trials(client, other, parent)] != [] and runs.trials(client, str(int(other) + 9), parent) == []

@@ -76,11 +76,11 @@ def finite(value, low: float = -math.inf, high: float = math.inf) -> float | Non
 
 
 def whole(value, low: int, high: int) -> int | None:
-    """A whole number within [low, high] (from an int, or a string of digits), else None."""
+    """A whole number within [low, high] (from an int, or a string of ASCII digits), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
-        if not re.fullmatch(r"\s*-?\d{1,20}\s*", value):
+        if not re.fullmatch(r"\s*-?[0-9]{1,20}\s*", value):      # ASCII digits, as this project writes them
             return None
         value = int(value)
     if not isinstance(value, int) or not low <= value <= high:
