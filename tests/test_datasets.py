@@ -219,3 +219,40 @@ def test_a_folder_and_dtd_sweep_as_a_grid_axis_and_are_reported(ray_session, tmp
     assert main(["report", "linear", "--tracking-uri", uri, "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "linear" / "report.md").read_text()
     assert f"| folder:{folder} |" in md and "| dtd |" in md
+
+
+def test_each_way_an_image_tree_is_not_a_dataset_is_its_one_line(tmp_path):
+    from trainables.data.sources.folder import folder_splits
+    fix = "lay it out as PATH/train/<class>/<image> and PATH/test/<class>/<image>"
+    root = tmp_path / "tree"
+
+    def refused() -> str:
+        with pytest.raises(UserError) as err:
+            folder_splits(str(root))
+        return str(err.value)
+    assert refused() == f"dataset folder {root} does not exist; {fix}"
+    (root / "test").mkdir(parents=True)
+    assert refused() == f"dataset folder {root} has no train/ folder; {fix}"
+    (root / "test").rmdir()
+    (root / "train").mkdir()
+    assert refused() == f"dataset folder {root} has no test/ folder; {fix}"
+    (root / "test").mkdir()
+    (root / "train" / ".hidden").mkdir()
+    assert refused() == f"dataset folder {root / 'train'} has no class folders; {fix}"
+    for name in ("b", "a", "c", "d", "e", "f", "g"):
+        (root / "train" / name).mkdir()
+    (root / "test" / "a").mkdir()
+    assert refused() == (f"dataset folder {root}: test/ and train/ have different classes (in one only: b, c, d, e, f); "
+                         f"give both the same class folders")
+    for name in ("b", "c", "d", "e", "f", "g"):
+        (root / "test" / name).mkdir()
+    assert refused() == (f"class folder {root / 'train' / 'a'} holds no image "
+                         f"(.bmp, .gif, .jpeg, .jpg, .png, .ppm, .tif, .tiff, .webp); add images or remove the folder")
+    for split in ("train", "test"):
+        for name in ("a", "b", "c", "d", "e", "f", "g"):
+            (root / split / name / "x.PNG").write_bytes(b"png")
+            (root / split / name / "notes.txt").write_text("not an image")
+            (root / split / name / "dir.png").mkdir()
+    found = folder_splits(str(root))
+    assert set(found) == {"train", "test"}
+    assert found["train"] == [(root / "train" / n / "x.PNG", i) for i, n in enumerate("abcdefg")]   # labels by sorted name

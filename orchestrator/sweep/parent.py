@@ -45,6 +45,8 @@ _NOT_FROM_STORE = ("data_dir",)
 
 
 def open_parent(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOptions) -> tuple[str, str, dict]:
+    """A new sweep's parent run, with the plan's settings as params and what the plan was made
+    from as tags: (experiment id, parent run id, the tags its children get)."""
     exp = experiment_id(client, plan.experiment.name, uri)
     tags = {SWEEP_TAG: plan.experiment.name, PROFILE_TAG: plan.profile_name,
             "data_kind": str(plan.base.get("data", "real")), "git_commit": git_commit()}

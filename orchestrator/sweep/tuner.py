@@ -61,7 +61,9 @@ def experiment_path(storage: str | None, name: str) -> str:
 
 
 def make_tuner(plan: SweepPlan, sweep: Sweep, record: SweepRecord | None, name: str,
-           progress: SweepProgress | None):
+               progress: SweepProgress | None):
+    """(the MLflow callback, the Tuner) of one Tune experiment of whole cells; no Tuner where a
+    resumed record left nothing to run (every trial had ended, only the parent was open)."""
     from ray import tune
     opts = sweep.opts
     # each cell's own epochs (a grid over epochs), so that ASHA never ends a cell's trials early
