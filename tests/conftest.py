@@ -76,7 +76,7 @@ def study_store(ray_session, data_root, tmp_path_factory):
 # it runs code of (every module with a function). The full suite stays what CI runs.
 FAST_FILES = {
     "test_bad_input.py", "test_backbones.py", "test_best_and_sources.py", "test_caches.py", "test_cifar.py",
-    "test_classify.py", "test_cli.py", "test_cost.py", "test_cost_plan.py", "test_datasets.py", "test_docs.py",
+    "test_classify.py", "test_cli.py", "test_cost.py", "test_cost_plan.py", "test_datasets.py", "test_docs.py", "test_durations.py",
     "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
     "test_model_core.py", "test_models.py", "test_per_cell_asha.py", "test_pipeline.py", "test_plan.py", "test_preparation.py",
     "test_prompts.py", "test_records.py", "test_registry.py", "test_resume_core.py", "test_searchers.py", "test_stats_templates.py",

@@ -1,0 +1,30 @@
+"""scripts/durations.py: where a run's time goes, per test file, read from a real pytest run's JUnit XML."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_durations_table_puts_the_slowest_file_first_with_its_tests_and_slowest_test(tmp_path):
+    (tmp_path / "test_slow_one.py").write_text(
+        "import time\n\ndef test_waits():\n    time.sleep(0.6)\n\ndef test_quick():\n    pass\n")
+    (tmp_path / "test_quick_one.py").write_text("def test_a():\n    pass\n\ndef test_b():\n    pass\n\n"
+                                                "def test_c():\n    pass\n")
+    xml = tmp_path / "suite.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}",
+                    str(tmp_path)], cwd=tmp_path, check=True, capture_output=True)
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "durations.py"), str(xml)],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out[2:]]
+    assert [r[0] for r in rows] == ["test_slow_one.py", "test_quick_one.py", "all"]
+    assert [r[1] for r in rows] == ["2", "3", "5"]
+    assert rows[0][4].startswith("test_waits (") and int(rows[0][4][len("test_waits ("):-1]) >= 1   # slept 0.6 s
+    assert int(rows[0][3].rstrip(" %")) > 90            # of the time of the whole run, the sleep is most
+
+
+def test_the_durations_script_names_its_one_argument_when_given_none():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "durations.py")], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == ("usage: python scripts/durations.py SUITE.xml "
+                                   "(from python -m pytest --junitxml=SUITE.xml)")
