@@ -28,3 +28,13 @@ def test_the_durations_script_names_its_one_argument_when_given_none():
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip() == ("usage: python scripts/durations.py SUITE.xml "
                                    "(from python -m pytest --junitxml=SUITE.xml)")
+
+
+def test_the_durations_script_refuses_a_file_that_is_not_junit_xml_in_one_line(tmp_path):
+    bad = tmp_path / "suite.xml"
+    bad.write_text("631 passed in 2900s\n")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "durations.py"), str(bad)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1 and "is not a JUnit XML file" in done.stderr
+    assert f"--junitxml={bad}" in done.stderr and "Traceback" not in done.stderr
