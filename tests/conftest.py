@@ -102,6 +102,7 @@ FAST_TESTS = (
     "test_cluster.py::test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment",
     "test_cluster.py::test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line",
     "test_cluster.py::test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example_left_is_named",
+    "test_cluster.py::test_doctor_reads_every_node_script_a_file_runs_and_names_each_by_its_path",
 )
 
 

@@ -255,6 +255,26 @@ def test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line(tmp_path,
         doctor_cluster_file(str(tmp_path / "nothing"))
 
 
+def test_doctor_reads_every_node_script_a_file_runs_and_names_each_by_its_path(tmp_path, monkeypatch):
+    """The node scripts a file runs are listed, each one checked as the file is, and a finding in
+    one names that script and its line; a file that is not text is one line."""
+    import orchestrator.clusters.files as files
+    nodes = tmp_path / "node"
+    nodes.mkdir()
+    (nodes / "head.sh").write_text("export RAY_AUTH_MODE=token\nray start --head\n")
+    (nodes / "start.sh").write_text("# a worker\nray start --dashboard-host 0.0.0.0\n")
+    monkeypatch.setattr(files, "NODE_SCRIPTS", nodes)
+    job = tmp_path / "job.sbatch"
+    text = "#!/bin/bash\n#SBATCH --nodes=2\nbash clusters/node/start.sh\nbash clusters/node/head.sh\n"
+    checked = files.check_cluster_file(job, text)
+    assert checked.notes == ["runs clusters/node/head.sh, clusters/node/start.sh"]
+    assert checked.problems == ["clusters/node/start.sh line 2: '--dashboard-host 0.0.0.0' listens beyond 127.0.0.1; "
+                                "bind to 127.0.0.1 and forward the port over SSH"]
+    job.write_bytes(b"#!/bin/bash\n\xff\xfe\n")
+    with pytest.raises(UserError, match=rf"^cluster config {re.escape(str(job))}: cannot read it \(.*utf-8.*\)$"):
+        files.doctor_cluster_file(str(job))
+
+
 def test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example_left_is_named():
     from orchestrator.clusters.files import auth_problems, code_lines, examples_left, open_binds
     text = ("run a 'b  c' # a comment\n"
@@ -262,11 +282,12 @@ def test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example
             "   # only a comment\n"
             "echo 'never closed # kept\n"
             "#SBATCH --host 0.0.0.0\n"
-            "x=1;y=2|z\n")
+            "x=1;y=2|z\n"
+            "XLA_FLAGS=1 run Xx # X\n")
+    # a scheduler's directive is a comment to the shell like any other; only '#' starts one
     assert list(code_lines(text)) == [(1, "run a b  c"), (4, "echo 'never closed # kept"),
-                                      (6, "x=1 ; y=2 | z")]
-    assert list(code_lines(text, "#SBATCH"))[-1] == (6, "x=1 ; y=2 | z")
-    assert open_binds(text, "f", "#SBATCH") == [] and open_binds("a --host=10.0.0.1\n", "f") == [
+                                      (6, "x=1 ; y=2 | z"), (7, "XLA_FLAGS=1 run Xx")]
+    assert open_binds(text, "f") == [] and open_binds("a --host=10.0.0.1\n", "f") == [
         "f line 1: '--host=10.0.0.1' listens beyond 127.0.0.1; bind to 127.0.0.1 and forward the port over SSH"]
     assert open_binds("a --host 127.0.0.1 --dashboard-host localhost [::]\n", "f") == [
         "f line 1: '[::]' listens beyond 127.0.0.1; bind to 127.0.0.1 and forward the port over SSH"]

@@ -62,14 +62,12 @@ def storage_problems(text: str) -> tuple[list[str], list[str]]:
                    for s in found if not s.startswith(_SHARED)]
 
 
-def code_lines(text: str, directive: str = ""):
+def code_lines(text: str):
     """(line number, its words as the shell reads them): a '#' starts a comment only where the
     shell's does (at a word's start, outside quotes), so `echo '#'; cmd` keeps `cmd`. A line the
     shell cannot split alone (a quote that spans lines) is kept whole: nothing is cut from it.
-    Lines that begin with the kind's `directive` speak to its scheduler, and are skipped."""
+    A scheduler's directive (`#SBATCH ...`, indented or not) is such a comment: it runs nothing."""
     for number, line in enumerate(text.splitlines(), 1):
-        if directive and line.lstrip().startswith(directive):
-            continue
         try:
             lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
             lexer.whitespace_split, lexer.commenters = True, "#"
@@ -87,9 +85,9 @@ _AUTH_ON = re.compile(r"RAY_AUTH_MODE=token\b")
 _RAY_STOP = re.compile(r"(^|[\s;&|(])ray stop\b")
 
 
-def open_binds(text: str, where: str, directive: str = "") -> list[str]:
+def open_binds(text: str, where: str) -> list[str]:
     out = []
-    for number, code in code_lines(text, directive):
+    for number, code in code_lines(text):
         hit = _EVERY_INTERFACE.search(code)
         if hit:
             out.append(f"{where} line {number}: {hit.group(0)!r} listens beyond 127.0.0.1; bind to 127.0.0.1 and "
@@ -121,7 +119,7 @@ def check_cluster_file(path: Path, text: str) -> Checked:
     if stores:
         checked.notes.append(f"storage: {', '.join(stores)}")
     checked.problems += bad
-    checked.problems += open_binds(text, path.name, kind.directive)
+    checked.problems += open_binds(text, path.name)
     script_texts = [script.read_text() for script in scripts]
     for script, script_text in zip(scripts, script_texts):
         checked.problems += open_binds(script_text, f"clusters/node/{script.name}")

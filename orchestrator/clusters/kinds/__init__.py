@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[3]
 class ClusterKind:
     name: str = ""                  # as doctor prints it
     shipped: str = ""               # the project's own file of this kind, relative to the checkout
-    directive: str = ""             # lines that begin so speak to the scheduler, not to the shell
+    directive: str = ""             # lines that begin so speak to the scheduler; to the shell (and
+                                    # so to doctor's checks) they are comments
     launches_through_node_scripts = True    # Ray and MLflow start through clusters/node/*.sh
 
     def recognises(self, text: str) -> bool:
