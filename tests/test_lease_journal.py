@@ -211,11 +211,11 @@ def test_flush_stops_at_the_first_write_that_fails_and_keeps_the_rest_in_order(s
     outage = Outage(client)
     j = _journal(outage, parent, retries=1)
     outage.down = True
-    for k in "abc":
+    for k in "abcd":
         j.set_tag(child, k, k)
     lines = j.path.read_text()
     j.path.write_text(lines.replace("\n", "\n{\"op\": \"log_b\n", 1))     # a line cut by a kill mid-append
-    assert j.pending() == 4
+    assert j.pending() == 5
 
     class FailsOnC(Outage):
         def __getattr__(self, name):
@@ -228,9 +228,10 @@ def test_flush_stops_at_the_first_write_that_fails_and_keeps_the_rest_in_order(s
             return write(run_id, tags=tags, **kw)
     j.client = FailsOnC(client)
     before = time.monotonic()
-    assert j.flush() == 1
-    assert [e["tags"] for e in _lines(j)] == [[["c", "c"]]]
-    assert {"a", "b"} <= set(client.get_run(child).data.tags) and "c" not in client.get_run(child).data.tags
+    assert j.flush() == 2
+    assert j.path.read_text().count("\n") == 2                 # the rest rewritten line by line, as it was
+    assert [e["tags"] for e in _lines(j)] == [[["c", "c"]], [["d", "d"]]]
+    assert {"a", "b"} <= set(client.get_run(child).data.tags) and not {"c", "d"} & set(client.get_run(child).data.tags)
     assert j._next_flush >= before + j.recheck_s            # down again: not tried at every write
     j.client = client
     assert j.flush() == 0 and j._next_flush <= time.monotonic()
@@ -489,6 +490,47 @@ def test_the_holder_is_the_live_driver_whose_heartbeat_is_within_the_timeout(mon
     assert holder(_lease(at=time.time())) is not None                      # now: the clock's
     monkeypatch.setenv("ORCHESTRATOR_LEASE_TIMEOUT_S", "5")
     assert holder(_lease(at=1000.0), now=1006.0) is None
+
+
+def test_asking_whether_a_driver_is_alive_sends_it_no_signal():
+    """The holder check probes with signal 0; a driver asked about must get nothing it could act on
+    (a SIGHUP would stop a sweep under a terminal). The child says which signal reached it first:
+    standard signals are delivered in the order of their numbers, SIGHUP's before SIGUSR1's."""
+    import subprocess
+    import sys
+    from clip_prompt_sweeps.store.lease import _alive
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import signal, sys, time\n"
+                              "def got(n, _): print(signal.Signals(n).name, flush=True); sys.exit(0)\n"
+                              "for s in (signal.SIGHUP, signal.SIGUSR1): signal.signal(s, got)\n"
+                              "print('ready', flush=True); time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "ready\n"
+        assert _alive(child.pid)
+        os.kill(child.pid, 10)                       # SIGUSR1
+        assert child.stdout.readline() == "SIGUSR1\n"
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_driver_of_another_account_on_this_host_is_alive_though_it_cannot_be_signalled():
+    """On a shared machine another user's driver cannot be signalled (PermissionError): it is alive,
+    and its sweep is not taken over. As root, the check runs as `nobody` against this process."""
+    import subprocess
+    import sys
+    import clip_prompt_sweeps.store.lease as lease_module
+    if os.geteuid() == 0:
+        code = (f"import sys; sys.path.insert(0, {str(Path(lease_module.__file__).parents[2])!r})\n"
+                f"from clip_prompt_sweeps.store.lease import _alive; print(_alive({os.getpid()}))")
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == "True\n"
+    else:
+        if os.stat("/proc/1").st_uid == os.getuid():
+            pytest.skip("no process of another account to ask about")
+        assert lease_module._alive(1)
 
 
 def test_busy_and_lost_name_the_holder_and_the_way_out(monkeypatch):
