@@ -54,6 +54,9 @@ def test_path_values_of_set_and_grid_entries_are_made_absolute_and_nothing_else_
         f"dataset=folder:{here}/a,cifar10,folder:{here}/b")
     # a --set value is one value, commas and all
     assert absolute_paths("dataset=folder:a,b") == f"dataset=folder:{here}/a,b"
+    assert absolute_paths("dataset=folder:a,folder:b") == f"dataset=folder:{here}/a,folder:b"
+    # the key ends at the first '=': a path may hold one
+    assert absolute_paths("dataset=folder:v=2") == f"dataset=folder:{here}/v=2"
 
 
 def test_a_trials_config_is_base_cell_filled_lr_and_its_cell_key_in_that_order():

@@ -170,14 +170,15 @@ def test_recorded_sweep_args_up_to_200_kb_are_read():
 def test_the_recorded_source_runs_are_cell_to_run_id_or_refused():
     assert r.read_sources("p1", None) is None
     assert r.read_sources("p1", json.dumps({"c=1": "abc", "c=2": "d-e"})) == {"c=1": "abc", "c=2": "d-e"}
-    for raw in ("{no", "[1]", json.dumps({"c": 5}), json.dumps({"c": "a"}) + " " * 200_000):
+    fits = json.dumps({"c": "a"})
+    for raw in ("{no", "[1]", json.dumps({"c": 5}), fits + " " * (200_001 - len(fits))):    # one past the size read
         with pytest.raises(UserError) as err:
             r.read_sources("p1", raw)
-        assert str(err.value).startswith("run p1: tag source_runs ") and str(err.value).endswith(FIX)
+        # the line shows the value it refuses (its start, where it is long)
+        assert str(err.value).startswith(f"run p1: tag source_runs {repr(raw)[:12]}") and str(err.value).endswith(FIX)
     with pytest.raises(UserError) as err:
         r.read_sources("p1", json.dumps({"c": "../x"}))
     assert str(err.value).startswith("run p1: tag source_runs: source run '../x' is not an MLflow run id")
-    fits = json.dumps({"c": "a"})
     assert r.read_sources("p1", fits + " " * (200_000 - len(fits))) == {"c": "a"}
 
 

@@ -147,6 +147,20 @@ def test_checkpoints_under_a_file_uri_come_back_as_file_uris(tmp_path):
     assert plain == (f"{tmp_path}/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_000000", 1)
 
 
+def test_without_a_storage_path_checkpoints_are_found_where_ray_keeps_them(tmp_path, monkeypatch):
+    """No --storage: Ray writes under ~/ray_results, and --resume looks there."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _save_checkpoint(tmp_path / "ray_results" / "deep-smoke-abc" / "prompt_abc12_00000_0_lr=1" / "checkpoint_000000", 1)
+    assert CheckpointStore(None, "deep-smoke-abc").newest(("abc12_00000",), at_most=1) == (
+        f"{tmp_path}/ray_results/deep-smoke-abc/prompt_abc12_00000_0_lr=1/checkpoint_000000", 1)
+
+
+def test_a_storage_uri_whose_query_holds_another_uri_keeps_its_own_scheme():
+    """An S3-compatible store is often named with its endpoint in the query (MinIO, Ceph)."""
+    store = CheckpointStore("s3://bucket/ray?endpoint_override=http://127.0.0.1:9000&region=us-east-1", "deep")
+    assert store.prefix == "s3://" and store.root == "bucket/ray"
+
+
 def test_a_plan_gives_back_the_request_it_was_built_from(tmp_path):
     plan = make_plan("visual", "smoke", ["dataset=cifar10"], samples=3, epochs=2, grids=["prompt_size=2,4"])
     request = plan.request()
