@@ -161,7 +161,7 @@ def read_sweep_args(run: str, raw: str | None) -> SweepArgs | None:
 
     def number(key: str, low: int, high: int, default):
         value = args.get(key, default)
-        if value is None or value == default:
+        if value == default:        # None only where the default is None (no samples, no epochs given)
             return value
         checked = whole(value, low, high)
         if checked is None or not isinstance(value, int):
