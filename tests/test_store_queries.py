@@ -16,6 +16,7 @@ import clip_prompt_sweeps.store.runs as runs
 from clip_prompt_sweeps.errors import UserError
 from clip_prompt_sweeps.names import cell_key
 from clip_prompt_sweeps.store.records import SUPERSEDED_TAG
+from clip_prompt_sweeps.store.uri import sqlite_path
 from orchestrator.sweep.plan import PlanRequest, cell_epochs, make_plan
 from orchestrator.sweep.resume import CheckpointStore, PastTrial, SweepRecord, mark_superseded, session_name
 
@@ -188,6 +189,46 @@ def test_a_plan_of_one_sample_per_cell_groups_as_many_cells_as_the_limit_allows(
     assert [len(g.cells) for g in plan.groups(2)] == [2, 2]
 
 
+def test_a_sql_stores_trials_are_the_parents_children_alone_in_one_order(store):
+    """Read from the tables: a run that holds the parent's id under another tag (a robustness
+    trial's source run) is no child, and children that started in the same millisecond come in
+    the order of their ids, session after session."""
+    client, exp, deep, other = store
+    same_ms = sorted(client.create_run(exp, start_time=5_000, tags={"mlflow.parentRunId": deep, "role": "trial",
+                                                                     "cell": "c"}).info.run_id for _ in range(4))
+    client.create_run(exp, start_time=6_000, tags={"source_run": deep, "role": "trial", "cell": "c"})
+    assert [t.run_id for t in runs.trials(client, exp, deep)] == same_ms
+
+
+def test_a_sql_stores_metric_histories_are_read_in_bulk_whole_and_once(store, monkeypatch):
+    """A query per chunk of runs, never a query per run; every value of a long history, none twice."""
+    from mlflow.entities import Metric
+    client, exp, deep, other = store
+    ids = [_child(client, exp, deep) for _ in range(3)]
+    client.log_batch(ids[0], metrics=[Metric("val_acc", s / 1000, 0, s) for s in range(130)])
+    client.log_batch(ids[1], metrics=[Metric("val_acc", 0.5, 0, 1), Metric("val_acc", 0.6, 0, 2),
+                                      Metric("other", 9.0, 0, 1)])
+    monkeypatch.setattr(runs, "SQL_CHUNK", 2)
+    monkeypatch.setattr(client, "get_metric_history", lambda *a, **k: pytest.fail("a query per run"))
+    found = {k: sorted(v) for k, v in runs.metric_histories(client, ids, "val_acc").items()}
+    assert found == {ids[0]: [(s, s / 1000) for s in range(130)], ids[1]: [(1, 0.5), (2, 0.6)], ids[2]: []}
+
+
+def test_a_sweeps_experiment_keeps_its_artifacts_beside_the_sqlite_file_and_survives_a_creation_race(tmp_path,
+                                                                                                    monkeypatch):
+    """As `mlflow ui` expects; and two new sweeps of one name racing share the experiment the
+    other created between this one's look and its create."""
+    uri = empty_store(tmp_path)
+    client = MlflowClient(uri)
+    made = runs.experiment_id(client, "deep", uri)
+    assert client.get_experiment(made).artifact_location == (sqlite_path(uri).parent / "mlartifacts" / "deep").as_uri()
+    other = client.create_experiment("visual")          # made by the other driver meanwhile
+    looks = iter([None])
+    real = client.get_experiment_by_name
+    monkeypatch.setattr(client, "get_experiment_by_name", lambda name: next(looks, None) or real(name))
+    assert runs.experiment_id(client, "visual", uri) == other
+
+
 def test_a_tracking_server_is_read_in_bulk_and_run_by_run_past_its_limit(tmp_path, monkeypatch):
     """Against a real `mlflow server`: metric histories through its bulk endpoint, a chunk at a
     time, and run by run where the server cut a chunk at its limit; children and trials through
@@ -209,12 +250,16 @@ def test_a_tracking_server_is_read_in_bulk_and_run_by_run_past_its_limit(tmp_pat
             client.log_metric(rid, "other", 9.0, step=1)
             ids.append(rid)
             want[rid] = values
-        client.create_run(exp, tags={"role": "trial"})                  # not a child of this parent
+        stranger = client.create_run(exp, tags={"role": "trial"}).info.run_id    # not a child of this parent
 
         def read() -> dict:
             return {k: sorted(v) for k, v in runs.metric_histories(client, ids, "val_acc").items()}
         monkeypatch.setattr(runs, "SERVER_CHUNK", 2)
+        per_run = client.get_metric_history
+        monkeypatch.setattr(client, "get_metric_history", lambda *a, **k: pytest.fail("a request per run"))
         assert read() == want
+        assert runs.metric_histories(client, [stranger], "val_acc") == {stranger: []}    # a chunk with no values
+        monkeypatch.setattr(client, "get_metric_history", per_run)
         monkeypatch.setattr(runs, "SERVER_MAX", 3)          # chunks of 2 runs hold up to 7 values: cut, read one by one
         assert read() == want
         assert runs.metric_histories(client, [], "val_acc") == {}
