@@ -75,7 +75,27 @@ _PIL_AA = "v2.Resize always antialiases a PIL image; antialias applies to tensor
 _PLACEHOLDER = "the placeholder of an unreadable image is never written: the split is refused with that image's line"
 _NO_CELLS = "the default of max() only applies to a plan with no cells, which make_plan refuses"
 _CELL_KEY = "every trial's config holds its cell key (plan.trial_config sets it): the default is never read"
+_NOT_A_DICT = "a JSON text that does not parse is refused as one that is not a dict: '' is no dict, as None is not"
+_SCRATCH = "the name of the scratch file that os.replace puts in the journal's place at once"
+_FOLDER_ARGS = "an image folder is named by its path alone: ImageFolder.where reads neither the data root nor the kind"
+_NOT_FOUND = ("without allow_not_found a missing folder raises FileNotFoundError, an OSError, which _dirs catches: "
+              "no folders either way")
+_TIE = ("two checkpoints of one trial that hold the same epoch: newest promises that epoch, and which of the two "
+        "the listing gives first is not ordered either way")
+_NO_PREFIX = "the prefix is '' for a local path, and '' + path is path"
+_DEST_FS = "pyarrow infers the local file system from the absolute path of a local temporary folder"
+_PAGE_SIZE = "MLflow's default page is 1,000 runs, as PAGE is: every page is read to the end either way"
+_NO_REPLICATES = "a parent with no replicates param, or 0, reads 0 through `or 0` whatever the default or lower bound"
+_FIRST_SPLIT = "the part before the first '://' is the same however many more splits follow"
 EQUIVALENT = {
+    "clip_prompt_sweeps.store.records.x_read_sources__mutmut_8": _NOT_A_DICT,
+    "clip_prompt_sweeps.store.journal.xǁJournalǁflush__mutmut_42": _SCRATCH,
+    **{f"trainables.data.sources.folder.xǁImageFolderǁpresent__mutmut_{n}": _FOLDER_ARGS for n in (2, 3)},
+    **{f"orchestrator.sweep.resume.xǁCheckpointStoreǁ_dirs__mutmut_{n}": _NOT_FOUND for n in (4, 6, 7)},
+    "orchestrator.sweep.resume.xǁCheckpointStoreǁnewest__mutmut_11": _TIE,
+    "orchestrator.sweep.resume.xǁCheckpointStoreǁnewest__mutmut_15": _NO_PREFIX,
+    **{f"orchestrator.sweep.resume.xǁCheckpointStoreǁ_epoch__mutmut_{n}": _DEST_FS for n in (6, 10)},
+    **{f"orchestrator.sweep.resume.xǁCheckpointStoreǁ__init____mutmut_{n}": _FIRST_SPLIT for n in (14, 17)},
     "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_add__mutmut_1": _CONTROLLER,
     "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_4": _CONTROLLER,
     "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_complete__mutmut_1": _CONTROLLER,
@@ -108,7 +128,16 @@ EQUIVALENT = {
     "clip_prompt_sweeps.store.runs.x_latest_parent__mutmut_16": "two parents, newest first; [0] is taken",
     "clip_prompt_sweeps.store.runs.x_children__mutmut_8": "max_results=None is MLflow's default of 1,000 runs; differs only for a sweep of over 1,000 trials (not tested: the study's largest has 144)",
     "clip_prompt_sweeps.store.runs.x_children__mutmut_11": "no max_results is MLflow's default of 1,000 runs; differs only for a sweep of over 1,000 trials (not tested: the study's largest has 144)",
-    "clip_prompt_sweeps.store.runs.x_children__mutmut_12": "10,001 instead of 10,000 children: differs only beyond 10,000 trials",
+    **{f"clip_prompt_sweeps.store.runs.x_children__mutmut_{n}": _PAGE_SIZE for n in (12, 16)},
+    **{f"clip_prompt_sweeps.store.runs.x_parents__mutmut_{n}": _QUERY for n in (11, 20)},
+    **{f"clip_prompt_sweeps.store.runs.x_parents__mutmut_{n}": _PAGE_SIZE for n in (12, 17)},
+    "clip_prompt_sweeps.store.runs.x_parents__mutmut_33": "at exactly max_results runs one more page is asked for; the same runs are kept",
+    "clip_prompt_sweeps.store.runs.x_parents__mutmut_35": "without max_results out[:None] is out",
+    **{f"clip_prompt_sweeps.store.runs.x__sql_children__mutmut_{n}": "every run found carries the parent tag it was "
+       "selected by: no child is without tags" for n in (86, 88)},
+    "clip_prompt_sweeps.store.runs.x_metric_histories__mutmut_61": "requests upper-cases the HTTP method it is given",
+    **{f"clip_prompt_sweeps.store.records.x_read_sweep_args__mutmut_{n}": _NOT_A_DICT for n in (12,)},
+    **{f"clip_prompt_sweeps.store.records.x_read_parent__mutmut_{n}": _NO_REPLICATES for n in (101, 103, 106, 107)},
     "reports.trials.x_best_per_cell__mutmut_4": _NONE_NE_1,
     "reports.trials.x_best_per_cell__mutmut_6": _NONE_NE_1,
     "trainables.data.resize.x__bicubic__mutmut_3": "at |x| = 1 both branches give 0",
