@@ -36,7 +36,7 @@ def main() -> int:
         data = Path(tmp) / ".coverage"
         run = subprocess.run([sys.executable, "-m", "coverage", "run", f"--data-file={data}",
                               f"--source={','.join(PACKAGES)}", "-m", "pytest", "-m", "fast", "-q",
-                              "-p", "no:cacheprovider"], cwd=ROOT)
+                              "-p", "no:cacheprovider", "-n", "0"], cwd=ROOT)
         cov = coverage.Coverage(data_file=str(data))
         cov.load()
         measured = {str(Path(f).resolve()): set(cov.get_data().lines(f) or ()) for f in cov.get_data().measured_files()}

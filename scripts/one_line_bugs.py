@@ -119,7 +119,7 @@ def scratch_copy() -> Path:
 def _pytest(copy: Path, tests: list[str]) -> subprocess.CompletedProcess:
     # the scratch copy's packages come first, for pytest and for the Ray workers it starts
     env = {**os.environ, "PYTHONPATH": str(copy)}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0", *tests],
                           cwd=copy, env=env, capture_output=True, text=True)
 
 

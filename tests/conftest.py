@@ -10,6 +10,8 @@ import pytest
 # Tests never download: a missing file must surface as the offline error, quickly.
 os.environ["ORCHESTRATOR_NO_DOWNLOAD"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+# Ray would start a thread in each of its processes to report usage to a server these machines cannot reach
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # A profile chosen in the developer's shell must not change what the tests run.
 os.environ.pop("ORCHESTRATOR_PROFILE", None)
 # Writes an MLflow store refused wait in a journal: the tests' go to a folder of their own.
@@ -113,7 +115,27 @@ def is_fast(item) -> bool:
     return item.path.name in FAST_FILES and not test.startswith(NOT_FAST) and "study_store" not in item.fixturenames
 
 
+# --- on every core -----------------------------------------------------------------------------
+# `python -m pytest` runs on every core, up to 4 (pyproject.toml: `-n auto --maxprocesses 4 --dist
+# loadgroup`). Tests that share a costly resource keep to one worker, so it is paid once a run: the
+# study store's tests (every sweep once, a session fixture) are one group, and the `ray up` tests
+# mark themselves a group of their own (tests/test_many_machines.py, tests/test_real_clusters.py).
+# Groups and the tests of a minute or more start first, so that no worker is left alone with a
+# long one at the end (longest processing time first).
+LONG = ("test_many_machines.py", "test_real_clusters.py", "test_durability.py", "test_store_faults.py",
+        "test_reliability.py", "test_postgres_store.py")
+
+
+def _order(item) -> int:
+    if item.get_closest_marker("xdist_group") is not None:
+        return 0
+    return 1 if item.path.name in LONG else 2
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if is_fast(item):
             item.add_marker(pytest.mark.fast)
+        if "study_store" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("study"))
+    items.sort(key=_order)      # stable: each file's tests keep their order

@@ -120,7 +120,8 @@ def test_the_fast_tier_is_what_the_readme_names():
     for entry in FAST_TESTS:
         path, test = entry.split("::")
         assert re.search(rf"^def {test}\(", (ROOT / "tests" / path).read_text(), re.M), entry
-    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "fast", "-p", "no:cacheprovider"],
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "fast", "-p", "no:cacheprovider",
+                          "-n", "0"],
                          cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
     chosen = [line for line in out.splitlines() if "::" in line]
     assert len(chosen) > 400 and not any("test_durability.py" in line or "test_many_machines.py" in line for line in chosen)

@@ -277,7 +277,7 @@ def test_a_toy_experiment_is_one_module_picked_up_everywhere(toy_package, tmp_pa
     assert "| 9 | best toy cell |" in document                           # its headline row
     assert "## Toy table" in document and "## 2.3 Deep prompts" in document   # beside the study's (not run)
 
-    tested = _run(["-m", "pytest", "tests/test_registry.py", "-k", "toy", "-v", "-p", "no:cacheprovider"],
+    tested = _run(["-m", "pytest", "tests/test_registry.py", "-k", "toy", "-v", "-p", "no:cacheprovider", "-n", "0"],
                   env, ROOT).stdout
     for test in ("test_trainable_runs_one_tiny_step[toy]", "test_every_profile_plans_every_cell[toy-smoke]",
                  "test_the_record_is_sound[toy]"):

@@ -195,6 +195,10 @@ def cluster(tmp_path_factory):
         assert net.left_behind() == []
 
 
+# one worker runs them: they share the module's three nodes (tests/conftest.py)
+LAUNCHER = pytest.mark.xdist_group("launcher")
+
+
 def _where(runs) -> Counter:
     return Counter(node for r in runs for node in read_trial(r).nodes)
 
@@ -205,6 +209,7 @@ def _epochs_once(client: MlflowClient, runs) -> None:
         assert len(steps) == len(set(steps)), (r.info.run_name, steps)
 
 
+@LAUNCHER
 def test_1_ray_up_starts_three_nodes_and_a_sweep_runs_on_all_three(cluster):
     c = cluster
     nodes = c.alive()
@@ -263,6 +268,7 @@ def _wait(what: str, check, within_s: float = 300, every: float = 2):
     raise AssertionError(f"waited {within_s:.0f} s for {what}")
 
 
+@LAUNCHER
 def test_2_a_worker_lost_mid_sweep_its_trials_go_on_elsewhere_and_it_comes_back(cluster):
     c, lost = cluster, cluster.net.address(2)
     before = _parents(c)
@@ -311,6 +317,7 @@ def _midway(runs) -> bool:
     return statuses["FINISHED"] >= 2 and statuses["RUNNING"] >= 1
 
 
+@LAUNCHER
 def test_3_the_head_lost_mid_sweep_is_booted_and_the_sweep_resumed_from_mlflow(cluster):
     c = cluster
     assert set(c.alive()) == c.addresses(), "a node is down before the test (an earlier test failed)"

@@ -135,7 +135,9 @@ def _onprem_config(t: Path, key: Path, venv: Path) -> Path:
     return path
 
 
+# beside the three-node `ray up` on one worker: each checks the machine's /tmp for what its launcher left
 @pytest.mark.skipif(_skip_reason(SSH_TOOLS) is not None, reason=str(_skip_reason(SSH_TOOLS)))
+@pytest.mark.xdist_group("launcher")
 def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(namespace, tmp_path):
     t = tmp_path
     before = _new_tmp_files(set())
