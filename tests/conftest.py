@@ -132,6 +132,7 @@ def _order(item) -> int:
     return 1 if item.path.name in LONG else 2
 
 
+@pytest.hookimpl(tryfirst=True)     # before xdist reads the groups off the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if is_fast(item):
