@@ -79,7 +79,7 @@ def study_store(ray_session, data_root, tmp_path_factory):
 FAST_FILES = {
     "test_bad_input.py", "test_backbones.py", "test_best_and_sources.py", "test_caches.py", "test_cifar.py",
     "test_classify.py", "test_cli.py", "test_cost.py", "test_cost_plan.py", "test_datasets.py", "test_docs.py", "test_durations.py",
-    "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
+    "test_fused.py", "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
     "test_model_core.py", "test_models.py", "test_per_cell_asha.py", "test_pipeline.py", "test_plan.py", "test_preparation.py",
     "test_prompts.py", "test_records.py", "test_registry.py", "test_resume_core.py", "test_searchers.py", "test_stats_templates.py",
     "test_status.py", "test_store_queries.py", "test_sweep_file.py", "test_tracking_callback.py", "test_unpickler.py", "test_untrusted.py",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Sequence
 from urllib.parse import urlparse
 
 import open_clip
@@ -20,7 +21,7 @@ from clip_prompt_sweeps.errors import UserError
 from trainables.data.pipeline import STATS, Preprocess
 from trainables.data.resize import FILTERS
 from trainables.models import backbones
-from trainables.models.prompts import DeepPrompt
+from trainables.models.prompts import DeepPrompt, fused_suffix
 from trainables.models.templates import fill
 from trainables.models.weights import FETCH_HINT, fixed_init
 from trainables.paths import NO_DOWNLOAD_ENV, downloads_allowed, host_answers
@@ -167,3 +168,24 @@ class PromptedClip(nn.Module):
                 x = self.visual_prompt(x)
             features = self.deep_prompt(x) if self.deep_prompt is not None else clip.visual(x)
         return clip_logits(clip, features, self.text_features)
+
+
+def fused_logits(members: Sequence[PromptedClip], x: torch.Tensor) -> torch.Tensor:
+    """The logits of K classifiers of one cell (one frozen CLIP and text features, one prompt
+    shape, each its own learned prompt) for one batch, (K, B, C): the frozen encoder runs once
+    over the K x B stacked inputs, and each member's rows are what it computes alone. A deep
+    prompt's prefix holds no prompt, so without a visual prompt it runs once over the B images."""
+    first, k = members[0], len(members)
+    clip = first.clip[0]
+    if first.from_prefix:
+        tokens = [x] * k
+    else:
+        images = [m.visual_prompt(x) for m in members] if first.visual_prompt is not None else [x] * k
+        if first.deep_prompt is None:
+            features = clip.visual(torch.cat(images))
+            return clip_logits(clip, features, first.text_features).unflatten(0, (k, -1))
+        shared = first.visual_prompt is None
+        tokens = [first.deep_prompt.prefix(x)] * k if shared else list(
+            first.deep_prompt.prefix(torch.cat(images)).chunk(k))
+    features = fused_suffix([m.deep_prompt for m in members], tokens)
+    return clip_logits(clip, features, first.text_features).unflatten(0, (k, -1))

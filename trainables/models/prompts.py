@@ -12,6 +12,8 @@ Read-out of each deep-prompt position (one place, referenced by the docs and the
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
@@ -115,3 +117,19 @@ class DeepPrompt(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.suffix(self.prefix(images))
+
+
+def fused_suffix(prompts: Sequence[DeepPrompt], tokens: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The suffix of K deep prompts of one shape (one cell's learning rates), each over its own
+    tokens (B, L, D), in one pass of the frozen blocks over the K x B rows: (K * B, D'). A row
+    meets only its own member's prompt, so each member's features are what its suffix alone gives."""
+    first = prompts[0]
+    if any((p.layer, p.position, p.prompts.shape) != (first.layer, first.position, first.prompts.shape)
+           for p in prompts):
+        raise ValueError("fused deep prompts must share their layer, position and number of tokens")
+    visual = first.visual[0]
+    x = torch.cat([insert_prompts(t, p.prompts, p.position) for p, t in zip(prompts, tokens)])
+    for block in visual.transformer.resblocks[first.layer:]:
+        x = block(x)
+    pooled, _ = visual._pool(x)
+    return pooled @ visual.proj if visual.proj is not None else pooled

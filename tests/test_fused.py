@@ -1,0 +1,97 @@
+"""Fused trials (issue #38): K learning rates of one cell trained in one pass over the frozen CLIP
+compute what K separate trials compute, member by member: the same losses, accuracies and learned
+prompts, up to the order of floating-point sums."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainables.data.config import load_splits
+from trainables.data.pipeline import Augment
+from trainables.experiments.prompt_training import (
+    DeepPromptConfig,
+    VisualPromptConfig,
+    deep_classifier,
+    visual_classifier,
+)
+from trainables.models.clip import class_text_features, fused_logits, load_clip
+from trainables.training.features import cache_splits
+from trainables.training.fused import evaluate_fused, train_epoch_fused
+from trainables.training.loop import evaluate, make_optimizer, train_epoch
+
+LRS = (0.5, 4.0, 40.0)      # one cell's learning rates: a low one, a middle one, the reference
+
+KINDS = {
+    "deep, first layer, cached prefix": (DeepPromptConfig, dict(layer="first", n_prompts=2, position="front"), True),
+    "deep, last layer, cached prefix": (DeepPromptConfig, dict(layer="last", n_prompts=1, position="after_cls"), True),
+    "deep, first layer, uncached": (DeepPromptConfig, dict(layer="first", n_prompts=1, position="back"), False),
+    "visual padding prompt": (VisualPromptConfig, dict(prompt="padding", prompt_size=2), False),
+}
+
+
+def _member(kind: str, cfg, clip, text, device):
+    """(learned prompt, classifier, splits) as one trial of `cfg` builds them: fresh splits draw the
+    cell's shuffling from its start, as a trial of its own would."""
+    config_cls, _, cached = KINDS[kind]
+    data, splits = load_splits(cfg, clip.preprocess, device)
+    if config_cls is VisualPromptConfig:
+        prompt, model = visual_classifier(cfg, clip, text)
+        return prompt, model, splits
+    prompt, model = deep_classifier(cfg, clip, text, from_prefix=cached)
+    if cached:
+        splits, _ = cache_splits(splits, prompt.prefix, cfg.batch_size)
+    return prompt, model, splits
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_fused_members_compute_what_separate_trials_compute(kind, tiny_prompt_config):
+    config_cls, extra, _ = KINDS[kind]
+    # 120 training images, the rest validation: training is what costs, not what is checked
+    cfgs = [config_cls(**{**tiny_prompt_config, "epochs": 2, "val_fraction": 0.8}, **extra, lr=lr) for lr in LRS]
+    device = torch.device("cpu")
+    clip = load_clip(cfgs[0].model, cfgs[0].pretrained, device)
+    data, _ = load_splits(cfgs[0], clip.preprocess, device)
+    text = class_text_features(clip, data.classes, cfgs[0].templates())
+    settings = [c.settings() for c in cfgs]
+    steps = math.ceil(len(load_splits(cfgs[0], clip.preprocess, device)[1].train) / cfgs[0].batch_size)
+
+    alone = []
+    for cfg, s in zip(cfgs, settings):
+        prompt, model, splits = _member(kind, cfg, clip, text, device)
+        optimizer = make_optimizer([p for p in prompt.parameters() if p.requires_grad], s)
+        epochs = [train_epoch(model, optimizer, splits.train, s, Augment(), e * steps, 2 * steps)[:2] for e in range(2)]
+        alone.append((epochs, evaluate(model, splits.val, s.batch_size), prompt.state_dict()))
+
+    members = [_member(kind, cfg, clip, text, device) for cfg in cfgs]
+    splits = members[0][2]                                      # one copy of the data for all of them
+    models = [model for _, model, _ in members]
+    optimizers = [make_optimizer([p for p in prompt.parameters() if p.requires_grad], s)
+                  for (prompt, _, _), s in zip(members, settings)]
+    forward = lambda x: fused_logits(models, x)                 # noqa: E731
+    fused = [train_epoch_fused(forward, optimizers, splits.train, settings, Augment(), e * steps, 2 * steps)[:2]
+             for e in range(2)]
+    val = evaluate_fused(forward, splits.val, settings[0].batch_size)
+
+    for k, (epochs, val_alone, learned) in enumerate(alone):
+        for e, (loss, acc) in enumerate(epochs):
+            assert fused[e][0][k] == pytest.approx(loss, rel=1e-4), (k, e)
+            assert fused[e][1][k] == pytest.approx(acc, abs=1e-9), (k, e)
+        assert val[k] == pytest.approx(val_alone, abs=1e-9), k
+        for name, value in members[k][0].state_dict().items():
+            torch.testing.assert_close(value, learned[name], rtol=1e-4, atol=1e-5)
+    # the members learned different prompts: the learning rates were not mixed up
+    prompts = [next(iter(prompt.state_dict().values())) for prompt, _, _ in members]
+    assert not torch.allclose(prompts[0], prompts[2])
+
+
+def test_fused_members_of_different_cells_are_refused(tiny_prompt_config):
+    from trainables.models.prompts import fused_suffix
+    device = torch.device("cpu")
+    cfgs = [DeepPromptConfig(**tiny_prompt_config, layer=layer) for layer in ("first", "last")]
+    clip = load_clip(cfgs[0].model, cfgs[0].pretrained, device)
+    text = torch.zeros(10, clip.model.text_projection.shape[1])
+    prompts = [deep_classifier(cfg, clip, text)[0] for cfg in cfgs]
+    with pytest.raises(ValueError, match="share their layer, position and number of tokens"):
+        fused_suffix(prompts, [torch.zeros(2, 5, clip.visual.transformer.width)] * 2)
