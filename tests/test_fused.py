@@ -95,3 +95,58 @@ def test_fused_members_of_different_cells_are_refused(tiny_prompt_config):
     prompts = [deep_classifier(cfg, clip, text)[0] for cfg in cfgs]
     with pytest.raises(ValueError, match="share their layer, position and number of tokens"):
         fused_suffix(prompts, [torch.zeros(2, 5, clip.visual.transformer.width)] * 2)
+
+
+def _fit_alone_and_fused(tiny_prompt_config, lrs, stopped=frozenset):
+    """(each member's reports from `fit` alone, from `fit_fused` together), a deep prompt's cell."""
+    from trainables.training.fused import Member, fit_fused
+    from trainables.training.loop import fit
+    kind = "deep, first layer, cached prefix"
+    config_cls, extra, _ = KINDS[kind]
+    cfgs = [config_cls(**{**tiny_prompt_config, "epochs": 2, "val_fraction": 0.8}, **extra, lr=lr) for lr in lrs]
+    device = torch.device("cpu")
+    clip = load_clip(cfgs[0].model, cfgs[0].pretrained, device)
+    data, _ = load_splits(cfgs[0], clip.preprocess, device)
+    text = class_text_features(clip, data.classes, cfgs[0].templates())
+    alone = []
+    for cfg in cfgs:
+        prompt, model, splits = _member(kind, cfg, clip, text, device)
+        reports: list = []
+        fit(model, prompt, splits, cfg.settings(), Augment(), lambda m, folder: reports.append((m, folder is None)))
+        alone.append(reports)
+    built = [_member(kind, cfg, clip, text, device) for cfg in cfgs]
+    members = [Member(prompt, cfg.settings()) for (prompt, _, _), cfg in zip(built, cfgs)]
+    together: list[list] = [[] for _ in cfgs]
+
+    def report(rows):
+        for k, metrics, folder in rows:
+            together[k].append((metrics, folder is None))
+    fit_fused(lambda ks: (lambda x: fused_logits([built[k][1] for k in ks], x)), members, built[0][2], Augment(),
+              report, stopped)
+    return alone, together
+
+
+def _same_reports(alone: list, together: list) -> None:
+    assert len(together) == len(alone)
+    for (mine, no_folder), (theirs, no_folder_alone) in zip(together, alone):
+        assert no_folder == no_folder_alone                  # a checkpoint with each report but a diverged one
+        assert set(mine) == set(theirs)
+        for key, value in theirs.items():
+            if key == "images_per_s":                        # a timing
+                continue
+            assert mine[key] == pytest.approx(value, rel=1e-4, nan_ok=True), key
+
+
+def test_a_fused_fit_reports_for_each_member_what_fit_reports_for_it_alone(tiny_prompt_config):
+    # 1e30 diverges (its prompt overflows): it leaves the batch alone, the others go on as before
+    alone, together = _fit_alone_and_fused(tiny_prompt_config, (0.5, 40.0, 1e30))
+    assert [len(r) for r in alone] == [2, 2, 1] and alone[2][0][0]["diverged"] == 1.0
+    for k in range(3):
+        _same_reports(alone[k], together[k])
+
+
+def test_a_member_stopped_leaves_the_fused_batch_and_the_others_go_on_as_alone(tiny_prompt_config):
+    alone, together = _fit_alone_and_fused(tiny_prompt_config, (0.5, 40.0), stopped=lambda: {0})
+    assert len(together[0]) == 1                             # ASHA stopped it after its first epoch
+    _same_reports(alone[0][:1], together[0])
+    _same_reports(alone[1], together[1])

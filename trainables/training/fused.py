@@ -13,13 +13,30 @@ trainables/models/clip.py's `fused_logits` over the members' classifiers.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Collection, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from trainables.data.pipeline import Augment, DeviceData
-from trainables.training.loop import LoopSettings, autocast, lr_at
+from trainables.data.pipeline import Augment, DeviceData, Splits
+from trainables.training.checkpoints import save_loop
+from trainables.training.loop import (
+    LoopSettings,
+    autocast,
+    diverged_metrics,
+    epoch_metrics,
+    lr_at,
+    make_optimizer,
+    new_state,
+    snapshot,
+)
 
 FusedForward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -66,3 +83,85 @@ def evaluate_fused(forward: FusedForward, data: DeviceData, batch_size: int, aug
             hits = (forward(x).argmax(-1) == y).sum(-1)
         correct = hits if correct is None else correct + hits
     return [] if correct is None else [v / max(1, len(data)) for v in correct.tolist()]
+
+
+# One report an epoch: (member, its metrics, its checkpoint folder or None) for each member that
+# trained in it. In a trial: one Ray result, each member's part its own trial's.
+FusedReporter = Callable[[list[tuple[int, dict, Optional[str]]]], None]
+
+
+@dataclass
+class Member:
+    """What a trial of its own would hold: its learned part, settings, optimizer, best weights and
+    state (trainables/training/checkpoints.py's, so a member's checkpoint is a trial's)."""
+    trained: nn.Module
+    settings: LoopSettings
+    optimizer: torch.optim.Optimizer = field(init=False)
+    best: dict = field(init=False)
+    state: dict = field(default_factory=new_state)
+
+    def __post_init__(self) -> None:
+        self.optimizer = make_optimizer(self.learned(), self.settings)
+        self.best = snapshot(self.trained)
+
+    def learned(self) -> list[nn.Parameter]:
+        return [p for p in self.trained.parameters() if p.requires_grad]
+
+
+def _mode(members: Sequence[Member], live: list[int], train: bool) -> None:
+    for k in live:
+        members[k].trained.train(train)
+
+
+def _epoch_reports(members: Sequence[Member], live: list[int], scores: dict, tests: dict, epoch: int,
+                   last_step: int, total: int, extra: dict) -> dict[int, dict]:
+    """Each live member's report of `epoch`, its state brought up to date (as `fit` does)."""
+    reports = {}
+    for k in live:
+        m, (loss, train_acc, val_acc) = members[k], scores[k]
+        if not math.isfinite(loss):
+            reports[k] = diverged_metrics(epoch, loss, m.settings)
+            continue
+        if k in tests:
+            m.best = snapshot(m.trained)
+            m.state.update(best_val_acc=val_acc, best_epoch=epoch, test_acc=tests[k])
+        m.state["epoch"] = epoch
+        reports[k] = m.state["metrics"] = {
+            **epoch_metrics(epoch, (loss, train_acc, val_acc), m.state, m.settings, last_step, total),
+            "trainable_params": float(sum(p.numel() for p in m.learned())), **extra}
+    return reports
+
+
+def fit_fused(forward_of: Callable[[list[int]], FusedForward], members: Sequence[Member], splits: Splits,
+              aug: Augment, report: FusedReporter, stopped: Callable[[], Collection[int]] = frozenset,
+              constant_metrics: dict | None = None) -> None:
+    """`fit` for the members of one cell at once: each member's reports are what `fit` reports
+    for it alone. `forward_of(ks)` is the fused forward of members `ks`; after each report, the
+    members `stopped()` names (ASHA's, one by one) leave the batch, and so does one that diverged."""
+    s = members[0].settings
+    _check_one_cell([m.settings for m in members])
+    steps = math.ceil(len(splits.train) / s.batch_size)
+    live = list(range(len(members)))
+    for epoch in range(1, s.epochs + 1):
+        if not live:
+            return
+        forward, start = forward_of(live), time.perf_counter()
+        _mode(members, live, train=True)
+        losses, accs, _ = train_epoch_fused(forward, [members[k].optimizer for k in live], splits.train,
+                                            [members[k].settings for k in live], aug, (epoch - 1) * steps, steps * s.epochs)
+        seconds = time.perf_counter() - start
+        _mode(members, live, train=False)
+        vals = evaluate_fused(forward, splits.val, s.batch_size)
+        scores = {k: score for k, score in zip(live, zip(losses, accs, vals))}
+        better = [k for k in live if math.isfinite(scores[k][0]) and scores[k][2] > members[k].state["best_val_acc"]]
+        tests = dict(zip(better, evaluate_fused(forward_of(better), splits.test, s.batch_size))) if better else {}
+        extra = {"images_per_s": len(splits.train) / seconds, **(constant_metrics or {})}
+        reports = _epoch_reports(members, live, scores, tests, epoch, epoch * steps - 1, steps * s.epochs, extra)
+        with contextlib.ExitStack() as stack:
+            folders = {k: stack.enter_context(tempfile.TemporaryDirectory(prefix="ckpt-")) for k in live
+                       if not reports[k]["diverged"]}
+            for k, folder in folders.items():
+                save_loop(Path(folder), members[k].trained, members[k].best, members[k].optimizer, members[k].state)
+            report([(k, reports[k], folders.get(k)) for k in live])
+        gone = set(stopped())
+        live = [k for k in live if not reports[k]["diverged"] and k not in gone]

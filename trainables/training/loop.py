@@ -115,6 +115,32 @@ def train_epoch(model, optimizer, data: DeviceData, s: LoopSettings, aug: Augmen
     return loss_sum.item() / len(data), correct.item() / len(data), step
 
 
+def snapshot(trained: nn.Module) -> dict:
+    """The learned weights as they are now, on the CPU: the best epoch's, kept aside."""
+    return {k: v.detach().float().cpu().clone() for k, v in trained.state_dict().items()}
+
+
+def new_state() -> dict:
+    return {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "test_acc": float("nan")}
+
+
+def diverged_metrics(epoch: int, loss: float, s: LoopSettings) -> dict:
+    # val_acc is NaN, not absent: schedulers expect their metric in every result, and the
+    # searcher reads NaN as a failed trial
+    return {"epoch": epoch, "train_loss": loss, "val_acc": float("nan"), "diverged": 1.0,
+            "stop_reason": f"non-finite training loss at epoch {epoch} (lr {s.lr:g})"}
+
+
+def epoch_metrics(epoch: int, scores: tuple[float, float, float], state: dict, s: LoopSettings,
+                  last_step: int, total_steps: int) -> dict:
+    """An epoch's report from (train loss, train accuracy, validation accuracy) and the state
+    after it (the best epoch's validation and test scores)."""
+    loss, train_acc, val_acc = scores
+    return {"epoch": epoch, "train_loss": loss, "train_acc": train_acc, "val_acc": val_acc,
+            "best_val_acc": state["best_val_acc"], "best_epoch": state["best_epoch"], "test_acc": state["test_acc"],
+            "learning_rate": lr_at(last_step, total_steps, s.warmup_steps, s.lr), "diverged": 0.0}
+
+
 def _report_last_again(trained: nn.Module, best: dict, optimizer, state: dict, report: Reporter) -> dict:
     """A trial interrupted after its last epoch was saved but before it was known to have ended:
     it reports that epoch once more (a repeat the driver does not log twice), and ends."""
@@ -135,8 +161,8 @@ def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, a
     optimizer = make_optimizer(learned, s)
     steps_per_epoch = math.ceil(len(splits.train) / s.batch_size)
     total = steps_per_epoch * s.epochs
-    best = {k: v.detach().float().cpu().clone() for k, v in trained.state_dict().items()}
-    state = {"epoch": 0, "best_val_acc": -1.0, "best_epoch": 0, "test_acc": float("nan")}
+    best = snapshot(trained)
+    state = new_state()
     if resume_dir is not None:
         best, state = load_loop(resume_dir, trained, optimizer)
         if state["epoch"] >= s.epochs:
@@ -150,23 +176,17 @@ def fit(model: nn.Module, trained: nn.Module, splits: Splits, s: LoopSettings, a
         seconds = time.perf_counter() - start
         model.eval()
         if not math.isfinite(loss):
-            # val_acc is NaN, not absent: schedulers expect their metric in every result, and
-            # the searcher reads NaN as a failed trial
-            metrics = {"epoch": epoch, "train_loss": loss, "val_acc": float("nan"), "diverged": 1.0,
-                       "stop_reason": f"non-finite training loss at epoch {epoch} (lr {s.lr:g})"}
+            metrics = diverged_metrics(epoch, loss, s)
             report(metrics, None)
             return metrics
         val_acc = evaluate(model, splits.val, s.batch_size)
         if val_acc > state["best_val_acc"]:
-            best = {k: v.detach().float().cpu().clone() for k, v in trained.state_dict().items()}
+            best = snapshot(trained)
             state.update(best_val_acc=val_acc, best_epoch=epoch,
                          test_acc=evaluate(model, splits.test, s.batch_size))
         state["epoch"] = epoch
-        metrics = {"epoch": epoch, "train_loss": loss, "train_acc": train_acc, "val_acc": val_acc,
-                   "best_val_acc": state["best_val_acc"], "best_epoch": state["best_epoch"],
-                   "test_acc": state["test_acc"],
-                   "learning_rate": lr_at(epoch * steps_per_epoch - 1, total, s.warmup_steps, s.lr),
-                   "images_per_s": len(splits.train) / seconds, "diverged": 0.0,
+        metrics = {**epoch_metrics(epoch, (loss, train_acc, val_acc), state, s, epoch * steps_per_epoch - 1, total),
+                   "images_per_s": len(splits.train) / seconds,
                    "trainable_params": float(sum(p.numel() for p in learned)), **(constant_metrics or {})}
         state["metrics"] = metrics
         with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
