@@ -101,6 +101,7 @@ FAST_TESTS = (
     "test_cluster.py::test_each_cluster_file_exposes_nothing_and_holds_no_secret",
     "test_cluster.py::test_doctor_names_what_a_cluster_file_still_needs",
     "test_cluster.py::test_every_kind_of_cluster_is_known_by_its_own_file",
+    "test_cluster.py::test_start_sh_stops_only_the_ray_it_started_even_after_a_reboot_reused_its_pid",
     "test_cluster.py::test_doctor_checks_the_stores_a_cluster_file_sets_in_its_environment",
     "test_cluster.py::test_doctors_report_of_a_cluster_file_names_each_thing_at_its_line",
     "test_cluster.py::test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example_left_is_named",

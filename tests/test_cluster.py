@@ -305,3 +305,33 @@ def test_a_cluster_files_lines_are_read_as_the_shell_reads_them_and_each_example
         "line 1: the example AWS account ('123456789012') is still there; SET: your AWS account id",
         "line 2: the example bucket ('my-sweeps-bucket') is still there; SET: your bucket",
         "line 3: an example address ('192.0.2.') is still there; SET: the head's address"]
+
+
+def _ours(pid: str, tmp_path: Path) -> bool:
+    """clusters/node/start.sh's own `ours` check (read from the script), on a recorded `pid`."""
+    script = (ROOT / "clusters" / "node" / "start.sh").read_text()
+    check = script[script.index("ours() {"):script.index("if ours; then")]
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    (state / "ray.pid").write_text(pid)
+    done = subprocess.run(["bash", "-c", f'set -euo pipefail\nSTATE="{state}"\n{check}\nours'], timeout=30)
+    return done.returncode == 0
+
+
+def test_start_sh_stops_only_the_ray_it_started_even_after_a_reboot_reused_its_pid(tmp_path):
+    """After a reboot a node numbers its processes from 1 again, so the pid start.sh recorded may
+    be any process's, its own check's included: only its watch (a session leader, start-ray) is
+    stopped. A kill of anything else failed `ray up` of a rebooted head (seen in this suite)."""
+    # a script of more than one command, as the watch is: bash -c would run a single one in its place
+    watch = subprocess.Popen(["setsid", "bash", "-c", "sleep 60; true", "start-ray", "--head"])
+    imposter = subprocess.Popen(["bash", "-c", "sleep 60; true", "start-ray", "--head"])   # no session of its own
+    try:
+        time.sleep(0.3)
+        assert _ours(str(watch.pid), tmp_path)
+        assert not _ours(str(imposter.pid), tmp_path)
+        assert not _ours(str(2 ** 22 + 1), tmp_path)               # no such process
+        assert not _ours("12 34; rm -rf /", tmp_path)              # not a pid
+    finally:
+        for proc in (watch, imposter):
+            proc.kill()
+            proc.wait()

@@ -25,10 +25,18 @@ chmod 600 "$RAY_AUTH_TOKEN_PATH"
 STATE="$HOME/.clip-prompt-sweeps-ray"
 mkdir -p "$STATE"
 # a Ray this script started before (`ray up` again): stop it, and nothing else. After a reboot
-# the recorded pid may be another process's: only the watch below (named start-ray) is stopped.
-ours() { [ -s "$STATE/ray.pid" ] && ps -o args= -p "$(cat "$STATE/ray.pid")" 2>/dev/null | grep -q -- ' start-ray '; }
+# the recorded pid may be another process's, even this check's own (a booted node numbers its
+# processes from 1 again, and `ray up` runs the same commands): only the watch below is stopped,
+# a session leader (setsid) whose own argument is start-ray.
+ours() {
+    local pid
+    pid="$(cat "$STATE/ray.pid" 2>/dev/null)" && [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [ "$(ps -o sid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ] &&
+        tr '\0' '\n' < "/proc/$pid/cmdline" 2>/dev/null | grep -qx -- start-ray
+}
 if ours; then
-    kill -TERM -- "-$(cat "$STATE/ray.pid")"     # its process group: the watch, `ray start` and its daemons
+    # its process group: the watch, `ray start` and its daemons (gone since the check: nothing to stop)
+    kill -TERM -- "-$(cat "$STATE/ray.pid")" 2>/dev/null || true
     for _ in $(seq 60); do kill -0 "$(cat "$STATE/ray.pid")" 2>/dev/null || break; sleep 1; done
 fi
 case "$role" in
