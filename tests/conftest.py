@@ -121,10 +121,13 @@ def is_fast(item) -> bool:
 # loadgroup`). Tests that share a costly resource keep to one worker, so it is paid once a run: the
 # study store's tests (every sweep once, a session fixture) are one group, and the `ray up` tests
 # mark themselves a group of their own (tests/test_many_machines.py, tests/test_real_clusters.py).
-# Groups and the tests of a minute or more start first, so that no worker is left alone with a
-# long one at the end (longest processing time first).
+# Groups and the files with tests of half a minute or more start first (docs/testing.md has the
+# timings), so that no worker is left alone with a long one at the end (longest processing time
+# first); in the fast tier too, whose every-sweep test takes a minute and a half.
 LONG = ("test_many_machines.py", "test_real_clusters.py", "test_durability.py", "test_store_faults.py",
-        "test_reliability.py", "test_postgres_store.py")
+        "test_reliability.py", "test_postgres_store.py", "test_study_experiments.py", "test_cluster.py",
+        "test_gpu_script.py", "test_bench.py", "test_sweep.py", "test_status.py", "test_house.py",
+        "test_backbones.py", "test_progress.py")
 
 
 def _order(item) -> int:
