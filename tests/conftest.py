@@ -117,7 +117,7 @@ def is_fast(item) -> bool:
 
 
 # --- on every core -----------------------------------------------------------------------------
-# `python -m pytest` runs on every core, up to 4 (pyproject.toml: `-n auto --maxprocesses 4 --dist
+# `python -m pytest -n auto` runs on every core, up to 4 (pyproject.toml: `--maxprocesses 4 --dist
 # loadgroup`). Tests that share a costly resource keep to one worker, so it is paid once a run: the
 # study store's tests (every sweep once, a session fixture) are one group, and the `ray up` tests
 # mark themselves a group of their own (tests/test_many_machines.py, tests/test_real_clusters.py).
@@ -143,4 +143,5 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.fast)
         if "study_store" in item.fixturenames:
             item.add_marker(pytest.mark.xdist_group("study"))
-    items.sort(key=_order)      # stable: each file's tests keep their order
+    if os.environ.get("PYTEST_XDIST_WORKER"):      # a worker (they collect); one process keeps its order
+        items.sort(key=_order)                      # stable: each file's tests keep their order
