@@ -108,8 +108,11 @@ class DeepPrompt(nn.Module):
         return x
 
     def suffix(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.frozen_suffix(insert_prompts(tokens, self.prompts, self.position))
+
+    def frozen_suffix(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen blocks from `layer` on, pooling and projection, over tokens that hold prompts."""
         visual = self.visual[0]
-        x = insert_prompts(tokens, self.prompts, self.position)
         for block in visual.transformer.resblocks[self.layer:]:
             x = block(x)
         pooled, _ = visual._pool(x)     # token 0: see the module docstring
@@ -127,9 +130,4 @@ def fused_suffix(prompts: Sequence[DeepPrompt], tokens: Sequence[torch.Tensor]) 
     if any((p.layer, p.position, p.prompts.shape) != (first.layer, first.position, first.prompts.shape)
            for p in prompts):
         raise ValueError("fused deep prompts must share their layer, position and number of tokens")
-    visual = first.visual[0]
-    x = torch.cat([insert_prompts(t, p.prompts, p.position) for p, t in zip(prompts, tokens)])
-    for block in visual.transformer.resblocks[first.layer:]:
-        x = block(x)
-    pooled, _ = visual._pool(x)
-    return pooled @ visual.proj if visual.proj is not None else pooled
+    return first.frozen_suffix(torch.cat([insert_prompts(t, p.prompts, p.position) for p, t in zip(prompts, tokens)]))
