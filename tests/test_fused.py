@@ -31,6 +31,17 @@ KINDS = {
 }
 
 
+def _cell(kind: str, tiny_prompt_config: dict, lrs):
+    """(a config per learning rate of one cell, the frozen CLIP, its class text features, the device).
+    120 training images, the rest validation: training is what costs, not what is checked."""
+    config_cls, extra, _ = KINDS[kind]
+    cfgs = [config_cls(**{**tiny_prompt_config, "epochs": 2, "val_fraction": 0.8}, **extra, lr=lr) for lr in lrs]
+    device = torch.device("cpu")
+    clip = load_clip(cfgs[0].model, cfgs[0].pretrained, device)
+    data, _ = load_splits(cfgs[0], clip.preprocess, device)
+    return cfgs, clip, class_text_features(clip, data.classes, cfgs[0].templates()), device
+
+
 def _member(kind: str, cfg, clip, text, device):
     """(learned prompt, classifier, splits) as one trial of `cfg` builds them: fresh splits draw the
     cell's shuffling from its start, as a trial of its own would."""
@@ -47,13 +58,7 @@ def _member(kind: str, cfg, clip, text, device):
 
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_fused_members_compute_what_separate_trials_compute(kind, tiny_prompt_config):
-    config_cls, extra, _ = KINDS[kind]
-    # 120 training images, the rest validation: training is what costs, not what is checked
-    cfgs = [config_cls(**{**tiny_prompt_config, "epochs": 2, "val_fraction": 0.8}, **extra, lr=lr) for lr in LRS]
-    device = torch.device("cpu")
-    clip = load_clip(cfgs[0].model, cfgs[0].pretrained, device)
-    data, _ = load_splits(cfgs[0], clip.preprocess, device)
-    text = class_text_features(clip, data.classes, cfgs[0].templates())
+    cfgs, clip, text, device = _cell(kind, tiny_prompt_config, LRS)
     settings = [c.settings() for c in cfgs]
     steps = math.ceil(len(load_splits(cfgs[0], clip.preprocess, device)[1].train) / cfgs[0].batch_size)
 
@@ -102,12 +107,7 @@ def _fit_alone_and_fused(tiny_prompt_config, lrs, stopped=frozenset):
     from trainables.training.fused import Member, fit_fused
     from trainables.training.loop import fit
     kind = "deep, first layer, cached prefix"
-    config_cls, extra, _ = KINDS[kind]
-    cfgs = [config_cls(**{**tiny_prompt_config, "epochs": 2, "val_fraction": 0.8}, **extra, lr=lr) for lr in lrs]
-    device = torch.device("cpu")
-    clip = load_clip(cfgs[0].model, cfgs[0].pretrained, device)
-    data, _ = load_splits(cfgs[0], clip.preprocess, device)
-    text = class_text_features(clip, data.classes, cfgs[0].templates())
+    cfgs, clip, text, device = _cell(kind, tiny_prompt_config, lrs)
     alone = []
     for cfg in cfgs:
         prompt, model, splits = _member(kind, cfg, clip, text, device)
