@@ -274,11 +274,15 @@ def wait_for_job(ns: Namespace, env: dict, job: str, t: Path, until=None, timeou
     """The job's output once the job has ended (or, given `until`, once `until(output)` holds)."""
     deadline = time.time() + timeout
     while True:
+        said = ns.run(["squeue", "-h", "-j", job], env=env, check=False)
+        # squeue's own failure (a busy controller) says nothing of the job; an id SLURM no longer
+        # knows, or no line for it, says it has ended
+        running = None if said.returncode and "Invalid job id" not in said.stderr else said.stdout.strip()
+        # read after squeue: output read before it could miss what the job printed as it ended
         out = (t / f"job-{job}.out").read_text() if (t / f"job-{job}.out").exists() else ""
-        running = ns.run(["squeue", "-h", "-j", job], env=env, check=False).stdout.strip()
-        if (until is not None and until(out)) or (until is None and not running):
+        if (until is not None and until(out)) or (until is None and running == ""):
             return out
-        assert running or until is None, f"job {job} ended first:\n{out[-3000:]}"
+        assert running != "" or until is None, f"job {job} ended first:\n{out[-3000:]}"
         if time.time() > deadline:
             raise AssertionError(f"job {job}: still waiting after {timeout} s:\n{out[-3000:]}\n{_why(ns, env, job, t)}")
         time.sleep(0.5)
