@@ -8,6 +8,20 @@ PRIVATE_PREFIX = "_"
 CELL_KEY = "_cell"              # the trial's grid cell, as cell_key() writes it (tag `cell` in MLflow)
 RUN_KEY = "_run_id"             # the child run a continued trial logs into
 RESUME_KEY = "_resume_from"     # the newest readable checkpoint of an interrupted session
+# A fused trial (issue #38) trains several learning rates of one cell at once: its config holds
+# each member's own keys under MEMBERS_KEY, each result each member's metrics under
+# MEMBER_RESULTS ({"0": {...}, ...}), each checkpoint a folder per member (member_folder(k)) in a
+# trial's own format, and MEMBER_STOPS_KEY names the actor where the driver's ASHA posts the
+# members it stopped.
+MEMBERS_KEY = "_members"
+MEMBER_STOPS_KEY = "_member_stops"
+MEMBER_RESULTS = "members"
+
+
+def member_folder(k: int) -> str:
+    return f"member-{k}"
+
+
 # The config key (and child-run tag) of a replicate: 0 is the tuned trial, k >= 1 its k-th rerun
 # with new seeds (orchestrator/sweep/replicates.py)
 REPLICATE_KEY = "replicate"

@@ -79,7 +79,7 @@ def study_store(ray_session, data_root, tmp_path_factory):
 FAST_FILES = {
     "test_bad_input.py", "test_backbones.py", "test_best_and_sources.py", "test_caches.py", "test_cifar.py",
     "test_classify.py", "test_cli.py", "test_cost.py", "test_cost_plan.py", "test_datasets.py", "test_docs.py", "test_durations.py",
-    "test_fused.py", "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
+    "test_fused.py", "test_fused_trials.py", "test_fuzz.py", "test_fuzz_store.py", "test_house.py", "test_lease_journal.py", "test_mlflow_ui.py",
     "test_model_core.py", "test_models.py", "test_per_cell_asha.py", "test_pipeline.py", "test_plan.py", "test_preparation.py",
     "test_prompts.py", "test_records.py", "test_registry.py", "test_resume_core.py", "test_searchers.py", "test_stats_templates.py",
     "test_status.py", "test_store_queries.py", "test_sweep_file.py", "test_tracking_callback.py", "test_unpickler.py", "test_untrusted.py",
@@ -91,7 +91,7 @@ NOT_FAST = (
     "test_8_a_grid_over_epochs_runs_each_cell_to_its_own_last_epoch", "test_resume_ignores_a_forged_ray_experiment_tag",
     "test_a_browser_opens_a_sweep_on_its_runs_through_the_printed_link", "test_a_toml_sweep_runs_end_to_end",
     "test_dry_run_of_the_full_deep_grid", "test_a_grid_of_backbones_sweeps_and_report_all",
-    "test_status_of_a_finished_an_interrupted_and_a_running_sweep",
+    "test_status_of_a_finished_an_interrupted_and_a_running_sweep", "test_a_fused_sweep_logs_and_reports",
     "test_the_fast_tier_is_what_the_readme_names",      # collects the suite again: a check of the tier itself
 )
 # one test each from other files, for what the files above do not reach

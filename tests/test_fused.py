@@ -4,10 +4,12 @@ prompts, up to the order of floating-point sums."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from clip_prompt_sweeps.names import member_folder
 from trainables.data.config import load_splits
 from trainables.data.pipeline import Augment
 from trainables.experiments.prompt_training import (
@@ -17,6 +19,7 @@ from trainables.experiments.prompt_training import (
     visual_classifier,
 )
 from trainables.models.clip import class_text_features, fused_logits, load_clip
+from trainables.training.checkpoints import checkpoint_epoch
 from trainables.training.features import cache_splits
 from trainables.training.fused import evaluate_fused, train_epoch_fused
 from trainables.training.loop import evaluate, make_optimizer, train_epoch
@@ -118,9 +121,11 @@ def _fit_alone_and_fused(tiny_prompt_config, lrs, stopped=frozenset):
     members = [Member(prompt, cfg.settings()) for (prompt, _, _), cfg in zip(built, cfgs)]
     together: list[list] = [[] for _ in cfgs]
 
-    def report(rows):
-        for k, metrics, folder in rows:
-            together[k].append((metrics, folder is None))
+    def report(rows, folder):
+        for k, metrics in rows:
+            # a member's checkpoint is a trial's own, in its folder
+            mine = Path(folder) / member_folder(k)
+            together[k].append((metrics, checkpoint_epoch(mine) != metrics["epoch"]))
     fit_fused(lambda ks: (lambda x: fused_logits([built[k][1] for k in ks], x)), members, built[0][2], Augment(),
               report, stopped)
     return alone, together

@@ -234,6 +234,10 @@ def read_parent(run) -> ParentRecord:
         {k: _text(tags[k], 5000) for k in _CHILD_TAGS if k in tags}, tags.get(ARGS_TAG), tags.get(SOURCES_TAG))
 
 
+MEMBER_TAG = "fused_member"     # a fused trial's member: its index (orchestrator/sweep/tracking.py)
+MAX_MEMBERS = 1024
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """A sweep's child run."""
@@ -251,6 +255,7 @@ class TrialRecord:
     params: dict                    # as logged (text); the reports type them for their tables
     metrics: dict                   # last value of each metric
     tags: dict                      # the project's own tags (not MLflow's), text
+    member: int | None = None       # its index in a fused trial (its folder in that trial's checkpoints)
 
     @property
     def is_replicate(self) -> bool:
@@ -290,4 +295,5 @@ def read_trial(run) -> TrialRecord:
         read_nodes(tags),
         SUPERSEDED_TAG in tags, int(info.start_time or 0), dict(params),
         {k: float(v) for k, v in run.data.metrics.items()},
-        {k: v for k, v in tags.items() if not k.startswith("mlflow.")})
+        {k: v for k, v in tags.items() if not k.startswith("mlflow.")},
+        whole(tags.get(MEMBER_TAG), 0, MAX_MEMBERS) if MEMBER_TAG in tags else None)

@@ -67,6 +67,8 @@ def cmd_sweep(args) -> int:
     args.profile, why = choose_profile(args.profile, os.environ)
     if args.trials_per_experiment < 1:
         raise UserError(f"--trials-per-experiment must be at least 1, got {args.trials_per_experiment}")
+    if args.fuse < 1:
+        raise UserError(f"--fuse must be at least 1 (1: each learning rate a Ray trial of its own), got {args.fuse}")
     experiment = resolve_experiment(args.sweep)
     known = experiment.profiles
     if args.profile not in known and why == f"from ${PROFILE_ENV}":
@@ -80,7 +82,7 @@ def cmd_sweep(args) -> int:
     opts = SweepOptions(args.address, args.tracking_uri, args.storage_path, args.cpus_per_trial,
                         args.gpus_per_trial, args.max_concurrent, args.search, args.seed, args.max_failures,
                         resume=args.resume, verbose=1 if args.verbose else 0, replicates=args.replicates,
-                        trials_per_experiment=args.trials_per_experiment)
+                        trials_per_experiment=args.trials_per_experiment, fuse=args.fuse)
     shown = []          # the plan as it runs: a resume's is what its first run recorded
 
     def show(plan) -> None:

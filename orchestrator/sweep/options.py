@@ -26,6 +26,9 @@ class SweepOptions:
     replicates: int = 0                  # after tuning, each cell's chosen lr again with this many new seeds
     # a bigger sweep runs as consecutive Tune experiments over groups of whole cells (driver._run_phase)
     trials_per_experiment: int = 2000
+    # up to this many new learning rates of a cell trained as one fused trial, one pass over the
+    # frozen backbone for all (issue #38); each still its own trial to ASHA, Optuna and MLflow
+    fuse: int = 1
 
 
 @dataclass(frozen=True)

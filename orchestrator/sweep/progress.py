@@ -13,6 +13,7 @@ from collections import Counter
 from ray.tune import Callback
 
 from clip_prompt_sweeps.names import CELL_KEY, LR_KEY
+from orchestrator.sweep.members import is_fused, member_configs, member_key, member_results
 from reports.markdown import pct
 
 EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where stdout is no terminal
@@ -36,7 +37,7 @@ class SweepProgress(Callback):
         self.done_in_cell = Counter(done_before or {})
         self.done_before = sum(self.done_in_cell.values())     # by an interrupted session
         self.counts = Counter(done=self.done_before)
-        self.running: set[str] = set()
+        self.running: dict[str, int] = {}     # trial id -> its trials (a fused trial's members)
         self.best: dict[str, tuple[float, float | None, float | None]] = {}   # cell -> (val, test, lr)
         self.start = time.time()
         self.live = self.out.isatty() if live is None else live
@@ -64,8 +65,9 @@ class SweepProgress(Callback):
         done, elapsed = self.counts["done"], time.time() - self.start
         new = done - self.done_before
         eta = _clock(elapsed / new * (self.planned - done)) if new > 0 and done < self.planned else "—"
-        pending = max(0, self.planned - done - len(self.running))
-        return (f"{done}/{self.planned} done, {len(self.running)} running, {pending} pending, "
+        running = sum(self.running.values())
+        pending = max(0, self.planned - done - running)
+        return (f"{done}/{self.planned} done, {running} running, {pending} pending, "
                 f"{self.counts['stopped']} stopped by ASHA, {self.counts['failed']} failed; cells complete "
                 f"{self.complete_cells()}/{len(self.cells)}; elapsed {_clock(elapsed)}, ETA {eta}")
 
@@ -99,24 +101,30 @@ class SweepProgress(Callback):
         self._refresh()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.running.add(trial.trial_id)
+        self.running[trial.trial_id] = len(member_configs(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        value = result.get(self.metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return
-        cell = trial.config.get(CELL_KEY, "")
-        if cell not in self.best or value > self.best[cell][0]:
-            self.best[cell] = (float(value), result.get("test_acc"), trial.config.get(LR_KEY))
+        configs = member_configs(trial.config)
+        parts = member_results(result) if is_fused(trial.config) else {0: result}     # a fused trial's members
+        for k, metrics in parts.items():
+            value = metrics.get(self.metric)
+            if value is None or (isinstance(value, float) and math.isnan(value)) or k >= len(configs):
+                continue
+            cell = trial.config.get(CELL_KEY, "")
+            if cell not in self.best or value > self.best[cell][0]:
+                self.best[cell] = (float(value), metrics.get("test_acc"), configs[k].get(LR_KEY))
 
     def _ended(self, trial, how: str) -> None:
-        self.running.discard(trial.trial_id)
-        self.counts["done"] += 1
-        self.counts[how] += 1
+        """A trial has ended: each of its members (a fused trial's) counts as a trial."""
+        self.running.pop(trial.trial_id, None)
         cell = trial.config.get(CELL_KEY, "")
-        self.done_in_cell[cell] += 1
-        if self.done_in_cell[cell] == self.samples:
-            self._cell_complete(cell)
+        for k in range(len(member_configs(trial.config))):
+            stopped = member_key(trial.trial_id, k) in self.stopped if is_fused(trial.config) else how == "stopped"
+            self.counts["done"] += 1
+            self.counts["stopped" if stopped and how != "failed" else how] += 1
+            self.done_in_cell[cell] += 1
+            if self.done_in_cell[cell] == self.samples:
+                self._cell_complete(cell)
         self._refresh()
 
     def _cell_complete(self, cell: str) -> None:

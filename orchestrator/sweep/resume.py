@@ -25,7 +25,7 @@ from pathlib import Path
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 
-from clip_prompt_sweeps.names import cell_key
+from clip_prompt_sweeps.names import cell_key, member_folder
 from clip_prompt_sweeps.store.records import DONE, SUPERSEDED_TAG, TrialRecord
 from clip_prompt_sweeps.store.runs import metric_histories
 from clip_prompt_sweeps.store.runs import trials as child_trials
@@ -43,6 +43,7 @@ class PastTrial:
     history: tuple[tuple[int, float], ...]  # (epoch, the sweep's metric), in epoch order
     trial_ids: tuple[str, ...]              # every Ray trial id the run has had, oldest first
     start_time: int
+    member: int | None = None               # its index in a fused trial: its folder in the checkpoints
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def read_trials(client: MlflowClient, experiment: str, parent: str, metric: str)
     kept = [t for t in child_trials(client, experiment, parent) if not t.superseded]
     histories = metric_histories(client, [t.run_id for t in kept], metric)      # in bulk, not run by run
     out = [PastTrial(t.run_id, t.cell, t.lr, is_done(t), tuple(sorted(dict(histories[t.run_id]).items())),
-                     t.trial_ids, t.start_time) for t in kept]
+                     t.trial_ids, t.start_time, t.member) for t in kept]
     return sorted(out, key=lambda t: t.start_time)
 
 
@@ -112,7 +113,7 @@ def _continuation(trial: PastTrial, store: "CheckpointStore") -> Continuation:
     # run's history would leave its epochs unlogged for ever, so the trial goes back to the last
     # epoch MLflow holds and runs the rest again.
     logged = trial.history[-1][0] if trial.history else 0
-    found = store.newest(trial.trial_ids, at_most=logged)
+    found = store.newest(trial.trial_ids, at_most=logged, member=trial.member)
     path, epoch = found if found else (None, 0)
     # the rungs it passed before that checkpoint are replayed; later epochs it reports again
     return Continuation(trial.run_id, trial.lr, path, epoch, tuple(h for h in trial.history if h[0] <= epoch))
@@ -153,7 +154,9 @@ class CheckpointStore:
             return []
         return [i.path for i in infos if i.type == pafs.FileType.Directory]
 
-    def candidates(self, trial_ids: tuple[str, ...]) -> list[str]:
+    def candidates(self, trial_ids: tuple[str, ...], member: int | None = None) -> list[str]:
+        """The checkpoint folders of these trials; of a fused trial's member, its own folder in each
+        (found by listing, as the rest: the index only names which listed folder is its)."""
         found = []
         for experiment in self._dirs(self.root):
             name = Path(experiment).name
@@ -163,13 +166,15 @@ class CheckpointStore:
             for trial_dir in self._dirs(experiment):
                 if any(f"_{tid}_" in Path(trial_dir).name for tid in trial_ids):
                     found += [c for c in self._dirs(trial_dir) if Path(c).name.startswith("checkpoint_")]
-        return found
+        if member is None:
+            return found
+        return [m for c in found for m in self._dirs(c) if Path(m).name == member_folder(member)]
 
-    def newest(self, trial_ids: tuple[str, ...], at_most: int) -> tuple[str, int] | None:
-        """(path or URI, epoch) of the newest checkpoint of these trials that loads and holds
-        epoch `at_most` or an earlier one, or None."""
+    def newest(self, trial_ids: tuple[str, ...], at_most: int, member: int | None = None) -> tuple[str, int] | None:
+        """(path or URI, epoch) of the newest checkpoint of these trials (of a fused trial's
+        member: its own) that loads and holds epoch `at_most` or an earlier one, or None."""
         best = None
-        for path in self.candidates(trial_ids):
+        for path in self.candidates(trial_ids, member):
             epoch = self._epoch(path)
             if epoch is not None and epoch <= at_most and (best is None or epoch > best[1]):
                 best = (self.prefix + path if self.prefix else path, epoch)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from clip_prompt_sweeps.names import CELL_KEY, RUN_KEY
+from orchestrator.sweep.members import is_fused, member_configs, member_key, member_results
 
 TIME = "epoch"
 
@@ -33,7 +34,11 @@ class PerCellASHA(FIFOScheduler):
         self._default_t = max_t if isinstance(max_t, int) else max(max_t.values(), default=1)
         self._grace, self._rf = grace_period, reduction_factor
         self.cells: dict[str, AsyncHyperBandScheduler] = {}
-        self.stopped: dict[str, str] = {}   # trial id -> cell, for trials this scheduler stopped
+        self.stopped: dict[str, str] = {}   # trial id (a member's: member_key) -> cell, for those it stopped
+        self.live_members: dict[str, dict[int, SimpleNamespace]] = {}   # fused trial id -> its members going on
+        self.last_member_results: dict[str, dict[int, dict]] = {}
+        # where the members it stops are posted for their fused trial to read (tuner.py's MemberStops)
+        self.member_stops = None
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True     # metric and mode are fixed at construction
@@ -74,10 +79,56 @@ class PerCellASHA(FIFOScheduler):
         elif done:
             asha.on_trial_remove(None, key)
 
+    # --- a fused trial's members (issue #38): each is a trial to its cell's ASHA -----------------
+
+    def _members(self, trial) -> dict[int, SimpleNamespace]:
+        """A fused trial's members that have not ended, by index: what the cell's ASHA knows each by."""
+        if trial.trial_id not in self.live_members:
+            self.live_members[trial.trial_id] = {
+                k: SimpleNamespace(trial_id=member_key(trial.trial_id, k)) for k in range(len(member_configs(trial.config)))}
+        return self.live_members[trial.trial_id]
+
+    def _member_results(self, tune_controller, trial, result) -> str:
+        """Each member's part of the result to its cell's ASHA; a member it stops, or one that
+        diverged, has ended (and is told to the trial); the trial goes on while any member does."""
+        cell = trial.config.get(CELL_KEY, "")
+        asha, live = self._cell(trial), self._members(trial)
+        for k, metrics in sorted(member_results(result).items()):
+            if k not in live:
+                continue
+            metrics = self._timed(metrics)
+            action = asha.on_trial_result(tune_controller, live[k], metrics)
+            if metrics.get("diverged") or action == TrialScheduler.STOP:
+                asha.on_trial_complete(tune_controller, live.pop(k), metrics)
+                if not metrics.get("diverged") and metrics[TIME] < self.max_t(cell):
+                    self.stopped[member_key(trial.trial_id, k)] = cell
+                    if self.member_stops is not None:
+                        self.member_stops.stop(trial.trial_id, k)
+            else:
+                self.last_member_results.setdefault(trial.trial_id, {})[k] = metrics
+        return TrialScheduler.CONTINUE if live else TrialScheduler.STOP
+
+    def _members_end(self, tune_controller, trial, how: str) -> None:
+        last = self.last_member_results.pop(trial.trial_id, {})
+        for k, key in self._members(trial).items():
+            if how == "complete":
+                self._cell(trial).on_trial_complete(tune_controller, key, last.get(k, {}))
+            else:
+                getattr(self._cell(trial), f"on_trial_{how}")(tune_controller, key)
+        self.live_members.pop(trial.trial_id, None)
+
+    # --- Tune's hooks -------------------------------------------------------------------------
+
     def on_trial_add(self, tune_controller, trial):
+        if is_fused(trial.config):
+            for key in self._members(trial).values():
+                self._cell(trial).on_trial_add(tune_controller, key)
+            return
         self._cell(trial).on_trial_add(tune_controller, self._key(trial))
 
     def on_trial_result(self, tune_controller, trial, result) -> str:
+        if is_fused(trial.config):
+            return self._member_results(tune_controller, trial, result)
         result = self._timed(result)
         action = self._cell(trial).on_trial_result(tune_controller, self._key(trial), result)
         if action == TrialScheduler.STOP and result[TIME] < self.max_t(trial.config.get(CELL_KEY, "")):
@@ -85,14 +136,58 @@ class PerCellASHA(FIFOScheduler):
         return action
 
     def on_trial_complete(self, tune_controller, trial, result):
+        if is_fused(trial.config):
+            return self._members_end(tune_controller, trial, "complete")
         self._cell(trial).on_trial_complete(tune_controller, self._key(trial), self._timed(result or {}))
 
     def on_trial_error(self, tune_controller, trial):
+        if is_fused(trial.config):
+            return self._members_end(tune_controller, trial, "error")
         self._cell(trial).on_trial_error(tune_controller, self._key(trial))
 
     def on_trial_remove(self, tune_controller, trial):
+        if is_fused(trial.config):
+            return self._members_end(tune_controller, trial, "remove")
         self._cell(trial).on_trial_remove(tune_controller, self._key(trial))
 
     def debug_string(self) -> str:
         stopped = len(self.stopped)
         return f"PerCellASHA: {len(self.cells)} cells, {stopped} trials stopped early within their cell"
+
+
+class MemberStops:
+    """A Ray actor (num_cpus=0) of one Tune experiment: the members of its fused trials that the
+    driver's ASHA stopped. A fused trial reads its own after each report returns."""
+
+    def __init__(self):
+        self._stops: dict[str, set[int]] = {}
+
+    def stop(self, trial_id: str, k: int) -> None:
+        self._stops.setdefault(trial_id, set()).add(k)
+
+    def stopped(self, trial_id: str) -> list[int]:
+        return sorted(self._stops.get(trial_id, ()))
+
+
+class PostedStops:
+    """The driver's side of a MemberStops actor, named `name`. A stop is posted before the
+    scheduler returns, so the trial finds it when its report returns (Tune's function trainables
+    report synchronously)."""
+
+    def __init__(self, name: str):
+        import ray
+        self.name = name
+        self._actor = ray.remote(num_cpus=0)(MemberStops).options(name=name).remote()
+
+    def stop(self, trial_id: str, k: int) -> None:
+        import ray
+        ray.get(self._actor.stop.remote(trial_id, k))
+
+    def __getstate__(self) -> dict:
+        # Tune saves its scheduler with the experiment's state: the name, not the actor
+        return {"name": self.name}
+
+    def __setstate__(self, state: dict) -> None:
+        import ray
+        self.name = state["name"]
+        self._actor = ray.get_actor(self.name) if ray.is_initialized() else None

@@ -19,7 +19,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 from ray.tune.search import Searcher
 
-from clip_prompt_sweeps.names import LR_KEY, RESUME_KEY, RUN_KEY, cell_key
+from clip_prompt_sweeps.names import LR_KEY, MEMBER_STOPS_KEY, MEMBERS_KEY, RESUME_KEY, RUN_KEY, cell_key
+from orchestrator.sweep.members import member_results
 from orchestrator.sweep.plan import SweepPlan, trial_config
 from orchestrator.sweep.resume import Continuation, SweepRecord
 
@@ -54,9 +55,28 @@ def round_robin(plan: SweepPlan, record: SweepRecord | None = None) -> list[tupl
             if r < len(rest[cell_key(cell)])]
 
 
+def _take_same_cell(queue: list, key: str, n: int) -> int:
+    """Take the next `n` new samples of cell `key` off the queue (a fused trial's other members),
+    the queue's order otherwise kept; how many there were."""
+    kept, taken = [], 0
+    for entry in queue:
+        if taken < n and entry[1] is None and cell_key(entry[0]) == key:
+            taken += 1
+        else:
+            kept.append(entry)
+    queue[:] = kept
+    return taken
+
+
 class CellSearcher(Searcher):
-    def __init__(self, plan: SweepPlan, mode: str = "tpe", seed: int = 0, record: SweepRecord | None = None):
+    """`fuse`: a new trial takes up to that many of its cell's new samples, each proposed and
+    told apart (a fused trial's members, issue #38); a continued trial is always alone."""
+
+    def __init__(self, plan: SweepPlan, mode: str = "tpe", seed: int = 0, record: SweepRecord | None = None,
+                 fuse: int = 1, member_stops: str | None = None):
         super().__init__(metric=plan.experiment.metric, mode="max")
+        self.fuse, self.member_stops = max(1, fuse), member_stops    # the MemberStops actor's name
+        self.values: dict[str, dict[int, float]] = {}   # fused trial id -> member -> its latest metric
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.base, self.filled, self.search_mode = dict(plan.base), dict(plan.filled), mode
         profile = plan.profile
@@ -100,19 +120,38 @@ class CellSearcher(Searcher):
                                                                       if going.checkpoint else {})}
         if self.distribution is None:       # nothing to tune: the cell itself is the trial
             return {**trial_config(self.base, cell, None, self.filled), **resume}
-        trial = self.studies[key].ask({LR_KEY: self.distribution})
-        self.live[trial_id] = (key, trial)
-        return {**trial_config(self.base, cell, trial.params[LR_KEY], self.filled), **resume}
+        more = _take_same_cell(self.queue, key, self.fuse - 1) if going is None and self.fuse > 1 else 0
+        asked = [self.studies[key].ask({LR_KEY: self.distribution}) for _ in range(1 + more)]
+        self.live[trial_id] = (key, asked)
+        config = {**trial_config(self.base, cell, asked[0].params[LR_KEY], self.filled), **resume}
+        if more:
+            self.values[trial_id] = {}
+            config[MEMBERS_KEY] = [{LR_KEY: t.params[LR_KEY]} for t in asked]
+            if self.member_stops:
+                config[MEMBER_STOPS_KEY] = self.member_stops
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict):
+        if trial_id in self.values:
+            for k, metrics in member_results(result).items():
+                if self.metric in metrics:
+                    self.values[trial_id][k] = metrics[self.metric]
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         if trial_id not in self.live:
             return
-        key, trial = self.live.pop(trial_id)
-        value = (result or {}).get(self.metric)
-        if error or value is None or value != value:   # failed, or diverged with no score
-            self.studies[key].tell(trial, state=optuna.trial.TrialState.FAIL)
+        key, asked = self.live.pop(trial_id)
+        if trial_id in self.values:     # each member's latest value: one stopped early reported last then
+            self.on_trial_result(trial_id, result or {})
+            values = self.values.pop(trial_id)
         else:
-            self.studies[key].tell(trial, value)
+            values = {0: (result or {}).get(self.metric)}
+        for k, trial in enumerate(asked):
+            value = values.get(k)
+            if error or value is None or value != value:   # failed, or diverged with no score
+                self.studies[key].tell(trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self.studies[key].tell(trial, value)
 
     def save(self, checkpoint_path: str):
         """A summary for people; Ray writes it to a temp file and renames it. `--resume` never

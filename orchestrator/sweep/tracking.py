@@ -23,13 +23,16 @@ from clip_prompt_sweeps.names import (
     DATASET_KEY,
     LATEST_FILE,
     LR_KEY,
+    MEMBER_RESULTS,
     REPLICATE_KEY,
     RUN_KEY,
     is_private,
+    member_folder,
 )
 from clip_prompt_sweeps.store.journal import Journal
-from clip_prompt_sweeps.store.records import CELL_TAG, MAX_NODES, NODES_TAG, read_trial
+from clip_prompt_sweeps.store.records import CELL_TAG, MAX_NODES, MEMBER_TAG, NODES_TAG, read_trial
 from clip_prompt_sweeps.store.runs import PARENT_TAG
+from orchestrator.sweep.members import is_fused, member_configs, member_key, member_results
 
 # Ray's own bookkeeping in every result: not metrics of the experiment.
 _RAY_KEYS = {"timestamp", "time_this_iter_s", "pid", "training_iteration", "time_since_restore",
@@ -77,6 +80,9 @@ class MLflowTrials(Callback):
         self.failures: dict[str, int] = {}    # run id -> retries counted in this session
         self.stopped = stopped          # trial id -> cell, filled by PerCellASHA
         self.runs: dict[str, str] = {}  # trial id -> run id
+        self.member_runs: dict[str, dict[int, str]] = {}    # fused trial id -> member -> its run id
+        # member runs whose member has ended (ASHA, diverged): ended with the checkpoint that follows
+        self.ending: dict[str, tuple[int, str, str, str | None]] = {}
         self.logged: dict[str, int] = {}  # run id -> last epoch logged
         self.nodes: dict[str, list[str]] = {}   # run id -> the nodes it ran on, oldest first
         # the latest result and checkpoint of each running trial (dropped as it ends: a sweep of
@@ -90,16 +96,25 @@ class MLflowTrials(Callback):
     def _run(self, trial) -> str:
         if trial.trial_id not in self.runs:    # a retried trial keeps its one child run
             adopted = trial.config.get(RUN_KEY)
-            self.runs[trial.trial_id] = self._adopt(adopted, trial) if adopted else self._create(trial)
+            self.runs[trial.trial_id] = self._adopt(adopted, trial) if adopted else self._create(trial, trial.config)
         return self.runs[trial.trial_id]
 
-    def _create(self, trial) -> str:
-        cell = trial.config.get(CELL_KEY, "")
+    def _member_runs(self, trial) -> dict[int, str]:
+        """A fused trial's runs, one per member, each as a trial of its own would have it."""
+        if trial.trial_id not in self.member_runs:
+            configs = member_configs(trial.config)
+            fused = {"fused_trial": trial.trial_id, "fused_members": str(len(configs))}
+            self.member_runs[trial.trial_id] = {
+                k: self._create(trial, config, {**fused, MEMBER_TAG: str(k)}) for k, config in enumerate(configs)}
+        return self.member_runs[trial.trial_id]
+
+    def _create(self, trial, config: dict, more_tags: dict | None = None) -> str:
+        cell = config.get(CELL_KEY, "")
         tags = {**self.tags, PARENT_TAG: self.parent, CELL_TAG: cell,
-                "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id,
-                **({REPLICATE_KEY: str(trial.config[REPLICATE_KEY])} if trial.config.get(REPLICATE_KEY) else {})}
-        run_id = self.store.create_run(self.experiment, _run_name(cell, trial.config), tags)
-        self.store.log_batch(run_id, params=_params(trial.config))
+                "ray_trial_id": trial.trial_id, "ray_trial_ids": trial.trial_id, **(more_tags or {}),
+                **({REPLICATE_KEY: str(config[REPLICATE_KEY])} if config.get(REPLICATE_KEY) else {})}
+        run_id = self.store.create_run(self.experiment, _run_name(cell, config), tags)
+        self.store.log_batch(run_id, params=_params(config))
         return run_id
 
     def _adopt(self, run_id: str, trial) -> str:
@@ -121,10 +136,39 @@ class MLflowTrials(Callback):
         return run_id
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._run(trial)
+        if is_fused(trial.config):
+            self._member_runs(trial)
+        else:
+            self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self._run(trial)
+        if is_fused(trial.config):
+            self._member_results(trial, result)
+            return
+        self._log_result(trial, self._run(trial), result)
+        self.last[trial.trial_id] = result
+
+    def _member_results(self, trial, result: dict) -> None:
+        """Each member's part of the result into its own run; a member that has just ended
+        (stopped by ASHA, diverged) is ended with the checkpoint that comes with this result."""
+        runs, members = self._member_runs(trial), member_results(result)
+        # what is the trial's, not a member's: the node, Ray's counters, the system figures (the
+        # top level also repeats the leading member's metrics, for Tune's tables)
+        own = {key for metrics in members.values() for key in metrics} | {MEMBER_RESULTS}
+        shared = {key: value for key, value in result.items() if key not in own}
+        for k, metrics in members.items():
+            run_id = runs.get(k)
+            if run_id is None or run_id in self.ended or run_id in self.ending:
+                continue
+            self._log_result(trial, run_id, {**shared, **metrics})
+            if metrics.get("diverged"):
+                self.ending[run_id] = (k, "KILLED", "diverged", metrics.get("stop_reason", "diverged"))
+            elif member_key(trial.trial_id, k) in self.stopped:
+                self.ending[run_id] = (k, "KILLED", "stopped_early", f"stopped early by ASHA within cell "
+                                                                     f"{self.stopped[member_key(trial.trial_id, k)]}")
+
+    def _log_result(self, trial, run_id: str, result: dict) -> None:
+        """One epoch's result into `run_id` (a trial's run, or a member's)."""
         # the trial's own epoch: a continued trial starts at its checkpoint's epoch, while Ray's
         # training_iteration starts at 1 in every session
         step = int(result.get("epoch") or result.get("training_iteration", 0))
@@ -139,7 +183,6 @@ class MLflowTrials(Callback):
             # run keeps the values it already has, so no step appears twice
             if moved:
                 self.store.log_batch(run_id, tags=moved)
-            self.last[trial.trial_id] = result
             return
         self.logged[run_id] = step
         now = _now()
@@ -155,7 +198,6 @@ class MLflowTrials(Callback):
         self.store.log_batch(run_id, metrics=metrics, tags=tags)
         if isinstance(result.get(DATASET_KEY), dict) and run_id not in self.datasets:
             self._log_dataset(run_id, result[DATASET_KEY])
-        self.last[trial.trial_id] = result
 
     def _moved(self, run_id: str, node: str) -> list[RunTag]:
         """The `nodes` tag again where the trial reports from a node it had not run on (a retry
@@ -178,10 +220,29 @@ class MLflowTrials(Callback):
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self.checkpoints[trial.trial_id] = checkpoint
+        if is_fused(trial.config):
+            self._end_members(trial, [r for r in self._member_runs(trial).values() if r in self.ending])
+
+    def _end_members(self, trial, run_ids: list[str]) -> None:
+        """End these member runs, each with its learned parameters from the trial's latest
+        checkpoint (its own folder in it) and the outcome it ended with, else finished."""
+        checkpoint = self.checkpoints.get(trial.trial_id)
+        for run_id in run_ids:
+            k, status, outcome, reason = self.ending.pop(run_id, (None, "FINISHED", "finished", None))
+            if k is None:
+                k = next(i for i, r in self._member_runs(trial).items() if r == run_id)
+            if checkpoint is not None:
+                with checkpoint.as_directory() as folder:
+                    self._log_learned(run_id, Path(folder) / member_folder(k))
+            self._end(run_id, status, outcome, reason)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         """Ray calls this for a trial that returned or that the scheduler stopped, never for
         one cut short by an interruption (those stay open and end as 'interrupted')."""
+        if is_fused(trial.config):
+            self._end_members(trial, [r for r in self._member_runs(trial).values() if r not in self.ended])
+            self.checkpoints.pop(trial.trial_id, None)
+            return
         run_id = self._run(trial)
         self._log_parameters(trial, run_id)
         result = self.last.pop(trial.trial_id, {})
@@ -193,21 +254,35 @@ class MLflowTrials(Callback):
         else:
             self._end(run_id, "FINISHED", "finished")
 
+    def _runs_of(self, trial) -> list[str]:
+        return list(self._member_runs(trial).values()) if is_fused(trial.config) else [self._run(trial)]
+
     def on_trial_recover(self, iteration, trials, trial, **info):
-        """A crashed trial that Ray retries from its last checkpoint: counted on its run."""
-        run_id = self._run(trial)
-        self.failures[run_id] = self.failures.get(run_id, 0) + 1
-        self.store.log_batch(run_id, tags=[RunTag("failures", str(self.failures[run_id])),
-                                           RunTag("last_failure", _error_line(trial))])
+        """A crashed trial that Ray retries from its last checkpoint: counted on its run (each
+        member's that has not ended)."""
+        for run_id in self._runs_of(trial):
+            if run_id in self.ended:
+                continue
+            self.failures[run_id] = self.failures.get(run_id, 0) + 1
+            self.store.log_batch(run_id, tags=[RunTag("failures", str(self.failures[run_id])),
+                                               RunTag("last_failure", _error_line(trial))])
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if is_fused(trial.config):
+            for run_id in self._runs_of(trial):
+                if run_id not in self.ended:
+                    self.ending.pop(run_id, None)
+                    self._end(run_id, "FAILED", "failed", _error_line(trial))
+            self.checkpoints.pop(trial.trial_id, None)
+            return
         self._log_parameters(trial, self._run(trial))
         self.last.pop(trial.trial_id, None)
         self._end(self._run(trial), "FAILED", "failed", _error_line(trial))
 
     def on_experiment_end(self, trials, **info):
         # every run of this session that has not ended was cut short by an interruption
-        for run_id in set(self.runs.values()) - set(self.ended):
+        members = {r for runs in self.member_runs.values() for r in runs.values()}
+        for run_id in (set(self.runs.values()) | members) - set(self.ended):
             self._end(run_id, "KILLED", "interrupted", "the sweep was interrupted before the trial ended")
 
     def _log_parameters(self, trial, run_id: str) -> None:
@@ -215,9 +290,12 @@ class MLflowTrials(Callback):
         if checkpoint is None:
             return
         with checkpoint.as_directory() as folder:
-            for name in (BEST_FILE, LATEST_FILE):
-                if (Path(folder) / name).is_file():
-                    self.store.log_artifact(run_id, str(Path(folder) / name), ARTIFACT_DIR)
+            self._log_learned(run_id, Path(folder))
+
+    def _log_learned(self, run_id: str, folder: Path) -> None:
+        for name in (BEST_FILE, LATEST_FILE):
+            if (folder / name).is_file():
+                self.store.log_artifact(run_id, str(folder / name), ARTIFACT_DIR)
 
     def _end(self, run_id: str, status: str, outcome: str, reason: str | None = None) -> None:
         # three writes in this order, so that a kill between any two leaves a run a resume judges

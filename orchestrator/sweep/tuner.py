@@ -11,7 +11,7 @@ from orchestrator.sweep.options import Sweep, SweepOptions
 from orchestrator.sweep.plan import SweepPlan, cell_epochs
 from orchestrator.sweep.progress import SweepProgress
 from orchestrator.sweep.resume import SweepRecord
-from orchestrator.sweep.schedulers import PerCellASHA
+from orchestrator.sweep.schedulers import PerCellASHA, PostedStops
 from orchestrator.sweep.searchers import CellSearcher
 from orchestrator.sweep.tracking import MLflowTrials
 
@@ -76,10 +76,15 @@ def make_tuner(plan: SweepPlan, sweep: Sweep, record: SweepRecord | None, name: 
         for cell, going in record.unfinished.items():
             for c in going:
                 scheduler.replay(cell, c.run_id, c.history, done=False)
-    searcher = CellSearcher(plan, opts.search, opts.seed, record)
+    # a fused trial trains up to --fuse new learning rates of a cell together (issue #38)
+    fuse = opts.fuse if plan.trainable.fusable and plan.profile.lr is not None else 1
+    stops = f"member-stops-{name}" if fuse > 1 else None
+    searcher = CellSearcher(plan, opts.search, opts.seed, record, fuse, stops)
     callback = MLflowTrials(sweep.uri, sweep.exp, sweep.parent, sweep.child_tags, scheduler.stopped, sweep.store)
     if not searcher.queue:
         return callback, None
+    if stops is not None:
+        scheduler.member_stops = PostedStops(stops)
     if progress is not None:
         progress.stopped = scheduler.stopped        # this experiment's trials stopped by ASHA
     return callback, tune.Tuner(

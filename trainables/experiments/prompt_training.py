@@ -15,6 +15,7 @@ from trainables.models.clip import (
     Clip,
     PromptedClip,
     class_text_features,
+    fused_logits,
     load_clip,
     model_depth,
     model_image_size,
@@ -24,6 +25,7 @@ from trainables.models.prompts import POSITIONS, VISUAL_PROMPTS, DeepPrompt, mak
 from trainables.training.device import pick_device
 from trainables.training.entry import trainable
 from trainables.training.features import cache_splits
+from trainables.training.fused import FusedReporter, Member, fit_fused, reporting_dataset_fused
 from trainables.training.loop import TRAINING_METRICS, LoopSettings, Reporter, fit, reporting_dataset
 
 
@@ -136,10 +138,43 @@ def run_deep(cfg: DeepPromptConfig, report: Reporter, resume_dir=None) -> dict:
     return _fit(cfg, model, prompt, splits, report, resume_dir, cost)
 
 
+# --- fused trials (issue #38): one cell's learning rates in one pass over the frozen CLIP ---------
+
+def _fit_members(cfgs: list, built: list[tuple[torch.nn.Module, PromptedClip]], splits: Splits, report: FusedReporter,
+                 stopped, resume_dir, constant_metrics: dict | None = None) -> None:
+    if cfgs[0].compile:
+        raise UserError("compile=true does not apply to a fused trial; run the sweep with --fuse 1 to compile")
+    members = [Member(prompt, cfg.settings()) for cfg, (prompt, _) in zip(cfgs, built)]
+    models = [model for _, model in built]
+
+    def forward_of(ks: list[int]):
+        return lambda x: fused_logits([models[k] for k in ks], x)
+    fit_fused(forward_of, members, splits, Augment(), report, stopped, constant_metrics, resume_dir)
+
+
+def run_visual_fused(cfgs: list[VisualPromptConfig], report: FusedReporter, stopped, resume_dir=None) -> None:
+    clip, splits, text, record = prepare(cfgs[0])       # a cell's members share all but the learning rate
+    built = [visual_classifier(cfg, clip, text) for cfg in cfgs]
+    _fit_members(cfgs, built, splits, reporting_dataset_fused(report, record), stopped, resume_dir)
+
+
+def run_deep_fused(cfgs: list[DeepPromptConfig], report: FusedReporter, stopped, resume_dir=None) -> None:
+    cfg = cfgs[0]
+    clip, splits, text, record = prepare(cfg)
+    built = [deep_classifier(c, clip, text, from_prefix=cfg.prefix_cache) for c in cfgs]
+    cost: dict = {"layer_index": cfg.layer_index}
+    if cfg.prefix_cache:
+        # the prefix holds no prompt: once per image for all the members
+        splits, cache_cost = cache_splits(splits, built[0][0].prefix, cfg.batch_size)
+        cost.update(cache_cost)
+    _fit_members(cfgs, built, splits, reporting_dataset_fused(report, record), stopped, resume_dir, cost)
+
+
 VISUAL_PROMPT = trainable(
     "visual_prompt", VisualPromptConfig, run_visual,
-    "CLIP + a learned visual prompt (padding, fixed or random patch) added to the image", TRAINING_METRICS)
+    "CLIP + a learned visual prompt (padding, fixed or random patch) added to the image", TRAINING_METRICS,
+    run_fused=run_visual_fused)
 DEEP_PROMPT = trainable(
     "deep_prompt", DeepPromptConfig, run_deep,
     "CLIP + learned tokens injected before a transformer block (front, back, after_cls)",
-    TRAINING_METRICS + ("cache_seconds", "cache_mb"))
+    TRAINING_METRICS + ("cache_seconds", "cache_mb"), run_fused=run_deep_fused)

@@ -13,7 +13,6 @@ trainables/models/clip.py's `fused_logits` over the members' classifiers.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import tempfile
 import time
@@ -25,8 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clip_prompt_sweeps.names import DATASET_KEY, member_folder
 from trainables.data.pipeline import Augment, DeviceData, Splits
-from trainables.training.checkpoints import save_loop
+from trainables.training.checkpoints import load_loop, save_loop
 from trainables.training.loop import (
     LoopSettings,
     autocast,
@@ -85,9 +85,23 @@ def evaluate_fused(forward: FusedForward, data: DeviceData, batch_size: int, aug
     return [] if correct is None else [v / max(1, len(data)) for v in correct.tolist()]
 
 
-# One report an epoch: (member, its metrics, its checkpoint folder or None) for each member that
-# trained in it. In a trial: one Ray result, each member's part its own trial's.
-FusedReporter = Callable[[list[tuple[int, dict, Optional[str]]]], None]
+# One report an epoch: (member, its metrics) for each member that trained in it, and a folder
+# holding member_folder(k), a trial's own checkpoint, for each of them that did not diverge. In a
+# trial: one Ray result and one checkpoint, each member's part its own trial's.
+FusedReporter = Callable[[list[tuple[int, dict]], Optional[str]], None]
+
+
+def reporting_dataset_fused(report: FusedReporter, record: dict) -> FusedReporter:
+    """`report`, with the dataset's record (trainables/data/record.py) in each member's first
+    report, as loop.py's `reporting_dataset` adds it to a trial's."""
+    sent = False
+
+    def with_record(parts: list[tuple[int, dict]], folder: Optional[str]) -> None:
+        nonlocal sent
+        if not sent:
+            parts, sent = [(k, {**m, DATASET_KEY: record}) for k, m in parts], True
+        report(parts, folder)
+    return with_record
 
 
 @dataclass
@@ -132,17 +146,49 @@ def _epoch_reports(members: Sequence[Member], live: list[int], scores: dict, tes
     return reports
 
 
+def _resumed(members: Sequence[Member], resume_dir: Path | None) -> tuple[list[int], int]:
+    """(the members that go on, the epoch they are at). From a checkpoint, a member without a
+    folder there had left the batch (stopped or diverged) and stays out."""
+    if resume_dir is None:
+        return list(range(len(members))), 0
+    live, epochs = [], set()
+    for k, m in enumerate(members):
+        folder = resume_dir / member_folder(k)
+        if folder.is_dir():
+            m.best, m.state = load_loop(folder, m.trained, m.optimizer)
+            live.append(k)
+            epochs.add(m.state["epoch"])
+    if len(epochs) > 1:
+        raise ValueError(f"a fused checkpoint whose members are at different epochs: {sorted(epochs)}")
+    return live, epochs.pop() if epochs else 0
+
+
+def _save(folder: Path, members: Sequence[Member], ks: Sequence[int]) -> None:
+    for k in ks:
+        (folder / member_folder(k)).mkdir()
+        m = members[k]
+        save_loop(folder / member_folder(k), m.trained, m.best, m.optimizer, m.state)
+
+
 def fit_fused(forward_of: Callable[[list[int]], FusedForward], members: Sequence[Member], splits: Splits,
               aug: Augment, report: FusedReporter, stopped: Callable[[], Collection[int]] = frozenset,
-              constant_metrics: dict | None = None) -> None:
+              constant_metrics: dict | None = None, resume_dir: Path | None = None) -> None:
     """`fit` for the members of one cell at once: each member's reports are what `fit` reports
     for it alone. `forward_of(ks)` is the fused forward of members `ks`; after each report, the
-    members `stopped()` names (ASHA's, one by one) leave the batch, and so does one that diverged."""
+    members `stopped()` names (ASHA's, one by one) leave the batch, and so does one that diverged.
+    From `resume_dir` (a fused checkpoint), the members in it go on from its epoch."""
     s = members[0].settings
     _check_one_cell([m.settings for m in members])
     steps = math.ceil(len(splits.train) / s.batch_size)
-    live = list(range(len(members)))
-    for epoch in range(1, s.epochs + 1):
+    live, done = _resumed(members, resume_dir)
+    if live and done >= s.epochs:
+        # interrupted after its last epoch was saved, before it was known to have ended: that
+        # epoch once more (the driver logs no epoch twice), as `fit` does
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
+            _save(Path(folder), members, live)
+            report([(k, members[k].state["metrics"]) for k in live], folder)
+        return
+    for epoch in range(done + 1, s.epochs + 1):
         if not live:
             return
         forward, start = forward_of(live), time.perf_counter()
@@ -157,11 +203,8 @@ def fit_fused(forward_of: Callable[[list[int]], FusedForward], members: Sequence
         tests = dict(zip(better, evaluate_fused(forward_of(better), splits.test, s.batch_size))) if better else {}
         extra = {"images_per_s": len(splits.train) / seconds, **(constant_metrics or {})}
         reports = _epoch_reports(members, live, scores, tests, epoch, epoch * steps - 1, steps * s.epochs, extra)
-        with contextlib.ExitStack() as stack:
-            folders = {k: stack.enter_context(tempfile.TemporaryDirectory(prefix="ckpt-")) for k in live
-                       if not reports[k]["diverged"]}
-            for k, folder in folders.items():
-                save_loop(Path(folder), members[k].trained, members[k].best, members[k].optimizer, members[k].state)
-            report([(k, reports[k], folders.get(k)) for k in live])
+        with tempfile.TemporaryDirectory(prefix="ckpt-") as folder:
+            _save(Path(folder), members, [k for k in live if not reports[k]["diverged"]])
+            report([(k, reports[k]) for k in live], folder)
         gone = set(stopped())
         live = [k for k in live if not reports[k]["diverged"] and k not in gone]

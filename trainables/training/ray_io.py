@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Collection, Iterator
+
+from clip_prompt_sweeps.names import MEMBER_RESULTS
 
 from trainables.training.system import system_metrics
 
@@ -19,6 +22,33 @@ def tune_report(metrics: dict, checkpoint_dir: str | None) -> None:
     # the node, not only its IP: several nodes can share one machine (and one IP)
     tune.report({**metrics, **system_metrics(), "node_id": ray.get_runtime_context().get_node_id()},
                 checkpoint=checkpoint)
+
+
+def _lead(parts: list[tuple[int, dict]]) -> dict:
+    def score(metrics: dict) -> float:
+        value = metrics.get("val_acc", float("nan"))
+        return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+    return max((m for _, m in parts), key=score)
+
+
+def tune_fused_report(parts: list[tuple[int, dict]], checkpoint_dir: str | None) -> None:
+    """One Ray result for an epoch of a fused trial: each member's metrics under MEMBER_RESULTS
+    (what the driver's ASHA, searcher and MLflow runs read), and at the top the metrics of the
+    member leading on validation, which Tune's own checks and tables read."""
+    tune_report({**_lead(parts), MEMBER_RESULTS: {str(k): m for k, m in parts}}, checkpoint_dir)
+
+
+def tune_member_stops(actor_name: str | None) -> Callable[[], Collection[int]]:
+    """The members of this fused trial that the driver's ASHA has stopped: it posts them to a
+    named actor before the report that made it stop them returns (Tune's function trainables
+    report synchronously)."""
+    def stopped() -> Collection[int]:
+        if not actor_name:
+            return frozenset()
+        import ray
+        from ray import tune
+        return frozenset(ray.get(ray.get_actor(actor_name).stopped.remote(tune.get_context().get_trial_id())))
+    return stopped
 
 
 @contextlib.contextmanager
