@@ -137,7 +137,10 @@ def _same_reports(alone: list, together: list) -> None:
         assert no_folder == no_folder_alone                  # a checkpoint with each report but a diverged one
         assert set(mine) == set(theirs)
         for key, value in theirs.items():
-            if key == "images_per_s":                        # a timing
+            if key in ("images_per_s", "cache_seconds"):     # timings
+                continue
+            if isinstance(value, dict):                      # the dataset's record
+                assert mine[key] == value
                 continue
             assert mine[key] == pytest.approx(value, rel=1e-4, nan_ok=True), key
 
@@ -155,3 +158,26 @@ def test_a_member_stopped_leaves_the_fused_batch_and_the_others_go_on_as_alone(t
     assert len(together[0]) == 1                             # ASHA stopped it after its first epoch
     _same_reports(alone[0][:1], together[0])
     _same_reports(alone[1], together[1])
+
+
+def test_a_fused_linear_probe_reports_for_each_head_what_its_trial_reports_alone(tiny_prompt_config):
+    """Through the trainable's own entry, as a Ray trial calls it: a config with members is a
+    fused trial, one without is a trial (K heads over one feature cache, one batched product)."""
+    from clip_prompt_sweeps.names import MEMBERS_KEY
+    from trainables.experiments.linear_probe import LINEAR_PROBE
+    config = {k: v for k, v in tiny_prompt_config.items() if k != "warmup_steps"}
+    config.update(epochs=2, val_fraction=0.8)
+    lrs = (1e-3, 3e-2, 1.0)
+    alone = []
+    for lr in lrs:
+        reports: list = []
+        LINEAR_PROBE.fn({**config, "lr": lr}, report=lambda m, folder: reports.append((m, folder is None)))
+        alone.append(reports)
+    together: list[list] = [[] for _ in lrs]
+
+    def report(rows, folder):
+        for k, metrics in rows:
+            together[k].append((metrics, checkpoint_epoch(Path(folder) / member_folder(k)) != metrics["epoch"]))
+    LINEAR_PROBE.fn({**config, "lr": lrs[0], MEMBERS_KEY: [{"lr": lr} for lr in lrs]}, report=report)
+    for k in range(len(lrs)):
+        _same_reports(alone[k], together[k])
