@@ -9,7 +9,9 @@
 3. a slice of the full deep grid (CIFAR-10, 8 prompts, every layer and position, 4 learning
    rates, the study's epochs) on synthetic data of CIFAR's real size: the dry run's estimate
    (from the shipped figures and from step 2's), then the slice itself, timed;
-4. one cell's 4 learning rates at 1, 2 and 4 trials per GPU: images/s per GPU and peak memory.
+4. one cell's 4 learning rates at 1, 2 and 4 trials per GPU: images/s per GPU and peak memory;
+5. the same 4 learning rates as fused trials (issue #38: `--fuse 1, 2, 4`, one trial at a time on
+   the whole GPU): images/s per GPU and peak memory, beside step 4's.
 
 Everything lands in one folder: `gpu_check.json` (the figures) and `logs/` (each step's output).
 A step that fails is recorded and the next one still runs; the exit status is 1 if any failed.
@@ -29,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 PACKING = (1, 2, 4)                 # trials per GPU
+FUSING = (1, 2, 4)                  # learning rates per fused trial
 REAL_SIZE = {"cifar10": (5000, 1000)}    # images per class (train, test), as the real CIFAR-10
 
 
@@ -139,7 +142,7 @@ def check_and_bench(step: Step, args, out: Path) -> dict:
     """tests/gpu_check.py (the real-size model, bf16 caches against the uncached paths), then bench."""
     py, smoke = sys.executable, ["--smoke"] if args.smoke else []
     check = [py, "tests/gpu_check.py", "--device", args.device, *smoke]
-    bench = [py, "-m", "orchestrator", "bench", "--device", args.device, "--only", "pipeline", "deep", "visual",
+    bench = [py, "-m", "orchestrator", "bench", "--device", args.device, "--only", "pipeline", "deep", "visual", "fused",
              "--json", str(out / "bench.json"), *smoke, *(["--compile"] if args.device == "cuda" else [])]
     return {"gpu_check": step.run("gpu_check", check, 300), "bench": step.run("bench", bench, 240)}
 
@@ -183,6 +186,23 @@ def run_packing(step: Step, args, env: dict) -> list[dict]:
     return rows
 
 
+def run_fusing(step: Step, args, env: dict) -> list[dict]:
+    """The packing step's learning rates as fused trials of 1, 2 and 4 members, one trial at a
+    time on the whole GPU (on a CPU: one CPU): images/s per GPU and peak memory."""
+    rows = []
+    for fuse in FUSING:
+        whole = ["--gpus-per-trial", "1"] if args.device == "cuda" else ["--gpus-per-trial", "0", "--cpus-per-trial", "1"]
+        argv = [sys.executable, "-m", "orchestrator", "sweep", *packing_args(args.smoke, args.packing_epochs), *whole,
+                "--max-concurrent", "1", "--fuse", str(fuse)]
+        done = step.run(f"fused_{fuse}", argv, 600)
+        row = {"fuse": fuse, "seconds": done["seconds"], "exit": done["exit"]}
+        if done["exit"] == 0:
+            summary = run_summary(env["MLFLOW_TRACKING_URI"], args.smoke)
+            row.update(summary, images_per_s_per_gpu=round(summary["images"] / done["seconds"], 1))
+        rows.append(row)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out).absolute()
@@ -194,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     provide_data(args, env, out)
     result["slice"] = run_slice(step, args, env, out)
     result["packing"] = run_packing(step, args, env)
+    result["fused"] = run_fusing(step, args, env)
     for key in ("gpu_check", "bench"):      # the logs hold the output; the JSON keeps the figures
         result[key].pop("output", None)
     result["failed"] = step.failed
@@ -212,6 +233,9 @@ def format_summary(result: dict) -> str:
     lines.append("trials per GPU | images/s per GPU | peak memory (MB) | seconds")
     lines += [f"{r['trials_per_gpu']:>14} | {r.get('images_per_s_per_gpu', 'failed'):>16} | "
               f"{r.get('peak_memory_mb', '-'):>16} | {r['seconds']:.0f}" for r in result["packing"]]
+    lines.append("learning rates per fused trial | images/s per GPU | peak memory (MB) | seconds")
+    lines += [f"{r['fuse']:>30} | {r.get('images_per_s_per_gpu', 'failed'):>16} | "
+              f"{r.get('peak_memory_mb', '-'):>16} | {r['seconds']:.0f}" for r in result["fused"]]
     return "\n".join(lines)
 
 

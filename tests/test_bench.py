@@ -60,3 +60,19 @@ def test_bench_scale_refuses_a_count_below_two_and_counts_without_the_section():
     # counts for a section that is not run would be ignored without a word
     with pytest.raises(UserError, match="add `--only scale`"):
         run_bench("cpu", ("overhead",), smoke=True, scale_trials=(100,))
+
+
+@pytest.mark.fast
+def test_bench_fused_times_k_fused_members_beside_k_separate_trials(tmp_path, capsys):
+    """`--only fused` at smoke size: deep prompts at the first and the last layer, a visual prompt
+    and the linear probe, each at K = 1, 2, 4 against as many separate trials."""
+    path = tmp_path / "fused.json"
+    assert main(["bench", "--smoke", "--device", "cpu", "--only", "fused", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    kinds = ["deep prompt, layer 0 (first), cached prefix", "deep prompt, layer 3 (last), cached prefix",
+             "visual prompt (padding)", "linear probe, cached features"]
+    assert [r["what"].split(": ")[0] for r in rows] == [f"{kind}, K={k}" for kind in kinds for k in (1, 2, 4)]
+    assert all(r["section"] == "fused" and r["project"] > 0 and r["baseline"] > 0 for r in rows)
+    # the baseline is K separate trials' epochs per second: K = 1's is one trial's
+    assert all(r["unit"] == "epochs/s" and math.isfinite(r["ratio"]) for r in rows)
+    assert "fused, visual prompt (padding), K=4: " in capsys.readouterr().out

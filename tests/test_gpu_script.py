@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("gpu_check", "bench", "slice_dry_run_shipped", "slice_dry_run_measured", "slice",
-         "packing_1_per_gpu", "packing_2_per_gpu", "packing_4_per_gpu")
+         "packing_1_per_gpu", "packing_2_per_gpu", "packing_4_per_gpu", "fused_1", "fused_2", "fused_4")
 
 
 def test_the_gpu_script_rehearses_every_step_on_the_cpu(ray_session, tmp_path):
@@ -23,7 +23,7 @@ def test_the_gpu_script_rehearses_every_step_on_the_cpu(ray_session, tmp_path):
     assert all((out / "logs" / f"{step}.log").read_text().startswith("$ ") for step in STEPS)
     assert "all checks passed" in (out / "logs" / "gpu_check.log").read_text()
     bench = json.loads((out / "bench.json").read_text())
-    assert {r["section"] for r in bench["rows"]} == {"pipeline", "deep", "visual"}
+    assert {r["section"] for r in bench["rows"]} == {"pipeline", "deep", "visual", "fused"}
     # the slice: every layer and position of one prompt count and dataset, timed, beside its estimate
     s = result["slice"]
     assert s["exit"] == 0 and s["trials"] == 6 and s["trial_epochs"] >= 6 and s["measured_s"] > 0
@@ -36,3 +36,9 @@ def test_the_gpu_script_rehearses_every_step_on_the_cpu(ray_session, tmp_path):
     assert all(r["exit"] == 0 and r["trials"] == 2 and r["images_per_s_per_gpu"] > 0 and r["peak_memory_mb"] > 0
                for r in rows)
     assert "trials per GPU | images/s per GPU | peak memory (MB)" in done.stdout
+    # the fused table: the same learning rates as 1, 2 and 4 members of a trial, every member a run
+    fused = result["fused"]
+    assert [r["fuse"] for r in fused] == [1, 2, 4]
+    assert all(r["exit"] == 0 and r["trials"] == 2 and r["images_per_s_per_gpu"] > 0 and r["peak_memory_mb"] > 0
+               for r in fused)
+    assert "learning rates per fused trial | images/s per GPU" in done.stdout

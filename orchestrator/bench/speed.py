@@ -307,8 +307,14 @@ def _ray_address() -> str | None:
     return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
 
 
+def bench_fused(ctx: Context) -> list[Row]:
+    # a module of its own (fused.py), which builds on this one's helpers
+    from orchestrator.bench.fused import bench_fused as run
+    return run(ctx)
+
+
 BENCHES = {"pipeline": bench_pipeline, "deep": bench_deep, "finetune": bench_finetune,
-           "visual": bench_visual, "overhead": bench_overhead, "scale": bench_scale}
+           "visual": bench_visual, "overhead": bench_overhead, "scale": bench_scale, "fused": bench_fused}
 
 
 # --- running and printing ---------------------------------------------------------------------

@@ -143,7 +143,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     p.add_argument("--only", nargs="+", metavar="SECTION",
                    help="pipeline, deep, finetune, visual, overhead (default: these), or scale: trivial trials "
-                        "at 100, 1,000 and 10,000 through the sweep and through bare Tune (hours)")
+                        "at 100, 1,000 and 10,000 through the sweep and through bare Tune (hours), or fused: "
+                        "K = 1, 2, 4 learning rates as one fused trial against K separate trials")
     p.add_argument("--scale-trials", nargs="+", type=int, metavar="N", help="the counts of `--only scale`")
     p.add_argument("--images", type=int, help="images per timed epoch (default 256 on CPU, 8192 on CUDA)")
     p.add_argument("--batch", type=int, help="batch size (default 64 on CPU, 256 on CUDA)")
