@@ -5,6 +5,7 @@ two drivers on one sweep, and Ray's state gone or truncated (as a kill mid-sync 
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -91,7 +93,8 @@ def _check_finished(client: MlflowClient, db: Path, parent: str, before: dict, o
     assert after.info.run_id == parent and after.info.status == "FINISHED"
     children = _children(client, parent)
     assert len(children) == PLANNED                                     # one child run per trial
-    assert len({c.data.tags["ray_trial_id"] for c in children}) == PLANNED
+    # a fused trial's members share its Ray trial: each is known by its index in it too
+    assert len({(c.data.tags["ray_trial_id"], c.data.tags.get("fused_member")) for c in children}) == PLANNED
     assert all(c.info.status in ("FINISHED", "KILLED") and c.data.tags["outcome"] in DONE for c in children)
     assert _deleted_runs(db) == 0                                       # nothing deleted
     _distinct_learning_rates(children)
@@ -175,6 +178,39 @@ def test_a_sweep_killed_anywhere_resumes_to_exactly_its_planned_trials(point, da
         assert any(epoch > 1 for epoch in resumed)
     if point == "mid-run, 5 ended, mid-sync":       # the cut checkpoint was skipped, not loaded
         assert resumed and all(epoch < EPOCHS for epoch in resumed)
+
+
+def _epochs_logged(runs) -> int:
+    return sum(int(r.data.metrics.get("epoch", 0)) for r in runs)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
+def test_a_fused_sweep_stopped_at_a_random_moment_resumes_to_exactly_its_planned_trials(how, data_root, tmp_path,
+                                                                                        ray_session):
+    """`--fuse 4` (each cell's two learning rates one Ray trial), stopped after a random number
+    of the members' epochs have been logged and a random fraction of a second more (the seed is
+    in every message, to replay it), then `--resume`: the checks of the kill tests above."""
+    seed = int(os.environ.get("FUSED_KILL_SEED", time.time_ns() % 100_000))
+    rng = random.Random(seed)
+    logged, pause = rng.randint(0, 16), rng.uniform(0, 1)       # a fused sweep logs 20 epochs or more
+    db, args = tmp_path / "mlflow.db", [*_args(tmp_path, data_root), "--fuse", "4"]
+    client = MlflowClient(f"sqlite:///{db}")
+    driver = _start(args, tmp_path / "first.log")
+    _wait(client, db, driver, lambda runs: len(runs) >= 1 and _epochs_logged(runs) >= logged)
+    time.sleep(pause)
+    assert driver.poll() is None, f"seed {seed}: the sweep ended before the stop"
+    os.killpg(driver.pid, signal.SIGKILL if how == "SIGKILL" else signal.SIGINT)
+    assert driver.wait(timeout=120) in ((-signal.SIGKILL,) if how == "SIGKILL" else (130,)), f"seed {seed}"
+    (parent,) = _parents(client)
+    assert parent.info.status == ("RUNNING" if how == "SIGKILL" else "KILLED"), f"seed {seed}"
+    runs = _children(client, parent.info.run_id)
+    assert {r.data.tags.get("fused_members") for r in runs} == {"2"}, f"seed {seed}"    # fused, two members each
+    before = _snapshot(client, parent.info.run_id)
+
+    assert main([*args, "--resume"]) == 0, f"seed {seed}: " + (tmp_path / "first.log").read_text()[-3000:]
+    children = _check_finished(client, db, parent.info.run_id, before, tmp_path / "out")
+    # each cell's two learning rates: two runs, as without --fuse
+    assert sorted(Counter(c.data.tags["cell"] for c in children).values()) == [2] * 4, f"seed {seed}"
 
 
 def test_ray_state_gone_rebuilds_from_mlflow_and_reruns_no_finished_trial(data_root, tmp_path, ray_session):
