@@ -34,6 +34,7 @@ class Profile:
     samples: int                    # learning rates tried per cell
     grace_period: int = 1           # ASHA: epochs before a trial may be stopped
     reduction_factor: int = 2
+    fuse: int = 1                   # learning rates of a cell per fused trial (`sweep --fuse` overrides)
 
     def cells(self) -> list[dict]:
         """Every grid combination as a flat config dict."""

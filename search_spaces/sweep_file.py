@@ -22,7 +22,7 @@ from trainables.training.config import coerce, field_types
 
 SUFFIX = ".toml"
 _TOP = {"name", "experiment", "summary", "metric", "profiles"}
-_PROFILE = {"base", "grid", "lr", "samples", "grace_period", "reduction_factor"}
+_PROFILE = {"base", "grid", "lr", "samples", "grace_period", "reduction_factor", "fuse"}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]{0,99}")      # a name a trial reports
 _PATHS = (*path_prefixes(), FILE_PREFIX)     # values that name a path on this machine
@@ -115,7 +115,8 @@ def _profile(f: _File, key: str, raw, exp: Experiment) -> Profile:
         raise f.error(f"{key}.samples", "without an lr range there is one trial per cell: use 1")
     return Profile(base, grid, lr, samples,
                    _int(f, f"{key}.grace_period", raw.get("grace_period", 1), 1),
-                   _int(f, f"{key}.reduction_factor", raw.get("reduction_factor", 2), 2))
+                   _int(f, f"{key}.reduction_factor", raw.get("reduction_factor", 2), 2),
+                   _int(f, f"{key}.fuse", raw.get("fuse", 1), 1))
 
 
 def load_sweep_file(path: str) -> Experiment:

@@ -222,14 +222,13 @@ def test_the_progress_line_counts_a_fused_trials_members():
 
 
 @pytest.mark.parametrize("sweep", ["visual"])
-def test_a_fused_sweep_logs_and_reports_what_separate_trials_do(sweep, ray_session, data_root, tmp_path):
+def test_a_fused_sweep_logs_and_reports_what_separate_trials_do(sweep, ray_session, data_root, tmp_path, capsys):
     """The same sweep with --fuse 1 and --fuse 4 (random search: the same learning rates either
     way; one epoch: no ASHA decision that depends on timing): the same runs, each member's
-    accuracies what its trial alone reached, and the same report."""
+    accuracies what its trial alone reached, the same report, and `status` counts the members."""
     from mlflow.tracking import MlflowClient
 
     from orchestrator.commands.cli import main
-    from reports.trials import best_per_cell  # noqa: F401 - the report reads the same runs
     seen = {}
     for fuse in (1, 4):
         uri = f"sqlite:///{tmp_path}/fuse{fuse}.db"
@@ -243,6 +242,9 @@ def test_a_fused_sweep_logs_and_reports_what_separate_trials_do(sweep, ray_sessi
         if fuse == 4:
             assert len({r.data.tags["fused_trial"] for r in runs}) == len({r.data.tags["cell"] for r in runs})
         assert main(["report", sweep, "--tracking-uri", uri, "--out", str(tmp_path / f"out{fuse}")]) == 0
+        capsys.readouterr()
+        assert main(["status", sweep, "--tracking-uri", uri]) == 0
+        assert ": finished, run " in (said := capsys.readouterr().out) and ": 12 of 12 trials on 1 node" in said, said
     assert seen[4].keys() == seen[1].keys() and len(seen[1]) == 4 * 3
     for key, (status, metrics) in seen[1].items():
         fused_status, fused = seen[4][key]
@@ -284,3 +286,56 @@ def test_a_member_continued_after_a_kill_finds_its_own_folder_of_the_fused_trial
     for value, read in (("2", 2), ("../x", None), ("-1", None), ("99999", None)):
         run = client.create_run("0", tags={"fused_member": value, "cell": "x"})
         assert read_trial(client.get_run(run.info.run_id)).member == read
+
+
+SWEEP_FILE = """
+name = "fused-grid"
+experiment = "deep"
+[profiles.smoke]
+base = { model = "tiny-clip", pretrained = "none", data = "synthetic", epochs = 2 }
+grid = { layer = ["first", "last"] }
+lr = { low = 4.0, high = 400.0 }
+samples = 4
+fuse = FUSE
+"""
+
+
+def test_a_sweep_files_profile_sets_fuse_and_the_command_line_overrides_it(tmp_path):
+    from clip_prompt_sweeps.errors import UserError
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.tuner import fuse_of
+    path = tmp_path / "fused.toml"
+    path.write_text(SWEEP_FILE.replace("FUSE", "3"))
+    plan = make_plan(str(path), "smoke")
+    assert plan.profile.fuse == 3 and fuse_of(plan, SweepOptions()) == 3
+    assert fuse_of(plan, SweepOptions(fuse=1)) == 1 and fuse_of(plan, SweepOptions(fuse=4)) == 4
+    assert fuse_of(make_plan("zeroshot", "smoke"), SweepOptions(fuse=4)) == 1      # nothing tuned: one trial a cell
+    assert fuse_of(make_plan("visual", "smoke"), SweepOptions()) == 1              # the default: today's
+    for bad in ("0", '"4"', "true"):
+        path.write_text(SWEEP_FILE.replace("FUSE", bad))
+        with pytest.raises(UserError, match=r"fused.toml line 9, key 'profiles.smoke.fuse': must be a whole number"):
+            make_plan(str(path), "smoke")
+
+
+def test_the_dry_run_counts_the_same_trials_fused_and_says_how_many_ray_trials_run_them(capsys):
+    from orchestrator.commands.cli import main
+    assert main(["sweep", "deep", "--profile", "full", "--dry-run"]) == 0
+    alone = capsys.readouterr().out.splitlines()
+    assert main(["sweep", "deep", "--profile", "full", "--dry-run", "--fuse", "4"]) == 0
+    fused = capsys.readouterr().out.splitlines()
+    assert fused[0] == alone[0] and "= 144 trials" in alone[0]             # members counted as trials
+    assert fused[1].startswith("fused (--fuse 4): these 144 trials run as 36 Ray trials of up to 4 learning rates")
+    assert fused[2:] == alone[1:]                                          # the rest as before
+    assert main(["sweep", "deep", "--profile", "full", "--dry-run", "--fuse", "3"]) == 0
+    assert "run as 72 Ray trials" in capsys.readouterr().out               # 4 a cell: 3 + 1
+
+
+def test_a_fused_sweep_refuses_what_it_cannot_do_before_anything_is_written(tmp_path, capsys):
+    from orchestrator.commands.cli import main
+    db = tmp_path / "mlflow.db"
+    for argv, said in ((["--fuse", "2", "--set", "compile=true"], "compile=true does not apply to fused trials"),
+                       (["--fuse", "0"], "--fuse must be at least 1")):
+        assert main(["sweep", "visual", *argv, "--tracking-uri", f"sqlite:///{db}"]) == 2
+        err = capsys.readouterr().err
+        assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not db.exists()

@@ -82,9 +82,10 @@ def _sweep_parser(sub) -> None:
                    help="a bigger sweep runs as consecutive Tune experiments over groups of whole cells of at most "
                         "N trials each, which bounds the driver's memory (default 2000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fuse", type=int, default=1, metavar="K",
+    p.add_argument("--fuse", type=int, metavar="K",
                    help="train up to K learning rates of a cell together, one pass over the frozen backbone for all "
-                        "(deep and visual prompts); each is still its own trial to ASHA, Optuna and MLflow (default 1)")
+                        "(deep and visual prompts, the linear probe); each is still its own trial to ASHA, Optuna and MLflow "
+                        "(default: the profile's `fuse`, else 1)")
     p.add_argument("--dry-run", action="store_true",
                    help="print what the sweep would cost (trials, epochs under ASHA, images, device-hours) and stop: "
                         "no data, weights, Ray or MLflow needed, nothing written")

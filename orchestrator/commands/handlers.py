@@ -67,7 +67,7 @@ def cmd_sweep(args) -> int:
     args.profile, why = choose_profile(args.profile, os.environ)
     if args.trials_per_experiment < 1:
         raise UserError(f"--trials-per-experiment must be at least 1, got {args.trials_per_experiment}")
-    if args.fuse < 1:
+    if args.fuse is not None and args.fuse < 1:
         raise UserError(f"--fuse must be at least 1 (1: each learning rate a Ray trial of its own), got {args.fuse}")
     experiment = resolve_experiment(args.sweep)
     known = experiment.profiles
@@ -100,10 +100,18 @@ def cmd_sweep(args) -> int:
 
 def _dry_run_lines(plan, args, why: str) -> list[str]:
     from orchestrator.sweep.cost import bench_figures, cost_lines, shipped_figures
+    from orchestrator.sweep.options import SweepOptions
+    from orchestrator.sweep.tuner import fuse_of
     if args.deadline is not None and args.deadline <= 0:
         raise UserError(f"--deadline must be a positive number of hours, got {args.deadline:g}")
     figures = bench_figures(args.figures) if args.figures else shipped_figures()
     lines = cost_lines(plan, figures, args.deadline)
+    fuse = fuse_of(plan, SweepOptions(fuse=args.fuse))
+    if fuse > 1:        # the counts above are of trials: a fused trial's members are trials
+        ray_trials = len(plan.cells) * -(-plan.profile.samples // fuse)
+        lines.insert(1, f"fused (--fuse {fuse}): these {plan.n_trials} trials run as {ray_trials} Ray trials of up to "
+                        f"{fuse} learning rates of a cell each, every one still a trial (its own MLflow run); "
+                        f"the device time below is that of separate trials")
     if args.replicates:
         epochs = plan.base.get("epochs", 1)
         lines.insert(1, f"then --replicates {args.replicates}: {args.replicates * len(plan.cells)} more trials "

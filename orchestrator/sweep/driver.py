@@ -29,7 +29,15 @@ from orchestrator.sweep.replicates import check_replicates, phases
 from orchestrator.sweep.resume import DONE, SweepRecord, session_name
 from orchestrator.sweep.signals import second_ctrl_c, sigterm_is_ctrl_c
 from orchestrator.sweep.source_runs import attach_sources
-from orchestrator.sweep.tuner import exclusive, experiment_path, gpus_per_trial, make_tuner, pending_trials
+from orchestrator.sweep.tuner import (
+    check_fuse,
+    exclusive,
+    experiment_path,
+    fuse_of,
+    gpus_per_trial,
+    make_tuner,
+    pending_trials,
+)
 
 __all__ = ["SweepInterrupted", "SweepOptions", "SweepOutcome", "run_sweep"]
 
@@ -116,6 +124,7 @@ def _prepare(asked: PlanRequest | SweepPlan, opts: SweepOptions,
     plan, sources = attach_sources(plan, uri, recorded)
     check_inputs(plan, sources)
     check_replicates(plan, opts.replicates)
+    check_fuse(plan, opts)
     connect(resolve_address(opts.address))
     storage = resolve_storage(opts.storage_path)
     check_storage(storage)
@@ -133,6 +142,9 @@ def _prepare(asked: PlanRequest | SweepPlan, opts: SweepOptions,
         child_tags = {**previous.tags_for_children, ROLE_TAG: TRIAL_ROLE}
     else:
         exp, parent, child_tags = open_parent(client, plan, uri, opts)
+    # learning rates per fused trial in this session (a tag: a resume may choose another; the
+    # results do not depend on it beyond floating-point order)
+    client.set_tag(parent, "fuse", str(fuse_of(plan, opts)))
     sweep = Sweep(opts, client, uri, storage, tune.with_resources(fn, resources), exp, parent, child_tags,
                   Journal(client, parent), f"{plan.experiment.name}-{plan.profile_name}-{parent[:8]}")
     return plan, sweep, previous is not None

@@ -28,7 +28,7 @@ class SweepOptions:
     trials_per_experiment: int = 2000
     # up to this many new learning rates of a cell trained as one fused trial, one pass over the
     # frozen backbone for all (issue #38); each still its own trial to ASHA, Optuna and MLflow
-    fuse: int = 1
+    fuse: int | None = None             # None: the profile's (a sweep file's `fuse`), else 1
 
 
 @dataclass(frozen=True)

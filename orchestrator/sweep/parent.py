@@ -51,7 +51,7 @@ def open_parent(client: MlflowClient, plan: SweepPlan, uri: str, opts: SweepOpti
     tags = {SWEEP_TAG: plan.experiment.name, PROFILE_TAG: plan.profile_name,
             "data_kind": str(plan.base.get("data", "real")), "git_commit": git_commit()}
     run = client.create_run(exp, run_name=f"{plan.experiment.name}-{plan.profile_name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                            tags={**tags, ROLE_TAG: SWEEP_ROLE, "search": opts.search, "fuse": str(opts.fuse)})
+                            tags={**tags, ROLE_TAG: SWEEP_ROLE, "search": opts.search})
     params = {"cells": len(plan.cells), "samples_per_cell": plan.profile.samples,
               **({"lr_low": plan.profile.lr.low, "lr_high": plan.profile.lr.high} if plan.profile.lr else {}),
               "search": opts.search,

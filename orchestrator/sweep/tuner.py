@@ -7,6 +7,7 @@ import contextlib
 import os
 from dataclasses import replace
 
+from clip_prompt_sweeps.errors import UserError
 from orchestrator.sweep.options import Sweep, SweepOptions
 from orchestrator.sweep.plan import SweepPlan, cell_epochs
 from orchestrator.sweep.progress import SweepProgress
@@ -14,6 +15,19 @@ from orchestrator.sweep.resume import SweepRecord
 from orchestrator.sweep.schedulers import PerCellASHA, PostedStops
 from orchestrator.sweep.searchers import CellSearcher
 from orchestrator.sweep.tracking import MLflowTrials
+
+
+def fuse_of(plan: SweepPlan, opts: SweepOptions) -> int:
+    """Learning rates per fused trial: --fuse, else the profile's; 1 where the trainable cannot
+    fuse or nothing is tuned."""
+    asked = opts.fuse if opts.fuse is not None else plan.profile.fuse
+    return asked if plan.trainable.fusable and plan.profile.lr is not None else 1
+
+
+def check_fuse(plan: SweepPlan, opts: SweepOptions) -> None:
+    """Before Ray starts: what a fused trial cannot do is refused in one line."""
+    if fuse_of(plan, opts) > 1 and any(getattr(cfg, "compile", False) for cfg in plan.typed.values()):
+        raise UserError("compile=true does not apply to fused trials; run with --fuse 1 to compile each trial")
 
 
 def gpus_per_trial(requested: float | None) -> float:
@@ -77,7 +91,7 @@ def make_tuner(plan: SweepPlan, sweep: Sweep, record: SweepRecord | None, name: 
             for c in going:
                 scheduler.replay(cell, c.run_id, c.history, done=False)
     # a fused trial trains up to --fuse new learning rates of a cell together (issue #38)
-    fuse = opts.fuse if plan.trainable.fusable and plan.profile.lr is not None else 1
+    fuse = fuse_of(plan, opts)
     stops = f"member-stops-{name}" if fuse > 1 else None
     searcher = CellSearcher(plan, opts.search, opts.seed, record, fuse, stops)
     callback = MLflowTrials(sweep.uri, sweep.exp, sweep.parent, sweep.child_tags, scheduler.stopped, sweep.store)
