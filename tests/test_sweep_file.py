@@ -51,7 +51,7 @@ def test_the_example_file_is_the_seeds_deep_grid_on_two_datasets():
 
 
 @pytest.mark.parametrize("extra,edit,message", [
-    ("colour = 3", None, "line 9, key 'profiles.smoke.colour': unknown key; known: base, grace_period"),
+    ("colour = 3", None, "line 9, key 'profiles.smoke.colour': unknown key; known: base, fuse, grace_period"),
     (None, ("n_prompts = [1, 4]", 'n_prompts = [1, "four"]'), "line 6, key 'profiles.smoke.grid.n_prompts': 'n_prompts' must be int"),
     (None, ("n_prompts = [1, 4]", "n_promptz = [1, 4]"), "line 6, key 'profiles.smoke.grid.n_promptz': DeepPromptConfig has no key"),
     (None, ('experiment = "deep"', 'experiment = "deeep"'), "line 2, key 'experiment': unknown sweep 'deeep'; known: compare"),

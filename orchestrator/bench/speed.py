@@ -307,14 +307,8 @@ def _ray_address() -> str | None:
     return ray.get_runtime_context().gcs_address if ray.is_initialized() else None
 
 
-def bench_fused(ctx: Context) -> list[Row]:
-    # a module of its own (fused.py), which builds on this one's helpers
-    from orchestrator.bench.fused import bench_fused as run
-    return run(ctx)
-
-
 BENCHES = {"pipeline": bench_pipeline, "deep": bench_deep, "finetune": bench_finetune,
-           "visual": bench_visual, "overhead": bench_overhead, "scale": bench_scale, "fused": bench_fused}
+           "visual": bench_visual, "overhead": bench_overhead, "scale": bench_scale}
 
 
 # --- running and printing ---------------------------------------------------------------------
@@ -345,10 +339,14 @@ def machine(device: torch.device) -> dict:
 
 def run_bench(device_name: str = "cpu", sections: tuple[str, ...] = SECTIONS, smoke: bool = False,
               images: int | None = None, batch: int | None = None, compile: bool = False,
-              root: str | None = None, progress=print, scale_trials: tuple[int, ...] | None = None) -> dict:
-    unknown = [s for s in sections if s not in BENCHES]
+              root: str | None = None, progress=print, scale_trials: tuple[int, ...] | None = None,
+              benches: dict | None = None) -> dict:
+    """`benches`: section -> its bench (default BENCHES; the command adds fused.py's, which builds
+    on this module's helpers)."""
+    benches = benches or BENCHES
+    unknown = [s for s in sections if s not in benches]
     if unknown:
-        raise UserError(f"unknown bench section(s) {', '.join(unknown)}; known: {', '.join(BENCHES)}")
+        raise UserError(f"unknown bench section(s) {', '.join(unknown)}; known: {', '.join(benches)}")
     if scale_trials is not None and (not scale_trials or min(scale_trials) < 2):
         raise UserError("--scale-trials: give one or more counts of at least 2 trials, e.g. 100 1000 10000")
     if scale_trials is not None and "scale" not in sections:
@@ -362,7 +360,7 @@ def run_bench(device_name: str = "cpu", sections: tuple[str, ...] = SECTIONS, sm
         rows: list[Row] = []
         for name in sections:
             start = time.perf_counter()
-            rows += BENCHES[name](ctx)
+            rows += benches[name](ctx)
             progress(f"  {name}: {time.perf_counter() - start:.0f} s")
         return {"machine": machine(ctx.device), "size": asdict(ctx.size), "smoke": smoke,
                 "date": time.strftime("%Y-%m-%d"), "model": ctx.size.clip,

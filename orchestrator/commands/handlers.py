@@ -204,10 +204,12 @@ def cmd_classify(args) -> int:
 def cmd_bench(args) -> int:
     import torch
 
-    from orchestrator.bench.speed import SECTIONS, format_table, run_bench, write_json
+    from orchestrator.bench.fused import bench_fused
+    from orchestrator.bench.speed import BENCHES, SECTIONS, format_table, run_bench, write_json
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     result = run_bench(device, tuple(args.only or SECTIONS), args.smoke, args.images, args.batch,
-                       args.compile, args.data_dir, scale_trials=args.scale_trials)
+                       args.compile, args.data_dir, scale_trials=args.scale_trials,
+                       benches={**BENCHES, "fused": bench_fused})
     print(format_table(result))
     if args.json:
         write_json(result, args.json)
