@@ -339,3 +339,37 @@ def test_a_fused_sweep_refuses_what_it_cannot_do_before_anything_is_written(tmp_
         err = capsys.readouterr().err
         assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not db.exists()
+
+
+def test_a_fused_trial_takes_up_to_k_new_samples_of_its_cell_and_a_continued_trial_stays_alone():
+    from clip_prompt_sweeps.names import RUN_KEY, cell_key
+    from orchestrator.sweep.resume import Continuation, SweepRecord
+    plan = make_plan("visual", "smoke", samples=7)
+    first = cell_key(plan.cells[0])
+    record = SweepRecord({}, {first: [Continuation("run-a", 20.0, None, 0)]})
+    searcher = CellSearcher(plan, "random", seed=1, record=record, fuse=3)
+    configs = []
+    while (config := searcher.suggest(f"t{len(configs)}")) != "FINISHED":
+        configs.append(config)
+    # the continued trial: alone, in its own run, with its own learning rate
+    assert configs[0][CELL_KEY] == first and configs[0][RUN_KEY] == "run-a" and MEMBERS_KEY not in configs[0]
+    sizes: dict = {}
+    for config in configs[1:]:
+        sizes.setdefault(config[CELL_KEY], []).append(len(config.get(MEMBERS_KEY, [None])))
+    assert sizes[first] == [3, 3]                                       # its 6 new samples, 3 at a time
+    assert all(sizes[cell_key(c)] == [3, 3, 1] for c in plan.cells[1:])  # 7 new: 3, 3 and the last alone
+
+
+def test_a_fused_members_continuation_is_its_own_folder_of_the_fused_trials_checkpoint(tmp_path):
+    from orchestrator.sweep.resume import CheckpointStore, PastTrial, _continuation
+    from trainables.training.checkpoints import save_loop
+    from trainables.training.loop import new_state
+    trained = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(trained.parameters(), lr=0.1)
+    folder = tmp_path / "base" / "deep_prompt_f00d0002_1_x" / "checkpoint_000000" / member_folder(1)
+    folder.mkdir(parents=True)
+    save_loop(folder, trained, dict(trained.state_dict()), optimizer, {**new_state(), "epoch": 1})
+    history = ((1, 0.5), (2, 0.6))
+    member = PastTrial("run-b", "x", 4.0, False, history, ("f00d0002",), 0, 1)
+    going = _continuation(member, CheckpointStore(str(tmp_path), "base"))
+    assert (going.checkpoint, going.epoch, going.history) == (str(folder), 1, ((1, 0.5),))
