@@ -76,3 +76,8 @@ def test_bench_fused_times_k_fused_members_beside_k_separate_trials(tmp_path, ca
     # the baseline is K separate trials' epochs per second: K = 1's is one trial's
     assert all(r["unit"] == "epochs/s" and math.isfinite(r["ratio"]) for r in rows)
     assert "fused, visual prompt (padding), K=4: " in capsys.readouterr().out
+    # over whole trials the cache counts: K separate trials build it K times, a fused one once
+    assert all(r["notes"]["over_20_epoch_trials_incl_cache"] > 0 for r in rows)
+    from orchestrator.bench.fused import over_trials
+    assert over_trials(1, 5.0, 2.0, 2.0) == 1.0 and over_trials(4, 6.0, 8.0, 8.0) == pytest.approx(
+        (24 + 160) / (6 + 160)) and over_trials(4, 1.0, 0.0, 0.0) == 4.0
