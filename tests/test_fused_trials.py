@@ -373,3 +373,29 @@ def test_a_fused_members_continuation_is_its_own_folder_of_the_fused_trials_chec
     member = PastTrial("run-b", "x", 4.0, False, history, ("f00d0002",), 0, 1)
     going = _continuation(member, CheckpointStore(str(tmp_path), "base"))
     assert (going.checkpoint, going.epoch, going.history) == (str(folder), 1, ((1, 0.5),))
+
+
+def test_a_resume_reads_each_fused_members_index_from_its_run():
+    """What `--resume` plans from (read_trials): a member's index, so that its continuation finds
+    its own folder; a run of a trial of its own has none."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.tracking import MlflowClient
+
+    from clip_prompt_sweeps.store.runs import experiment_id
+    from orchestrator.sweep.resume import read_trials
+    with tempfile.TemporaryDirectory() as folder:
+        uri = empty_store(Path(folder))
+        client = MlflowClient(uri)
+        exp = experiment_id(client, "deep", uri)
+        parent = client.create_run(exp, tags={"role": "sweep"}).info.run_id
+        for member in ("1", None):
+            tags = {"mlflow.parentRunId": parent, "cell": "layer=0", "ray_trial_ids": "f00d0003",
+                    **({"fused_member": member} if member else {})}
+            run = client.create_run(exp, tags=tags).info.run_id
+            client.log_param(run, "lr", "4.0")
+            client.log_metric(run, "val_acc", 0.5, step=1)
+        read = read_trials(client, exp, parent, "val_acc")
+        assert sorted((t.member is None, t.member) for t in read) == [(False, 1), (True, None)]
+        assert all(t.history == ((1, 0.5),) for t in read)
