@@ -22,6 +22,15 @@ def member_folder(k: int) -> str:
     return f"member-{k}"
 
 
+def member_configs(config: dict) -> list[dict]:
+    """Each member's config of a fused trial, as a trial of its own would have it: the cell's
+    config with the member's own keys (its learning rate) over it. A trial's own: [config]."""
+    if MEMBERS_KEY not in config:
+        return [config]
+    shared = {k: v for k, v in config.items() if k != MEMBERS_KEY}
+    return [{**shared, **member} for member in config[MEMBERS_KEY]]
+
+
 # The config key (and child-run tag) of a replicate: 0 is the tuned trial, k >= 1 its k-th rerun
 # with new seeds (orchestrator/sweep/replicates.py)
 REPLICATE_KEY = "replicate"

@@ -169,38 +169,35 @@ def run_slice(step: Step, args, env: dict, out: Path) -> dict:
             **(run_summary(env["MLFLOW_TRACKING_URI"], args.smoke) if run["exit"] == 0 else {})}
 
 
+def _sweep_row(step: Step, args, env: dict, name: str, extra: list[str], row: dict) -> dict:
+    """One sweep of the packing cell with `extra` options, timed: `row` with its images/s per GPU,
+    peak memory and the runs' counts (from MLflow) where it exited 0."""
+    argv = [sys.executable, "-m", "orchestrator", "sweep", *packing_args(args.smoke, args.packing_epochs), *extra]
+    done = step.run(name, argv, 600)
+    row = {**row, "seconds": done["seconds"], "exit": done["exit"]}
+    if done["exit"] == 0:
+        summary = run_summary(env["MLFLOW_TRACKING_URI"], args.smoke)
+        row.update(summary, images_per_s_per_gpu=round(summary["images"] / done["seconds"], 1))
+    return row
+
+
+def _device_share(args, share: float) -> list[str]:
+    """A trial's share of a GPU (on a CPU: of one CPU)."""
+    return ["--gpus-per-trial", f"{share:g}"] if args.device == "cuda" else \
+        ["--gpus-per-trial", "0", "--cpus-per-trial", f"{share:g}"]
+
+
 def run_packing(step: Step, args, env: dict) -> list[dict]:
     """1, 2 and 4 trials sharing one GPU (on a CPU: one CPU): images/s per GPU and peak memory."""
-    rows = []
-    for per_gpu in PACKING:
-        share = ["--gpus-per-trial", f"{1 / per_gpu:g}"] if args.device == "cuda" else \
-            ["--gpus-per-trial", "0", "--cpus-per-trial", f"{1 / per_gpu:g}"]
-        argv = [sys.executable, "-m", "orchestrator", "sweep", *packing_args(args.smoke, args.packing_epochs), *share,
-                "--max-concurrent", str(per_gpu)]
-        done = step.run(f"packing_{per_gpu}_per_gpu", argv, 600)
-        row = {"trials_per_gpu": per_gpu, "seconds": done["seconds"], "exit": done["exit"]}
-        if done["exit"] == 0:
-            summary = run_summary(env["MLFLOW_TRACKING_URI"], args.smoke)
-            row.update(summary, images_per_s_per_gpu=round(summary["images"] / done["seconds"], 1))
-        rows.append(row)
-    return rows
+    return [_sweep_row(step, args, env, f"packing_{n}_per_gpu", [*_device_share(args, 1 / n), "--max-concurrent", str(n)],
+                       {"trials_per_gpu": n}) for n in PACKING]
 
 
 def run_fusing(step: Step, args, env: dict) -> list[dict]:
     """The packing step's learning rates as fused trials of 1, 2 and 4 members, one trial at a
     time on the whole GPU (on a CPU: one CPU): images/s per GPU and peak memory."""
-    rows = []
-    for fuse in FUSING:
-        whole = ["--gpus-per-trial", "1"] if args.device == "cuda" else ["--gpus-per-trial", "0", "--cpus-per-trial", "1"]
-        argv = [sys.executable, "-m", "orchestrator", "sweep", *packing_args(args.smoke, args.packing_epochs), *whole,
-                "--max-concurrent", "1", "--fuse", str(fuse)]
-        done = step.run(f"fused_{fuse}", argv, 600)
-        row = {"fuse": fuse, "seconds": done["seconds"], "exit": done["exit"]}
-        if done["exit"] == 0:
-            summary = run_summary(env["MLFLOW_TRACKING_URI"], args.smoke)
-            row.update(summary, images_per_s_per_gpu=round(summary["images"] / done["seconds"], 1))
-        rows.append(row)
-    return rows
+    return [_sweep_row(step, args, env, f"fused_{k}", [*_device_share(args, 1.0), "--max-concurrent", "1", "--fuse", str(k)],
+                       {"fuse": k}) for k in FUSING]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Fused trials seen from the driver (issue #38): a Ray trial that trains several learning rates
-of one cell at once is several trials to ASHA, Optuna, MLflow and the progress line. Here: a
-trial's members (their configs, what they are known by) and each member's part of a result."""
+of one cell at once is several trials to ASHA, Optuna, MLflow and the progress line. Here: what
+a trial's members are known by and each member's part of a result (their configs:
+clip_prompt_sweeps/names.py's member_configs, which the trainables read too)."""
 from __future__ import annotations
 
 from clip_prompt_sweeps.names import MEMBER_RESULTS, MEMBERS_KEY
@@ -8,14 +9,6 @@ from clip_prompt_sweeps.names import MEMBER_RESULTS, MEMBERS_KEY
 
 def is_fused(config: dict) -> bool:
     return MEMBERS_KEY in config
-
-
-def member_configs(config: dict) -> list[dict]:
-    """Each member's config as a trial of its own would have it (one: the trial's own)."""
-    if not is_fused(config):
-        return [config]
-    shared = {k: v for k, v in config.items() if k != MEMBERS_KEY}
-    return [{**shared, **member} for member in config[MEMBERS_KEY]]
 
 
 def member_key(trial_id: str, k: int) -> str:

@@ -12,8 +12,8 @@ from collections import Counter
 
 from ray.tune import Callback
 
-from clip_prompt_sweeps.names import CELL_KEY, LR_KEY
-from orchestrator.sweep.members import is_fused, member_configs, member_key, member_results
+from clip_prompt_sweeps.names import CELL_KEY, LR_KEY, member_configs
+from orchestrator.sweep.members import is_fused, member_key, member_results
 from reports.markdown import pct
 
 EVERY_ENV = "ORCHESTRATOR_PROGRESS_S"       # seconds between plain lines where stdout is no terminal

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from clip_prompt_sweeps.names import CELL_KEY, RUN_KEY
-from orchestrator.sweep.members import is_fused, member_configs, member_key, member_results
+from clip_prompt_sweeps.names import CELL_KEY, RUN_KEY, member_configs
+from orchestrator.sweep.members import is_fused, member_key, member_results
 
 TIME = "epoch"
 

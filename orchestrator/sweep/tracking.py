@@ -27,12 +27,13 @@ from clip_prompt_sweeps.names import (
     REPLICATE_KEY,
     RUN_KEY,
     is_private,
+    member_configs,
     member_folder,
 )
 from clip_prompt_sweeps.store.journal import Journal
 from clip_prompt_sweeps.store.records import CELL_TAG, MAX_NODES, MEMBER_TAG, NODES_TAG, read_trial
 from clip_prompt_sweeps.store.runs import PARENT_TAG
-from orchestrator.sweep.members import is_fused, member_configs, member_key, member_results
+from orchestrator.sweep.members import is_fused, member_key, member_results
 
 # Ray's own bookkeeping in every result: not metrics of the experiment.
 _RAY_KEYS = {"timestamp", "time_this_iter_s", "pid", "training_iteration", "time_since_restore",
@@ -82,7 +83,7 @@ class MLflowTrials(Callback):
         self.runs: dict[str, str] = {}  # trial id -> run id
         self.member_runs: dict[str, dict[int, str]] = {}    # fused trial id -> member -> its run id
         # member runs whose member has ended (ASHA, diverged): ended with the checkpoint that follows
-        self.ending: dict[str, tuple[int, str, str, str | None]] = {}
+        self.ending: dict[str, tuple[str, str, str | None]] = {}
         self.logged: dict[str, int] = {}  # run id -> last epoch logged
         self.nodes: dict[str, list[str]] = {}   # run id -> the nodes it ran on, oldest first
         # the latest result and checkpoint of each running trial (dropped as it ends: a sweep of
@@ -162,10 +163,10 @@ class MLflowTrials(Callback):
                 continue
             self._log_result(trial, run_id, {**shared, **metrics})
             if metrics.get("diverged"):
-                self.ending[run_id] = (k, "KILLED", "diverged", metrics.get("stop_reason", "diverged"))
+                self.ending[run_id] = ("KILLED", "diverged", metrics.get("stop_reason", "diverged"))
             elif member_key(trial.trial_id, k) in self.stopped:
-                self.ending[run_id] = (k, "KILLED", "stopped_early", f"stopped early by ASHA within cell "
-                                                                     f"{self.stopped[member_key(trial.trial_id, k)]}")
+                self.ending[run_id] = ("KILLED", "stopped_early", f"stopped early by ASHA within cell "
+                                                                  f"{self.stopped[member_key(trial.trial_id, k)]}")
 
     def _log_result(self, trial, run_id: str, result: dict) -> None:
         """One epoch's result into `run_id` (a trial's run, or a member's)."""
@@ -221,16 +222,17 @@ class MLflowTrials(Callback):
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self.checkpoints[trial.trial_id] = checkpoint
         if is_fused(trial.config):
-            self._end_members(trial, [r for r in self._member_runs(trial).values() if r in self.ending])
+            self._end_members(trial, every=False)
 
-    def _end_members(self, trial, run_ids: list[str]) -> None:
-        """End these member runs, each with its learned parameters from the trial's latest
-        checkpoint (its own folder in it) and the outcome it ended with, else finished."""
+    def _end_members(self, trial, every: bool) -> None:
+        """End the member runs whose member has ended (`every`: all still open), each with its
+        learned parameters from the trial's latest checkpoint (its own folder in it) and the
+        outcome it ended with, else finished."""
         checkpoint = self.checkpoints.get(trial.trial_id)
-        for run_id in run_ids:
-            k, status, outcome, reason = self.ending.pop(run_id, (None, "FINISHED", "finished", None))
-            if k is None:
-                k = next(i for i, r in self._member_runs(trial).items() if r == run_id)
+        for k, run_id in self._member_runs(trial).items():
+            if run_id in self.ended or not (every or run_id in self.ending):
+                continue
+            status, outcome, reason = self.ending.pop(run_id, ("FINISHED", "finished", None))
             if checkpoint is not None:
                 with checkpoint.as_directory() as folder:
                     self._log_learned(run_id, Path(folder) / member_folder(k))
@@ -240,7 +242,7 @@ class MLflowTrials(Callback):
         """Ray calls this for a trial that returned or that the scheduler stopped, never for
         one cut short by an interruption (those stay open and end as 'interrupted')."""
         if is_fused(trial.config):
-            self._end_members(trial, [r for r in self._member_runs(trial).values() if r not in self.ended])
+            self._end_members(trial, every=True)
             self.checkpoints.pop(trial.trial_id, None)
             return
         run_id = self._run(trial)

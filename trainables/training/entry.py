@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from clip_prompt_sweeps.names import MEMBER_STOPS_KEY, MEMBERS_KEY, RESUME_KEY
+from clip_prompt_sweeps.names import MEMBER_STOPS_KEY, MEMBERS_KEY, RESUME_KEY, member_configs
 from trainables.training.config import from_dict
 from trainables.training.loop import Reporter
 from trainables.training.ray_io import tune_fused_report, tune_member_stops, tune_report, tune_resume_dir
@@ -29,12 +29,6 @@ def trainable(name: str, config_cls: type, run: Callable[..., dict], summary: st
     return Trainable(name, config_cls, fn, summary, metrics, run_fused is not None)
 
 
-def member_configs(config_cls: type, config: dict) -> list:
-    """The typed config of each member of a fused trial: the cell's config with the member's own
-    keys (its learning rate) over it."""
-    return [from_dict(config_cls, {**config, **member}) for member in config.get(MEMBERS_KEY) or [{}]]
-
-
 def tune_entry(config_cls: type, run: Callable[..., dict], run_fused: Callable[..., None] | None = None):
     """A Ray Tune function trainable around `run(cfg, report, resume_dir)`; given a `report`
     (unit tests), it runs without Ray. `sources` (run id -> trainables.experiments.source_models.SourceRun)
@@ -43,7 +37,7 @@ def tune_entry(config_cls: type, run: Callable[..., dict], run_fused: Callable[.
     `run_fused(cfgs, report, stopped, resume_dir)` instead (trainables/training/fused.py's reports)."""
     def fn(config: dict, report: Reporter | None = None, sources: dict | None = None, stopped=None) -> None:
         if run_fused is not None and MEMBERS_KEY in config:
-            cfgs = member_configs(config_cls, config)
+            cfgs = [from_dict(config_cls, member) for member in member_configs(config)]
             if report is not None:
                 run_fused(cfgs, report, stopped or frozenset, None)
                 return
