@@ -241,7 +241,14 @@ def test_a_child_runs_values_out_of_their_form_are_unknown():
                             (str(r.MAX_REPLICATES + 1), None), ("x", None)):
         assert r.read_trial(_run("c1", {r.REPLICATE_TAG: replicate})).replicate == read
     assert r.read_trial(_run("c1", {"ray_trial_ids": "a" * 65 + " " + "b" * 64})).trial_ids == ("b" * 64,)
-    assert r.read_trial(_run("c1", {"ray_trial_ids": "x" * 20_000 + " y"})).trial_ids == ()   # read up to 20,000 chars
+    # read up to 20,000 chars: an id that ends at the 20,000th is read whole, one past it is cut there
+    assert r.read_trial(_run("c1", {"ray_trial_ids": "x" * 19_996 + " y_1"})).trial_ids == ("y_1",)
+    assert r.read_trial(_run("c1", {"ray_trial_ids": "x" * 19_997 + " y_1"})).trial_ids == ("y_",)
+    # a fused trial's member index: 0 is its first member; a run of no fused trial has none
+    for member, read in (("0", 0), ("3", 3), (str(r.MAX_MEMBERS), r.MAX_MEMBERS), (str(r.MAX_MEMBERS + 1), None),
+                         ("-1", None), ("x", None)):
+        assert r.read_trial(_run("c1", {r.MEMBER_TAG: member})).member == read
+    assert r.read_trial(_run("c1")).member is None
     assert r.read_trial(_run("c1", {r.CELL_TAG: "k" * 6000})).cell == "k" * 5000
     with pytest.raises(UserError, match=r"^child run id 'a b' is not an MLflow run id"):
         r.read_trial(_run("a b"))
