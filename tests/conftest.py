@@ -12,6 +12,14 @@ os.environ["ORCHESTRATOR_NO_DOWNLOAD"] = "1"
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Ray would start a thread in each of its processes to report usage to a server these machines cannot reach
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# A local Ray starts a worker per CPU as its first driver connects, before anything asks for one;
+# the suite starts a Ray per sweep process (about a hundred), and their trial actors start workers
+# of their own, so those went unused (docs/testing.md): the nodes' and the user's Ray keep the default
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+# On several workers (the default, pyproject.toml) each worker's torch, and what it starts, keeps to one
+# thread: two of torch's per worker on two cores wait on each other (the fast tier: 144 s, not 170)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 # A profile chosen in the developer's shell must not change what the tests run.
 os.environ.pop("ORCHESTRATOR_PROFILE", None)
 # Writes an MLflow store refused wait in a journal: the tests' go to a folder of their own.
@@ -117,8 +125,8 @@ def is_fast(item) -> bool:
 
 
 # --- on every core -----------------------------------------------------------------------------
-# `python -m pytest -n auto` runs on every core, up to 4 (pyproject.toml: `--maxprocesses 4 --dist
-# loadgroup`). Tests that share a costly resource keep to one worker, so it is paid once a run: the
+# `python -m pytest` runs on every core, up to 4 (pyproject.toml: `-n auto --maxprocesses 4 --dist
+# loadgroup`; `-n 0` is one process). Tests that share a costly resource keep to one worker, so it is paid once a run: the
 # study store's tests (every sweep once, a session fixture) are one group, and the `ray up` tests
 # mark themselves a group of their own (tests/test_many_machines.py, tests/test_real_clusters.py).
 # Groups and the files with tests of half a minute or more start first (docs/testing.md has the
@@ -127,7 +135,7 @@ def is_fast(item) -> bool:
 LONG = ("test_many_machines.py", "test_real_clusters.py", "test_durability.py", "test_store_faults.py",
         "test_reliability.py", "test_postgres_store.py", "test_study_experiments.py", "test_cluster.py",
         "test_gpu_script.py", "test_bench.py", "test_sweep.py", "test_status.py", "test_house.py",
-        "test_backbones.py", "test_progress.py")
+        "test_backbones.py", "test_progress.py", "test_fused_trials.py")
 
 
 def _order(item) -> int:
