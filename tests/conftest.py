@@ -13,11 +13,11 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Ray would start a thread in each of its processes to report usage to a server these machines cannot reach
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 # A local Ray starts a worker per CPU as its first driver connects, before anything asks for one;
-# the suite starts a Ray per sweep process (about a hundred), and their trial actors start workers
-# of their own, so those went unused (docs/testing.md): the nodes' and the user's Ray keep the default
+# the suite starts a Ray in each of its many sweep processes, whose trial actors start workers of
+# their own, so those went unused (docs/testing.md): the nodes' and the user's Ray keep the default
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 # On several workers (the default, pyproject.toml) each worker's torch, and what it starts, keeps to one
-# thread: two of torch's per worker on two cores wait on each other (the fast tier: 144 s, not 170)
+# thread: two of torch's per worker on two cores wait on each other (the fast tier: 136 s, not 170)
 if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 # A profile chosen in the developer's shell must not change what the tests run.
