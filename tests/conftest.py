@@ -37,9 +37,14 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray for every test that needs it, with 2 fake GPUs for the resource tests."""
+    """One local Ray for every test that needs it, with 2 fake GPUs for the resource tests.
+
+    Two CPUs, the machine's cores in CI: a sweep runs as many trials at once as there are CPUs,
+    and each trial's actor first imports torch and open_clip (about 7 CPU-seconds), far more than a
+    tiny trial's training. With 4, the study store's sweeps started 22 actors (193 CPU-seconds in
+    all); with 2, 17 (146), and took 95 s instead of 120 (docs/testing.md)."""
     import ray
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 
@@ -128,7 +133,7 @@ def is_fast(item) -> bool:
 # `python -m pytest` runs on every core, up to 4 (pyproject.toml: `-n auto --maxprocesses 4 --dist
 # loadgroup`; `-n 0` is one process). Tests that share a costly resource keep to one worker, so it is paid once a run: the
 # study store's tests (every sweep once, a session fixture) are one group, and the `ray up` tests
-# mark themselves a group of their own (tests/test_many_machines.py, tests/test_real_clusters.py).
+# mark themselves a group of their own (tests/test_many_machines.py: its three nodes, booted once).
 # Groups and the files with tests of half a minute or more start first (docs/testing.md has the
 # timings), so that no worker is left alone with a long one at the end (longest processing time
 # first); in the fast tier too, whose every-sweep test takes a minute and a half.

@@ -37,6 +37,7 @@ from test_real_clusters import (
     _env,
     _gone,
     _is_ray_or_driver,
+    _listeners,
     _new_tmp_files,
     _skip_reason,
     munged,
@@ -182,7 +183,7 @@ def cluster(tmp_path_factory):
             node.run([sys.executable, str(t / "make_venv.py"), str(VENV_BIN)])
         start = time.monotonic()
         up = c.head.run(["ray", "up", "-y", "--no-config-cache", str(c.config)], timeout=600, env=c.env, cwd=ROOT)
-        assert "MLflow server on http://127.0.0.1:5000" in up.stdout + up.stderr
+        assert "node set up: venv" in up.stdout + up.stderr and "MLflow server on http://127.0.0.1:5000" in up.stdout + up.stderr
         c.wait_for_nodes("ray up, three nodes alive", since=start)
         yield c
         start = time.monotonic()
@@ -217,16 +218,34 @@ def _epochs_once(client: MlflowClient, runs) -> None:
 
 
 @LAUNCHER
+def test_0_ray_up_sets_up_every_node_and_the_head_plans_the_study_behind_locked_doors(cluster):
+    c = cluster
+    nodes = c.alive()           # a client with the cluster's token is served
+    assert set(nodes) == c.addresses() and all(cpus == 2 for cpus in nodes.values()), nodes
+    for node in c.net.nodes:    # setup.sh ran on each node: the project in its venv, the data there
+        here = node.run([f"{Path.home()}/node-venv/bin/python", "-c", "import orchestrator; print(orchestrator.__file__)"])
+        assert here.stdout.strip() == f"{Path.home()}/clip-prompt-sweeps/orchestrator/__init__.py"
+        assert "RAY_AUTH_MODE=token" in node.run(f"cat {Path.home()}/.clip-prompt-sweeps.env").stdout
+        data = node.run(f"ls {Path.home()}/.cache/clip-prompt-sweeps/data/synthetic").stdout.split()
+        assert {"cifar-10-batches-py", "cifar-100-python"} <= set(data)
+
+    # the MLflow server and the dashboard listen on the head's 127.0.0.1 only
+    listening = _listeners(c.head)
+    assert listening[5000] == {"127.0.0.1"} and listening[8265] == {"127.0.0.1"}, listening
+    # Ray's doors are locked: a client without the token is turned away
+    probe = "import ray; ray.init(address='%s:6379'); print('nodes', len(ray.nodes()))" % c.net.address(0)
+    stranger = c.head.run(f'timeout 60 {sys.executable} -c "{probe}"', env=_env(), check=False, timeout=120)
+    assert stranger.returncode != 0 and "nodes" not in stranger.stdout
+    assert "InvalidAuthToken" in stranger.stdout + stranger.stderr       # refused for its missing token
+
+    # on the head, `sweep NAME` plans the study (the head's ORCHESTRATOR_PROFILE)
+    assert "plan for sweep visual (full): 4 cells x 4 learning rates" in c.exec(
+        "python -m orchestrator sweep visual --dry-run", timeout=120)
+
+
+@LAUNCHER
 def test_1_ray_up_starts_three_nodes_and_a_sweep_runs_on_all_three(cluster):
     c = cluster
-    nodes = c.alive()
-    assert set(nodes) == c.addresses() and all(cpus == 2 for cpus in nodes.values()), nodes
-    for k in (1, 2):          # setup.sh ran on each worker: the project in its venv, the data there
-        worker = c.net.nodes[k]
-        here = worker.run([f"{Path.home()}/node-venv/bin/python", "-c", "import orchestrator; print(orchestrator.__file__)"])
-        assert here.stdout.strip() == f"{Path.home()}/clip-prompt-sweeps/orchestrator/__init__.py"
-        assert "RAY_AUTH_MODE=token" in worker.run(f"cat {Path.home()}/.clip-prompt-sweeps.env").stdout
-
     start = time.monotonic()
     out = c.exec(SPREAD)
     c.times["smoke sweep, 4 trials of 36 epochs on three nodes"] = time.monotonic() - start
@@ -295,7 +314,11 @@ def test_2_a_worker_lost_mid_sweep_its_trials_go_on_elsewhere_and_it_comes_back(
         if driver.poll() is None:
             driver.kill()
     out = (c.t / "loss.log").read_text()
-    assert "8 trials, 0 failed; MLflow parent run" in out, out[-3000:]
+    assert "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials" in out, out[-3000:]
+    assert "8 trials, 0 failed; MLflow parent run" in out and "at http://127.0.0.1:5000" in out, out[-3000:]
+    record = c.client().get_run(parent)
+    assert record.data.tags.get("profile") == "smoke" and record.info.status == "FINISHED"
+    assert (c.t / "nfs" / "ray-results").is_dir()                      # trial state on the shared path
     runs = c.runs(parent)
     by_id = {r.info.run_id: read_trial(r) for r in runs}
     assert ids_before <= set(by_id) and len(runs) == 8                    # every planned trial once, none deleted

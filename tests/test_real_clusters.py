@@ -1,24 +1,19 @@
-"""The project's cluster files, started for real on this machine, each in a namespace of its own
-(tests/namespaces.py): `ray up` of clusters/onprem.yaml over SSH to 127.0.0.1 (Ray's local
-provider), a smoke sweep and its report on it, `ray down`; and clusters/slurm/sweep.sbatch as a
-job of a single-node SLURM with munge. Skipped where sshd, slurmd or munged are not installed;
-.ci/run installs them (docs/testing.md)."""
+"""The project's SLURM file started for real on this machine, in a namespace of its own
+(tests/namespaces.py): clusters/slurm/sweep.sbatch as a job of a single-node SLURM with munge,
+stopped by its time limit's signal and resumed by the next job; and the helpers the many-machines
+tests share (`ray up` of clusters/onprem.yaml is checked there, on three nodes booted once).
+Skipped where slurmd or munged are not installed; .ci/run installs them (docs/testing.md)."""
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
-import secrets
 import shutil
-import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 from namespaces import Namespace, available
 
@@ -80,129 +75,6 @@ def namespace(tmp_path):
     ns = Namespace(tmp_path / "ns")
     yield ns
     ns.close()
-
-
-# --- the on-premise launcher -------------------------------------------------------------------
-
-def _sshd(ns: Namespace, t: Path) -> Path:
-    """An sshd on 127.0.0.1:2222 inside the namespace, taking one key of the test's; the key."""
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / "key")], check=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / "host_key")], check=True)
-    shutil.copy(t / "key.pub", t / "authorized_keys")
-    (t / "sshd_config").write_text(
-        f"ListenAddress 127.0.0.1\nPort 2222\nHostKey {t}/host_key\nPermitRootLogin prohibit-password\n"
-        f"PasswordAuthentication no\nUsePAM no\nStrictModes no\nAuthorizedKeysFile {t}/authorized_keys\n"
-        f"PidFile {t}/sshd.pid\n")
-    ns.run(f"mkdir -p /run/sshd && /usr/sbin/sshd -f {t}/sshd_config -E {t}/sshd.log")
-    return t / "key"
-
-
-def _node_venv(t: Path) -> Path:
-    """A venv for the 'node' that sees this test's packages (a .pth file) but installs the
-    project itself: what setup.sh would build, without the downloads (the namespace has no
-    network). No pip of its own: the test's pip runs in it and installs into it."""
-    venv = t / "node-venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip())
-    (site / "test-packages.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    for name in ("ray", "mlflow"):       # the packages' commands, as the venv's own python runs them
-        script = (VENV_BIN / name).read_text().split("\n", 1)[1]
-        (venv / "bin" / name).write_text(f"#!{venv}/bin/python\n{script}")
-        (venv / "bin" / name).chmod(0o755)
-    return venv
-
-
-def _onprem_config(t: Path, key: Path, venv: Path) -> Path:
-    """clusters/onprem.yaml with its SET values filled for one machine at 127.0.0.1, and the
-    offline (synthetic) data fetch."""
-    text = (ROOT / "clusters" / "onprem.yaml").read_text()
-    text = text.replace('--fetch "--weights"', f'--fetch "--data synthetic" --venv {venv}')
-    text = text.replace("file:///nfs/clip-sweeps/ray-results", f"file://{t}/nfs/ray-results")
-    old = "--artifacts file:///nfs/clip-sweeps/mlflow-artifacts --store /nfs/clip-sweeps/mlflow"
-    assert old in text
-    text = text.replace(old, f"--artifacts file://{t}/nfs/mlflow-artifacts --store {t}/mlflow")
-    config = yaml.safe_load(text)
-    config["provider"].update(head_ip="127.0.0.1", worker_ips=[])
-    config["auth"] = {"ssh_user": "root", "ssh_private_key": str(key), "ssh_proxy_command": "nc %h 2222"}
-    config["min_workers"] = config["max_workers"] = 0
-    # the token `ray get-auth-token --generate` makes where `ray up` runs: the test's own
-    (t / "ray_token").write_text(secrets.token_hex(32))
-    assert set(config["file_mounts"]) == {"~/clip-prompt-sweeps", "~/.clip-prompt-sweeps-ray-token"}
-    config["file_mounts"] = {"~/clip-prompt-sweeps": str(ROOT), "~/.clip-prompt-sweeps-ray-token": str(t / "ray_token")}
-    path = t / "onprem.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
-
-
-# beside the three-node `ray up` on one worker: each checks the machine's /tmp for what its launcher left
-@pytest.mark.skipif(_skip_reason(SSH_TOOLS) is not None, reason=str(_skip_reason(SSH_TOOLS)))
-@pytest.mark.xdist_group("launcher")
-def test_ray_up_of_the_onprem_file_runs_a_sweep_and_its_report_then_ray_down(namespace, tmp_path):
-    t = tmp_path
-    before = _new_tmp_files(set())
-    key = _sshd(namespace, t)
-    venv = _node_venv(t)
-    config = _onprem_config(t, key, venv)
-    env = _env()
-    times = {}
-    try:
-        start = time.monotonic()
-        up = namespace.run(["ray", "up", "-y", "--no-config-cache", str(config)], timeout=420, env=env, cwd=ROOT)
-        times["ray up"] = time.monotonic() - start
-        assert "node set up: venv" in up.stdout + up.stderr and "MLflow server on http://127.0.0.1:5000" in up.stdout + up.stderr
-
-        # the setup ran: the project installed in the venv from the copy on the node, the data
-        here = namespace.run([str(venv / "bin" / "python"), "-c", "import orchestrator; print(orchestrator.__file__)"])
-        assert here.stdout.strip() == f"{Path.home()}/clip-prompt-sweeps/orchestrator/__init__.py"
-        data = namespace.run(f"ls {Path.home()}/.cache/clip-prompt-sweeps/data/synthetic").stdout.split()
-        assert {"cifar-10-batches-py", "cifar-100-python"} <= set(data)
-
-        # on the head, `sweep NAME` plans the study (the head's ORCHESTRATOR_PROFILE)
-        plan = namespace.run(["ray", "exec", str(config), "python -m orchestrator sweep visual --dry-run"],
-                             timeout=120, env=env, cwd=ROOT)
-        assert "plan for sweep visual (full): 4 cells x 4 learning rates" in plan.stdout + plan.stderr
-
-        start = time.monotonic()
-        sweep = namespace.run(["ray", "exec", str(config), "python -m orchestrator sweep visual --profile smoke"],
-                              timeout=420, env=env, cwd=ROOT)
-        times["sweep"] = time.monotonic() - start
-        log = sweep.stdout + sweep.stderr
-        assert "sweep visual (smoke): 4 cells x 2 learning rates = 8 trials" in log
-        assert "8 trials, 0 failed; MLflow parent run" in log and "at http://127.0.0.1:5000" in log
-        report = namespace.run(["ray", "exec", str(config), "python -m orchestrator report visual"],
-                               timeout=300, env=env, cwd=ROOT)
-        assert "report written: " in report.stdout + report.stderr
-
-        # the server and the dashboard listen on 127.0.0.1 only; trials ran and are logged
-        listening = _listeners(namespace)
-        assert listening[5000] == {"127.0.0.1"} and listening[8265] == {"127.0.0.1"}
-        # Ray's doors are locked: a client without the token is turned away, one with it is served
-        probe = "import ray; ray.init(address='127.0.0.1:6379'); print('nodes', len(ray.nodes()))"
-        stranger = namespace.run(f'timeout 60 {sys.executable} -c "{probe}"', env=_env(), check=False, timeout=120)
-        assert stranger.returncode != 0 and "nodes" not in stranger.stdout
-        assert "InvalidAuthToken" in stranger.stdout + stranger.stderr       # refused for its missing token
-        member = namespace.run(f'timeout 60 {sys.executable} -c "{probe}"', check=False, timeout=120,
-                               env=_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(t / "ray_token")))
-        assert "nodes 1" in member.stdout, member.stdout + member.stderr
-        client = MlflowClient(f"sqlite:///{t}/mlflow/mlflow.db")
-        parent = latest_parent(client, "visual")
-        runs = children(client, parent.info.experiment_id, parent.info.run_id)
-        assert len(runs) == 8 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
-        assert parent.data.tags.get("profile") == "smoke" and parent.info.status == "FINISHED"
-        assert (t / "nfs" / "ray-results").is_dir()      # trial state on the shared path
-        # the report beside the runs, in the server's artifact store on the shared path
-        assert list((t / "nfs" / "mlflow-artifacts").glob(f"*/{parent.info.run_id}/artifacts/report/report.md"))
-
-        start = time.monotonic()
-        namespace.run(["ray", "down", "-y", str(config)], timeout=180, env=env, cwd=ROOT)
-        times["ray down"] = time.monotonic() - start
-        namespace.run(f"kill $(cat {t}/mlflow/server.pid)")   # `ray down` leaves the server, as README says
-        assert _gone(namespace, lambda p: "sshd" not in p) == []
-    finally:
-        for path in _new_tmp_files(before):
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
-        print("measured:", json.dumps({k: round(v, 1) for k, v in times.items()}))
 
 
 # --- SLURM -------------------------------------------------------------------------------------
