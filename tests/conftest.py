@@ -39,12 +39,14 @@ def data_root(tmp_path_factory) -> Path:
 def ray_session():
     """One local Ray for every test that needs it, with 2 fake GPUs for the resource tests.
 
-    Two CPUs, the machine's cores in CI: a sweep runs as many trials at once as there are CPUs,
-    and each trial's actor first imports torch and open_clip (about 7 CPU-seconds), far more than a
-    tiny trial's training. With 4, the study store's sweeps started 22 actors (193 CPU-seconds in
-    all); with 2, 17 (146), and took 95 s instead of 120 (docs/testing.md)."""
+    One CPU: a sweep runs as many trials at once as there are CPUs, and each trial's actor first
+    imports torch and open_clip (about 7 CPU-seconds), far more than a tiny trial's training. The
+    study store's sweeps (one process, nothing else running): 4 CPUs started 22 actors, 2 CPUs 15
+    (122 CPU-seconds in all), 1 CPU 8 (94). A test whose check needs trials at once asks for
+    fractions of a CPU (`--cpus-per-trial 0.5`); a sweep in a process of its own has a Ray of its
+    own, with every core (docs/testing.md)."""
     import ray
-    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=1, num_gpus=2, include_dashboard=False, logging_level="ERROR")
     yield ray
     ray.shutdown()
 

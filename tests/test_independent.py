@@ -157,7 +157,8 @@ def test_an_error_inside_fit_fails_the_sweep_and_leaves_no_run_running(ray_sessi
     monkeypatch.setattr(MLflowTrials, "on_trial_result", breaks)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     args = ["sweep", "visual", "--samples", "2", "--epochs", "3", "--search", "random", "--tracking-uri", uri,
-            "--storage-path", str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0"]
+            "--storage-path", str(tmp_path / "ray"), "--data-dir", str(data_root), "--gpus-per-trial", "0",
+            "--cpus-per-trial", "0.5"]      # two at once on the session's one CPU (tests/conftest.py)
     when["open"] = lambda n: n >= 2         # once two trials are under way
     with pytest.raises(Exception, match="planted failure in the driver"):
         main(args)

@@ -149,7 +149,8 @@ def _timed_trainable(config):
 def test_four_half_gpu_trials_share_two_fake_gpus(ray_session, tmp_path):
     log, barrier = tmp_path / "times.jsonl", tmp_path / "barrier"
     barrier.mkdir()
-    tuner = tune.Tuner(tune.with_resources(_timed_trainable, {"cpu": 0.5, "gpu": 0.5}),
+    # a quarter CPU each: the session's Ray has one (tests/conftest.py), the GPUs are what is shared
+    tuner = tune.Tuner(tune.with_resources(_timed_trainable, {"cpu": 0.25, "gpu": 0.5}),
                        param_space={"log": str(log), "barrier": str(barrier), "i": tune.grid_search([0, 1, 2, 3])},
                        run_config=tune.RunConfig(storage_path=str(tmp_path), verbose=0))
     results = tuner.fit()
