@@ -18,7 +18,7 @@ from pathlib import Path
 KINDS = {
     "test_many_machines.py": "node boots: namespaces joined by veth pairs, a Ray node started in each; sweeps across them",
     "test_durability.py": "sweeps killed (SIGKILL, Ctrl-C) at several moments, each resumed: Ray started per sweep",
-    "test_real_clusters.py": "`ray up` over SSH and a SLURM job, each in a namespace: node boots",
+    "test_real_clusters.py": "a single-node SLURM job in a namespace, stopped by its time limit's signal and resumed",
     "test_study_reports.py": "the study store (every sweep once, in its first test), then reports read from it",
     "test_independent.py": "the study store, copied and planted; sweeps of its own",
     "test_postgres_store.py": "a PostgreSQL server and an MLflow server started",
