@@ -5,7 +5,7 @@ with its own address, sshd and disk, joined by veth pairs to a bridge in a names
 `ray up` of the real clusters/onprem.yaml (only its SET values changed) starts the head, and the
 head's autoscaler sets up and starts the two workers over SSH: the file mounts,
 clusters/node/setup.sh on every node, `start.sh worker` joining the head. On that one cluster, in
-order: a smoke sweep whose MLflow `nodes` tags show trials on all three nodes; a worker's power cut
+order: every node set up, the head's ports on 127.0.0.1 only and Ray's token required; a smoke sweep whose MLflow `nodes` tags show trials on all three nodes; a worker's power cut
 while its trials run (they go on elsewhere from their checkpoints, the node boots again and takes
 trials); the head's power cut mid-sweep (driver, Ray head and MLflow server with it), then the head
 booted again, `ray up`, and `--resume` finishing the sweep from MLflow alone.
