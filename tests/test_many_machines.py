@@ -155,6 +155,7 @@ def _cluster_file(t: Path, net: Network, key: Path) -> Path:
     assert config["min_workers"] == config["max_workers"] == 2           # as shipped: the two workers
     assert f"--store {t}/nfs/mlflow" in str(config["head_start_ray_commands"])  # the record on the shared folder
     (t / "ray_token").write_text(secrets.token_hex(32))
+    assert set(config["file_mounts"]) == {"~/clip-prompt-sweeps", "~/.clip-prompt-sweeps-ray-token"}   # as shipped
     config["file_mounts"] = {"~/clip-prompt-sweeps": str(ROOT), "~/.clip-prompt-sweeps-ray-token": str(t / "ray_token")}
     path = t / "onprem.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
