@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -335,3 +336,51 @@ def test_start_sh_stops_only_the_ray_it_started_even_after_a_reboot_reused_its_p
         for proc in (watch, imposter):
             proc.kill()
             proc.wait()
+
+
+def _setup_in(tmp_path: Path, python_exit: str = "0") -> tuple[Path, Path, Path]:
+    """(repo, venv, log): clusters/node/setup.sh in a copy of the project's layout, with a venv
+    whose python logs its arguments and exits `python_exit` for pip (0 for the rest)."""
+    repo, venv, home = tmp_path / "repo", tmp_path / "venv", tmp_path / "home"
+    (repo / "clusters" / "node").mkdir(parents=True, exist_ok=True)
+    (venv / "bin").mkdir(parents=True, exist_ok=True)
+    home.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "clusters" / "node" / "setup.sh", repo / "clusters" / "node" / "setup.sh")
+    if not (repo / "pyproject.toml").exists():
+        shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
+    log = tmp_path / "python.log"
+    (venv / "bin" / "python").write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\ncase "$2" in pip) exit {python_exit} ;; esac\nexit 0\n')
+    (venv / "bin" / "python").chmod(0o755)
+    return repo, venv, log
+
+
+def _run_setup(repo: Path, venv: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(repo / "clusters/node/setup.sh"), "--storage", "file:///nfs/x", "--venv", str(venv)],
+                          env={**os.environ, "HOME": str(tmp_path / "home")}, capture_output=True, text=True)
+
+
+def test_setup_installs_the_project_again_only_when_its_pyproject_or_place_changed(tmp_path):
+    """`ray up` runs setup.sh on every node each time: pip (seconds of CPU on every node) runs on
+    the first, after pyproject.toml changed, and after a setup that failed; fetch runs every time."""
+    repo, venv, log = _setup_in(tmp_path)
+
+    def pips() -> int:
+        return sum(line.startswith("-m pip install") for line in log.read_text().splitlines())
+
+    assert _run_setup(repo, venv, tmp_path).returncode == 0 and pips() == 2       # setuptools, the project
+    assert _run_setup(repo, venv, tmp_path).returncode == 0 and pips() == 2       # nothing changed: no pip
+    assert log.read_text().count("-m orchestrator fetch") == 2                    # the data checked each time
+    (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n# a new dependency\n")
+    assert _run_setup(repo, venv, tmp_path).returncode == 0 and pips() == 4       # its dependencies changed
+    moved = tmp_path / "moved"
+    shutil.copytree(repo, moved)
+    assert _run_setup(moved, venv, tmp_path).returncode == 0 and pips() == 6      # the project from elsewhere
+
+    # a pip that fails stops the setup and leaves no stamp: the next setup installs again
+    (repo / "pyproject.toml").write_text((repo / "pyproject.toml").read_text() + "\n# another\n")
+    _setup_in(tmp_path, python_exit="1")
+    assert _run_setup(repo, venv, tmp_path).returncode != 0 and pips() == 7
+    _setup_in(tmp_path)
+    assert _run_setup(repo, venv, tmp_path).returncode == 0 and pips() == 9
+    assert "node set up: venv" in _run_setup(repo, venv, tmp_path).stdout and pips() == 9

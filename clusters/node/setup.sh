@@ -30,10 +30,19 @@ esac
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-# the build backend first, then the project built with it: an install that finds its
-# dependencies present asks no package index for anything
-"$VENV/bin/python" -m pip install -q "setuptools>=68"
-"$VENV/bin/python" -m pip install -q --no-build-isolation -e "$REPO"
+# `ray up` runs this on every node each time (and on a rebooted node again): pip runs only when
+# this venv has not yet installed the project from here with this pyproject.toml (its
+# dependencies). Code changes need no install: it is an editable one. A run that fails before
+# the end writes no stamp, so the next one installs again; delete the stamp to force it.
+STAMP="$VENV/.clip-prompt-sweeps-installed"
+INSTALLED="$REPO $(sha256sum < "$REPO/pyproject.toml")"
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$INSTALLED" ]; then
+    # the build backend first, then the project built with it: an install that finds its
+    # dependencies present asks no package index for anything
+    "$VENV/bin/python" -m pip install -q "setuptools>=68"
+    "$VENV/bin/python" -m pip install -q --no-build-isolation -e "$REPO"
+    printf '%s\n' "$INSTALLED" > "$STAMP"
+fi
 # shellcheck disable=SC2086  # FETCH is a list of arguments
 "$VENV/bin/python" -m orchestrator fetch $FETCH
 
