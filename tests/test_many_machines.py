@@ -110,12 +110,19 @@ class Cluster:
         parent = client.get_run(parent_id) if parent_id else latest_parent(client, "visual")
         return children(client, parent.info.experiment_id, parent.info.run_id)
 
-    def alive(self) -> dict[str, float]:
-        """Node address -> its CPUs, as the head's Ray sees them (a client with the token)."""
-        probe = ("import json, ray; ray.init(address='%s:6379', logging_level='ERROR'); "
-                 "print(json.dumps({n['NodeManagerAddress']: n['Resources'].get('CPU', 0) "
-                 "for n in ray.nodes() if n['Alive']}))" % self.net.address(0))
-        out = self.head.run([sys.executable, "-c", probe], check=False, timeout=120,
+    def alive(self, until: int = 0, within_s: float = 0) -> dict[str, float]:
+        """Node address -> its CPUs, as the head's Ray sees them (a client with the token); given
+        `until`, the client asks again every 3 s, up to `within_s`, until that many are alive: one
+        process, not one per look (each imports Ray and connects, about 3 CPU-seconds)."""
+        probe = (f"import json, time, ray\nray.init(address='{self.net.address(0)}:6379', logging_level='ERROR')\n"
+                 f"end = time.monotonic() + {within_s}\n"
+                 "while True:\n"
+                 "    nodes = {n['NodeManagerAddress']: n['Resources'].get('CPU', 0) for n in ray.nodes() if n['Alive']}\n"
+                 "    print(json.dumps(nodes), flush=True)\n"
+                 f"    if len(nodes) >= {until} or time.monotonic() > end:\n"
+                 "        break\n"
+                 "    time.sleep(3)\n")
+        out = self.head.run([sys.executable, "-c", probe], check=False, timeout=within_s + 120,
                             env=_env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(self.t / "ray_token")))
         lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
         return json.loads(lines[-1]) if lines else {}
@@ -124,8 +131,10 @@ class Cluster:
         """Wait for the three nodes alive in Ray; `what` took the time from `since` (default: now)."""
         start, nodes = time.monotonic(), {}
         while set(nodes) != self.addresses() and time.monotonic() - start < within_s:
-            time.sleep(3)
-            nodes = self.alive()
+            # a client that cannot connect yet (the head's Ray starting) is started again
+            nodes = self.alive(until=3, within_s=max(0.0, within_s - (time.monotonic() - start)))
+            if set(nodes) != self.addresses():
+                time.sleep(3)
         self.times[what] = time.monotonic() - (start if since is None else since)
         # what the autoscaler did with each worker (its node updaters' lines), to show on failure
         monitor = self.head.run("cat /tmp/ray/session_latest/logs/monitor.* | grep -v 'idle for' | tail -n 60",
