@@ -37,7 +37,8 @@ PIECES = {
     "store queries (parents, latest parent, children)": [("clip_prompt_sweeps.store.runs", ("parents", "latest_parent", "children",
                                                                          "current_trials"))],
     "resize (PIL-exact)": [("trainables.data.resize", ())],
-    "CIFAR unpickler": [("trainables.data.sources.cifar", ("_CifarUnpickler", "_only_empty", "read_batch"))],
+    "CIFAR unpickler": [("trainables.data.sources.cifar", ("_CifarUnpickler", "_DType", "_PendingArray", "_latin1", "_resolved",
+                                                                   "read_batch"))],
     "prompt insertion (deep prompts)": [("trainables.models.prompts", ("insert_prompts", "DeepPrompt"))],
     # the core added since the first study (issue #28)
     "resume planning": [("orchestrator.sweep.resume", ("read_trials", "build_record", "_continuation", "is_done"))],
@@ -156,7 +157,6 @@ EQUIVALENT = {
     "trainables.data.resize.x_pil_resize__mutmut_10": "shape[2:] and shape[-2:] are the same slice of a (B, C, H, W) batch",
     "trainables.data.resize.x_pil_resize__mutmut_18": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
     "trainables.data.resize.x_pil_resize__mutmut_29": "device None puts the matrix on the CPU: the same on a CPU (tests/gpu_check.py covers CUDA)",
-    "trainables.data.sources.cifar.x__only_empty__mutmut_10": "the empty array's dtype is replaced by the one the pickle's BUILD step sets",
     # the pieces of issue #28
     "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_17": _CELL_KEY,
     "orchestrator.sweep.schedulers.xǁPerCellASHAǁon_trial_result__mutmut_19": _CELL_KEY,

@@ -19,6 +19,7 @@ from trainables.models import backbones
 from trainables.models.clip import backbone_preprocess, class_text_features, load_clip
 from trainables.models.templates import CLIP_CIFAR_TEMPLATES, fill, template_set
 from trainables.training.config import from_dict
+from output import command_err
 
 
 def _run(trainable, config: dict) -> list[dict]:
@@ -125,7 +126,7 @@ def test_list_backbones_marks_vits_and_cached_weights(tmp_path, monkeypatch, cap
 
 def test_fetching_a_backbone_offline_names_model_tag_and_cache(capsys):
     assert main(["fetch", "--datasets", "--weights", "ViT-B-16:laion2b_s34b_b88k"]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert "ViT-B-16 'laion2b_s34b_b88k'" in err and "huggingface" in err and "fetch --weights ViT-B-16:laion2b_s34b_b88k" in err
     assert err.count("\n") == 1
     assert main(["fetch", "--datasets", "--weights", "ViT-B-16:nope"]) == 2

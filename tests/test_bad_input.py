@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from orchestrator.commands.cli import main
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +60,7 @@ def test_bad_input_row(kind, command, message, within, tmp_path, capsys, monkeyp
     start = time.monotonic()
     assert main(argv) == 2
     elapsed = time.monotonic() - start
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
     for part in message.replace("TMP", str(tmp_path)).split("..."):
         assert part.strip() in err, part

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from orchestrator.commands.cli import COMMANDS, main
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ BAD = [
 @pytest.mark.parametrize("argv,message", BAD)
 def test_bad_input_gets_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "reports_out").exists() and not (tmp_path / "none.db").exists()
 
@@ -83,7 +84,7 @@ def test_sweep_honours_orchestrator_profile_and_says_so(tmp_path, monkeypatch, c
     assert "profile full: from $ORCHESTRATOR_PROFILE" in out and "cifar10" in err
     monkeypatch.setenv("ORCHESTRATOR_PROFILE", "huge")
     assert main(["sweep", "zeroshot"]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert "$ORCHESTRATOR_PROFILE='huge' is not a profile of sweep 'zeroshot'; known: full, smoke" in err
     assert err.count("\n") == 1 and not any(tmp_path.glob("*.db"))      # one line; nothing written
 

@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.commands.cli import main
 from orchestrator.sweep.cost import asha_epochs, asha_rungs
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,7 @@ def test_dry_run_reads_a_bench_json_profile(ray_session, tmp_path, capsys):
     assert f"figures: python -m orchestrator bench --json {path}" in out
     (tmp_path / "bad.json").write_text("{}")
     assert main(["sweep", "deep", "--dry-run", "--figures", str(tmp_path / "bad.json")]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert err.count("\n") == 1 and "not a `bench --json` file" in err
 
 

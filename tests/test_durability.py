@@ -24,6 +24,7 @@ from clip_prompt_sweeps.store.runs import SUPERSEDED_TAG
 from orchestrator.commands.cli import main
 from orchestrator.sweep.plan import make_plan
 from orchestrator.sweep.resume import DONE
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, PLANNED = 4, 8          # visual smoke: 4 cells x 2 learning rates
@@ -283,7 +284,7 @@ def test_one_driver_per_sweep(data_root, tmp_path, ray_session, capsys, monkeypa
 
     # a second driver while the first runs: refused in one line, nothing touched
     assert main([*args, "--resume"]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert err.count("\n") == 1 and f"is being run by pid {driver.pid} on " in err
     now = {r.info.run_id: r.info.status for r in _children(client, parent.info.run_id)}
     assert all(now[run_id] == status or status == "RUNNING" for run_id, status in statuses.items())
@@ -316,7 +317,7 @@ def test_a_lease_from_another_host_is_honoured_until_it_is_stale(monkeypatch):
 
 def test_resume_without_an_interrupted_sweep_says_so(tmp_path, capsys):
     assert main(["sweep", "visual", "--resume", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert "no interrupted 'visual' sweep (smoke) to resume" in err and err.count("\n") == 1
     assert not (tmp_path / "m.db").exists()         # nothing written
 

@@ -17,6 +17,7 @@ from orchestrator.sweep.members import member_key
 from orchestrator.sweep.plan import make_plan
 from orchestrator.sweep.schedulers import PerCellASHA
 from orchestrator.sweep.searchers import CellSearcher
+from output import command_err
 
 # one cell's learning rates, each with its validation accuracy at epochs 1..4 (one diverges)
 CURVES = {0.1: [0.2, 0.3, 0.3, 0.35], 1.0: [0.5, 0.6, 0.7, 0.8], 10.0: [0.4, 0.45, 0.5, 0.5],
@@ -336,7 +337,7 @@ def test_a_fused_sweep_refuses_what_it_cannot_do_before_anything_is_written(tmp_
     for argv, said in ((["--fuse", "2", "--set", "compile=true"], "compile=true does not apply to fused trials"),
                        (["--fuse", "0"], "--fuse must be at least 1")):
         assert main(["sweep", "visual", *argv, "--tracking-uri", f"sqlite:///{db}"]) == 2
-        err = capsys.readouterr().err
+        err = command_err(capsys)
         assert said in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not db.exists()
 

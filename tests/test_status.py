@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.commands.cli import main
 from orchestrator.sweep.resume import DONE
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +95,7 @@ def test_status_of_a_finished_an_interrupted_and_a_running_sweep(ray_session, da
     again = capsys.readouterr().out.splitlines()      # the same block (but for the seconds since the lease)
     assert [line.split(", released")[0] for line in again] == [line.split(", released")[0] for line in blocks["visual"]]
     assert main(["status", "nope", "--tracking-uri", uri]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert err.count("\n") == 1 and "no 'nope' sweep in MLflow at " in err
 
 

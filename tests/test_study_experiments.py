@@ -14,6 +14,7 @@ from orchestrator.commands.cli import main
 from orchestrator.sweep.plan import make_plan
 from orchestrator.sweep.source_runs import attach_sources
 from trainables.data.sources.cifar import load_cifar
+from output import command_err
 
 
 def _parent(uri: str, sweep: str, where: str = ""):
@@ -177,5 +178,5 @@ def test_a_pinned_source_run_is_used_and_a_wrong_one_is_refused(study_store, dat
     capsys.readouterr()
     assert main(["sweep", "robustness", "--set", "model=resnet_fc", "--set", f"source_run={visual.info.run_id}",
                  *common]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert err.count("\n") == 1 and f"source_run={visual.info.run_id}" in err and "'finetune' sweep cell" in err

@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.commands.cli import main
 from orchestrator.sweep.plan import make_plan
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = """\
@@ -68,7 +69,7 @@ def test_a_bad_sweep_file_is_one_line_naming_the_file_key_and_line(tmp_path, cap
     path = tmp_path / "bad.toml"
     path.write_text(text)
     assert main(["sweep", str(path), "--dry-run"]) == 2
-    err = capsys.readouterr().err
+    err = command_err(capsys)
     assert err.count("\n") == 1 and str(path) in err and message in err, err
 
 

@@ -2,10 +2,14 @@
 numpy and the real archives write. The mutation run drives these."""
 from __future__ import annotations
 
+import codecs
 import contextlib
 import copyreg
 import pickle
+import struct
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ import torch
 
 from clip_prompt_sweeps.errors import UserError
 from trainables.data.sources.cifar import read_batch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # --- the CIFAR unpickler against the gadgets people use ---------------------------------------
 
@@ -117,3 +123,61 @@ def test_the_unpickler_reads_python2_strings_as_bytes_as_the_cifar_archives_hold
     # {'data': 1} as Python 2 wrote it (SHORT_BINSTRING), as in the real archives' batches
     (tmp_path / "py2").write_bytes(b"\x80\x02}q\x00U\x04dataq\x01K\x01s.")
     assert read_batch(tmp_path / "py2") == {b"data": 1}
+
+
+def _python2_batch(rows: int, dtype_state_flags: int = 0) -> bytes:
+    """{'data': uint8 rows x 3072, 'labels': [1, 2]} as Python 2's cPickle wrote the real archives:
+    strings as SHORT_BINSTRING (read back as bytes), numpy.core's _reconstruct, the pixels as one
+    string. `dtype_state_flags` is the last field of the dtype's state, 0 in every real file."""
+    def s(b: bytes) -> bytes:
+        return (b"U" + bytes([len(b)]) if len(b) < 256 else b"T" + struct.pack("<I", len(b))) + b
+    raw = bytes(range(256)) * (rows * 3072 // 256)
+    dtype = (b"cnumpy\ndtype\n" + s(b"u1") + b"\x89\x88\x87R(K\x03" + s(b"|")
+             + b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xff" + b"J" + struct.pack("<i", dtype_state_flags) + b"tb")
+    array = (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85" + s(b"b") + b"\x87R"
+             + b"(K\x01" + b"J" + struct.pack("<i", rows) + b"M\x00\x0c\x86" + dtype + b"\x89" + s(raw) + b"tb")
+    return b"\x80\x02}(" + s(b"data") + array + s(b"labels") + b"](K\x01K\x02eu."
+
+
+def test_the_unpickler_reads_a_batch_as_python2_numpy_wrote_the_real_archives(tmp_path):
+    (tmp_path / "b").write_bytes(_python2_batch(2))
+    batch = read_batch(tmp_path / "b")
+    assert batch[b"labels"] == [1, 2] and type(batch[b"data"]) is np.ndarray
+    assert batch[b"data"].dtype.str == "|u1" and batch[b"data"].shape == (2, 3072)
+    assert batch[b"data"].ravel().tolist() == list(range(256)) * 24
+
+
+@pytest.mark.parametrize("flags", [1, 0x3F])
+def test_a_dtype_state_that_says_pixels_are_objects_is_refused(tmp_path, flags):
+    """numpy's own dtype.__setstate__ takes these flags (1: an item holds an object reference)
+    and then reads pixel bytes as object pointers: freeing the array raised "Internal error,
+    `get_clear_loop` not set for the DType 'uint8'" in a CI run, and 0x3F broke the interpreter.
+    Run in a child process, so that a reader that admits it cannot take the test run with it."""
+    (tmp_path / "b").write_bytes(_python2_batch(2, flags))
+    child = subprocess.run(
+        [sys.executable, "-c", "import sys\nfrom trainables.data.sources.cifar import read_batch\n"
+         "from clip_prompt_sweeps.errors import UserError\n"
+         "try:\n    read_batch(__import__('pathlib').Path(sys.argv[1]))\nexcept UserError as e:\n    print(e)\n",
+         str(tmp_path / "b")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert child.returncode == 0 and child.stderr == "", child.stderr
+    assert "is not a valid CIFAR batch (a dtype state that is not a plain number's)" in child.stdout
+
+
+@pytest.mark.parametrize("payload,said", [
+    (lambda: _Call(codecs.encode, "ab", "hex"), "_codecs.encode with 'hex' is not part of a CIFAR batch"),
+    (lambda: _Call(np.dtype, "O"), "dtype 'O' is not one a CIFAR batch holds"),
+    (lambda: _Call(np.dtype, "V8"), "dtype 'V8' is not one a CIFAR batch holds"),
+    (lambda: _Call(np.ndarray, (10**6,)), "a call of numpy.ndarray is not how a CIFAR batch makes an array"),
+    (lambda: np.dtype("u1"), "a dtype or an array type outside an array"),
+    (lambda: np.array([1, "x"], dtype=object), "dtype 'O8' is not one a CIFAR batch holds"),
+    (lambda: np.zeros((2, 2), np.uint8), None),
+])
+def test_only_plain_arrays_and_latin1_bytes_are_built(tmp_path, payload, said):
+    """The other ways a file could make numpy or a codec do more than a CIFAR batch needs."""
+    (tmp_path / "b").write_bytes(pickle.dumps({b"data": payload()}, protocol=2))
+    if said is None:
+        assert read_batch(tmp_path / "b")[b"data"].tolist() == [[0, 0], [0, 0]]
+        return
+    with pytest.raises(UserError, match="is not a valid CIFAR batch") as err:
+        read_batch(tmp_path / "b")
+    assert said in str(err.value)

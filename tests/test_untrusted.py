@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import shutil
 import socket
 import sqlite3
@@ -22,18 +21,13 @@ from clip_prompt_sweeps.errors import UserError
 from orchestrator.commands.cli import main
 from reports.html import _cells, to_html
 from trainables.data.sources.cifar import ARCHIVES, load_cifar
+from output import command_err
 
 HOSTNAME = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").is_file() else socket.gethostname()
 
 
-RAY_WORKER_LOG = re.compile(r"^(\x1b\[\d+m)?\(\w+ pid=\d+")   # "(visual_prompt pid=6426) ...": an actor's own log
-
-
 def _one_line_error(capsys, *parts: str) -> str:
-    # Ray forwards what its idle actors print (at their exit too) to the driver's stderr; the
-    # command's own output is the rest
-    err = "".join(line for line in capsys.readouterr().err.splitlines(keepends=True)
-                  if not RAY_WORKER_LOG.match(line))
+    err = command_err(capsys)
     assert err.count("\n") == 1 and "Traceback" not in err, err
     for part in parts:
         assert part in err, err

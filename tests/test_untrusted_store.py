@@ -22,13 +22,14 @@ from mlflow.tracking import MlflowClient
 
 from clip_prompt_sweeps.errors import UserError
 from orchestrator.commands.cli import main
+from output import command_err
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _one_line(capsys, *parts: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if not line.startswith("(")]     # Ray actors' own logs
+    err = command_err(capsys)
+    lines = err.splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     for part in parts:
         assert part in lines[0], lines[0]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -76,34 +78,111 @@ def image_counts(name: str, kind: str) -> tuple[int, int]:
 
 # --- safe reading -----------------------------------------------------------------------------
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    # protocol-2 pickles written by Python 3 encode bytes through _codecs.encode
-    ("_codecs", "encode"),
-}
 ROW_BYTES = 3 * 32 * 32
 _SLACK = 4 << 20            # file names, labels and pickle framing beside the pixels
 _META_BYTES = 1 << 20
+_PLAIN_NUMBERS = re.compile(r"[iu][1248]|f[48]|b1")     # the dtypes a batch's arrays may hold
+_DTYPE_STATE_TAIL = (None, None, None, -1, -1, 0)      # what numpy pickles for such a dtype
 
 
-def _only_empty(reconstruct):
-    """numpy's _reconstruct, which a pickle calls to make an empty array before filling it from
-    bytes in the file. With any other shape it would allocate what the file asks for (a 217-byte
-    file can ask for 931 GiB), so only the empty start a real pickle uses is admitted."""
-    def empty(subtype, shape, dtype):
-        if subtype is not np.ndarray or not isinstance(shape, tuple) or shape != (0,):
+def _text(value) -> str | None:
+    """A pickled string, as Python 3 (str) or Python 2 (bytes, the real archives) wrote it."""
+    return value.decode("latin1") if isinstance(value, bytes) else value if isinstance(value, str) else None
+
+
+class _DType:
+    """What a pickle's `numpy.dtype(name, align, copy)` and its state make: a plain numeric dtype.
+
+    numpy's own dtype.__setstate__ takes any flags, and flags that say an item holds Python
+    objects make numpy treat a uint8 array's pixel bytes as object pointers (a crafted file
+    crashes the reader, or worse: found by tests/test_fuzz.py). So the dtype is built here from
+    its name and byte order alone, and only from the state numpy itself writes."""
+
+    def __init__(self, name=None, align=False, copy=True, *rest):
+        name = _text(name)
+        if name is None or rest or not _PLAIN_NUMBERS.fullmatch(name):
+            raise pickle.UnpicklingError(f"dtype {name!r} is not one a CIFAR batch holds")
+        self.name, self.dtype = name, None
+
+    def __setstate__(self, state):
+        order = _text(state[1]) if isinstance(state, tuple) and len(state) == 8 else None
+        if order not in ("|", "<", ">") or state[0] != 3 or state[2:] != _DTYPE_STATE_TAIL:
+            raise pickle.UnpicklingError("a dtype state that is not a plain number's")
+        self.dtype = np.dtype(self.name).newbyteorder(order)
+
+
+class _NDArray:
+    """`numpy.ndarray` as a pickle names it: only the type _reconstruct is asked to start, never
+    called (numpy.ndarray(shape) would allocate whatever the file asks for)."""
+
+    def __new__(cls, *args):
+        raise pickle.UnpicklingError("a call of numpy.ndarray is not how a CIFAR batch makes an array")
+
+
+class _PendingArray:
+    """What a pickle's `_reconstruct(ndarray, (0,), 'b')` and its state make: the array is built
+    by `_resolved` once the state is checked, from bytes the file holds, never through numpy's
+    own __setstate__ (which would take the dtype and the shape on trust)."""
+
+    def __init__(self, subtype=None, shape=None, dtype=None, *rest):
+        # only the empty start a real pickle uses: any other shape would be allocated as asked
+        # (a 217-byte file can ask for 931 GiB)
+        if subtype is not _NDArray or not isinstance(shape, tuple) or shape != (0,) or rest:
             raise pickle.UnpicklingError(f"an array of shape {shape!r} is not how a CIFAR batch starts one")
-        return reconstruct(subtype, shape, dtype)
-    return empty
+        self.array = None
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1):
+            raise pickle.UnpicklingError("an array state that is not numpy's")
+        _, shape, dtype, fortran, raw = state
+        if not (isinstance(shape, tuple) and len(shape) <= 4
+                and all(type(n) is int and n >= 0 for n in shape)):
+            raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+        if not isinstance(dtype, _DType) or dtype.dtype is None or type(fortran) is not bool:
+            raise pickle.UnpicklingError("an array whose dtype is not a plain number's")
+        if not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.dtype.itemsize:
+            raise pickle.UnpicklingError(f"an array of shape {shape} whose data is not its size")
+        self.array = np.frombuffer(raw, dtype.dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+
+def _latin1(text, encoding):
+    """_codecs.encode, as Python 3 pickles bytes at protocol 2: latin1 only (another codec,
+    'hex' say, repeated, would double a small string each time)."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is not part of a CIFAR batch")
+    return text.encode("latin1")
+
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _PendingArray,
+    ("numpy._core.multiarray", "_reconstruct"): _PendingArray,
+    ("numpy", "ndarray"): _NDArray, ("numpy", "dtype"): _DType,
+    ("_codecs", "encode"): _latin1,
+}
 
 
 class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) not in _ALLOWED_GLOBALS:
             raise pickle.UnpicklingError(f"global '{module}.{name}' is not part of a CIFAR batch")
-        found = super().find_class(module, name)
-        return _only_empty(found) if name == "_reconstruct" else found
+        return _ALLOWED_GLOBALS[module, name]
+
+
+def _resolved(value, depth: int = 0):
+    """The unpickled value with each checked array in place of its pending one, in the dict and
+    the lists in it, where a CIFAR batch holds its arrays (anything deeper is left as it is: the
+    checks of the batch's structure refuse it, and a pending array is an inert object)."""
+    if isinstance(value, _PendingArray):
+        if value.array is None:
+            raise pickle.UnpicklingError("an array without its data")
+        return value.array
+    if isinstance(value, _DType) or value is _NDArray:
+        raise pickle.UnpicklingError("a dtype or an array type outside an array")
+    if depth < 2 and isinstance(value, dict):
+        return {k: _resolved(v, depth + 1) for k, v in value.items()}
+    if depth < 2 and isinstance(value, list):
+        return [_resolved(v, depth + 1) for v in value]
+    return value
 
 
 def read_batch(path: Path, max_bytes: int = 50_000 * ROW_BYTES + _SLACK) -> dict:
@@ -116,7 +195,7 @@ def read_batch(path: Path, max_bytes: int = 50_000 * ROW_BYTES + _SLACK) -> dict
                         f"{max_bytes:,}); {fix}")
     try:
         with open(path, "rb") as f:
-            batch = _CifarUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+            batch = _resolved(_CifarUnpickler(io.BytesIO(f.read()), encoding="bytes").load())
     except (Exception, MemoryError) as err:  # noqa: BLE001 - decoding untrusted bytes: numpy's own parsers
         # answer corrupt states with SystemError, SyntaxError, ... (found by tests/test_fuzz.py)
         raise UserError(f"{path} is not a valid CIFAR batch ({err}); {fix}") from None
