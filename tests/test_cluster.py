@@ -384,3 +384,51 @@ def test_setup_installs_the_project_again_only_when_its_pyproject_or_place_chang
     _setup_in(tmp_path)
     assert _run_setup(repo, venv, tmp_path).returncode == 0 and pips() == 9
     assert "node set up: venv" in _run_setup(repo, venv, tmp_path).stdout and pips() == 9
+
+
+_SLOW_SERVER = '''#!{python}
+# `mlflow server ...` as a loaded head runs it: {mode} ("exit": it fails at once; a number: it
+# answers /health after that many seconds)
+import sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+if "{mode}" == "exit":
+    sys.exit(1)
+time.sleep(float("{mode}"))
+class Health(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"OK")
+HTTPServer(("127.0.0.1", 5000), Health).serve_forever()
+'''
+
+
+def _head_sh(tmp_path: Path, mode: str, timeout: int) -> subprocess.CompletedProcess:
+    """head.sh in a network namespace of its own (its own 127.0.0.1:5000), with an `mlflow` that
+    starts as `mode` says, as the first on the PATH its env file sets."""
+    fake = tmp_path / "bin"
+    fake.mkdir(exist_ok=True)
+    (fake / "mlflow").write_text(_SLOW_SERVER.format(python=sys.executable, mode=mode))
+    (fake / "mlflow").chmod(0o755)
+    (tmp_path / ".clip-prompt-sweeps.env").write_text(f"export PATH={fake}:{Path(sys.executable).parent}:$PATH\n")
+    store = tmp_path / f"store-{mode}"
+    script = (f"ip link set lo up; bash {ROOT / 'clusters/node/head.sh'} --artifacts file://{tmp_path}/art "
+              f"--store {store}; status=$?; kill $(cat {store}/server.pid) 2>/dev/null; exit $status")
+    env = {**os.environ, "HOME": str(tmp_path), "MLFLOW_START_TIMEOUT": str(timeout)}
+    return subprocess.run(["unshare", "-n", "bash", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=timeout + 60)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a network namespace needs root")
+def test_head_sh_waits_for_a_slow_mlflow_server_and_stops_at_one_that_exits(tmp_path):
+    """A loaded head took 40 s to start the server's workers, and head.sh gave up on it (run 11 of
+    docs/testing.md). It now waits while the server lives, up to $MLFLOW_START_TIMEOUT; a server
+    that exits is named at once, and one that never answers at the bound."""
+    started = time.monotonic()
+    slow = _head_sh(tmp_path, "4", timeout=60)
+    assert slow.returncode == 0 and "MLflow server on http://127.0.0.1:5000" in slow.stdout, slow.stderr
+    assert time.monotonic() - started >= 4
+    started = time.monotonic()
+    gone = _head_sh(tmp_path, "exit", timeout=60)
+    assert gone.returncode == 1 and gone.stderr.startswith("head.sh: the MLflow server exited; see "), gone.stderr
+    assert time.monotonic() - started < 30            # not the 60 s bound: it saw the server go
+    never = _head_sh(tmp_path, "3600", timeout=3)
+    assert never.returncode == 1 and "did not answer within 3 s" in never.stderr, never.stderr

@@ -10,6 +10,7 @@
 #     --database   the server's database instead of SQLite: postgresql://USER@HOST:PORT/DB, the
 #                  store MLflow recommends for a server that several sweeps or users write at once
 #                  (docs/clusters.md, "Which MLflow store"). The password goes in ~/.pgpass, never here.
+#   $MLFLOW_START_TIMEOUT  seconds to wait for the server to answer (default 300)
 set -euo pipefail
 STORE="$HOME/mlflow"
 ARTIFACTS=""
@@ -37,9 +38,17 @@ mkdir -p "$STORE"
 if ! answers; then
     nohup mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "$DATABASE" \
         --artifacts-destination "$ARTIFACTS" > "$STORE/server.log" 2>&1 < /dev/null &
-    echo "$!" > "$STORE/server.pid"
-    for _ in $(seq 90); do answers && break; sleep 1; done
-    answers || { echo "head.sh: the MLflow server did not start; see $STORE/server.log" >&2; exit 1; }
+    SERVER=$!
+    echo "$SERVER" > "$STORE/server.pid"
+    # A busy head can take a minute to start the server's four workers (40 s seen under a loaded
+    # test run): wait for as long as the server lives, up to a bound; one that exits says so at once.
+    DEADLINE=$((SECONDS + ${MLFLOW_START_TIMEOUT:-300}))
+    until answers; do
+        kill -0 "$SERVER" 2>/dev/null || { echo "head.sh: the MLflow server exited; see $STORE/server.log" >&2; exit 1; }
+        [ "$SECONDS" -lt "$DEADLINE" ] || {
+            echo "head.sh: the MLflow server did not answer within ${MLFLOW_START_TIMEOUT:-300} s; see $STORE/server.log" >&2; exit 1; }
+        sleep 1
+    done
 fi
 grep -q MLFLOW_TRACKING_URI "$ENV_FILE" || echo 'export MLFLOW_TRACKING_URI=http://127.0.0.1:5000' >> "$ENV_FILE"
 # `python -m orchestrator sweep NAME` on the head runs the study; the laptop default stays smoke
