@@ -25,7 +25,8 @@ def start_mlflow(folder: Path, port: int, db: str = "server.db", backend: str | 
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", backend or f"sqlite:///{folder}/{db}",
          "--artifacts-destination", str(folder / "artifacts"), "--workers", str(workers)],
-        stdout=(folder / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True)
+        stdout=(folder / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})     # as clusters/node/head.sh runs it
     deadline = time.time() + 120
     while True:
         try:

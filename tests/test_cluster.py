@@ -389,8 +389,9 @@ def test_setup_installs_the_project_again_only_when_its_pyproject_or_place_chang
 _SLOW_SERVER = '''#!{python}
 # `mlflow server ...` as a loaded head runs it: {mode} ("exit": it fails at once; a number: it
 # answers /health after that many seconds)
-import sys, time
+import os, sys, time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+open("{seen}", "w").write(os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "unset"))
 if "{mode}" == "exit":
     sys.exit(1)
 time.sleep(float("{mode}"))
@@ -401,18 +402,18 @@ HTTPServer(("127.0.0.1", 5000), Health).serve_forever()
 '''
 
 
-def _head_sh(tmp_path: Path, mode: str, timeout: int) -> subprocess.CompletedProcess:
+def _head_sh(tmp_path: Path, mode: str, timeout: int, env: dict | None = None) -> subprocess.CompletedProcess:
     """head.sh in a network namespace of its own (its own 127.0.0.1:5000), with an `mlflow` that
     starts as `mode` says, as the first on the PATH its env file sets."""
     fake = tmp_path / "bin"
     fake.mkdir(exist_ok=True)
-    (fake / "mlflow").write_text(_SLOW_SERVER.format(python=sys.executable, mode=mode))
+    (fake / "mlflow").write_text(_SLOW_SERVER.format(python=sys.executable, mode=mode, seen=tmp_path / "jobs"))
     (fake / "mlflow").chmod(0o755)
     (tmp_path / ".clip-prompt-sweeps.env").write_text(f"export PATH={fake}:{Path(sys.executable).parent}:$PATH\n")
     store = tmp_path / f"store-{mode}"
     script = (f"ip link set lo up; bash {ROOT / 'clusters/node/head.sh'} --artifacts file://{tmp_path}/art "
               f"--store {store}; status=$?; kill $(cat {store}/server.pid) 2>/dev/null; exit $status")
-    env = {**os.environ, "HOME": str(tmp_path), "MLFLOW_START_TIMEOUT": str(timeout)}
+    env = {**os.environ, "HOME": str(tmp_path), "MLFLOW_START_TIMEOUT": str(timeout), **(env or {})}
     return subprocess.run(["unshare", "-n", "bash", "-c", script], env=env, capture_output=True, text=True,
                           timeout=timeout + 60)
 
@@ -421,11 +422,15 @@ def _head_sh(tmp_path: Path, mode: str, timeout: int) -> subprocess.CompletedPro
 def test_head_sh_waits_for_a_slow_mlflow_server_and_stops_at_one_that_exits(tmp_path):
     """A loaded head took 40 s to start the server's workers, and head.sh gave up on it (run 11 of
     docs/testing.md). It now waits while the server lives, up to $MLFLOW_START_TIMEOUT; a server
-    that exits is named at once, and one that never answers at the bound."""
+    that exits is named at once, and one that never answers at the bound. It starts the server
+    without MLflow's GenAI job runner unless asked."""
     started = time.monotonic()
     slow = _head_sh(tmp_path, "4", timeout=60)
     assert slow.returncode == 0 and "MLflow server on http://127.0.0.1:5000" in slow.stdout, slow.stderr
     assert time.monotonic() - started >= 4
+    assert (tmp_path / "jobs").read_text() == "false"  # no GenAI job runner beside a sweep's server...
+    _head_sh(tmp_path, "0", timeout=60, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert (tmp_path / "jobs").read_text() == "true"   # ...unless the user asks for one
     started = time.monotonic()
     gone = _head_sh(tmp_path, "exit", timeout=60)
     assert gone.returncode == 1 and gone.stderr.startswith("head.sh: the MLflow server exited; see "), gone.stderr

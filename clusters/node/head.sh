@@ -11,6 +11,7 @@
 #                  store MLflow recommends for a server that several sweeps or users write at once
 #                  (docs/clusters.md, "Which MLflow store"). The password goes in ~/.pgpass, never here.
 #   $MLFLOW_START_TIMEOUT  seconds to wait for the server to answer (default 300)
+#   $MLFLOW_SERVER_ENABLE_JOB_EXECUTION  MLflow's GenAI job runner beside the server (default false)
 set -euo pipefail
 STORE="$HOME/mlflow"
 ARTIFACTS=""
@@ -36,6 +37,9 @@ case "$DATABASE" in
 esac
 mkdir -p "$STORE"
 if ! answers; then
+    # MLflow starts a GenAI job runner beside a server by default (3.18: six more processes, each
+    # importing MLflow, polling while the server lives); a sweep's tracking server runs no jobs.
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}" \
     nohup mlflow server --host 127.0.0.1 --port 5000 --backend-store-uri "$DATABASE" \
         --artifacts-destination "$ARTIFACTS" > "$STORE/server.log" 2>&1 < /dev/null &
     SERVER=$!
