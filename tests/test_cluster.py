@@ -429,8 +429,8 @@ def test_head_sh_waits_for_a_slow_mlflow_server_and_stops_at_one_that_exits(tmp_
     assert slow.returncode == 0 and "MLflow server on http://127.0.0.1:5000" in slow.stdout, slow.stderr
     assert time.monotonic() - started >= 4
     assert (tmp_path / "jobs").read_text() == "false"  # no GenAI job runner beside a sweep's server...
-    _head_sh(tmp_path, "0", timeout=60, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
-    assert (tmp_path / "jobs").read_text() == "true"   # ...unless the user asks for one
+    asked = _head_sh(tmp_path, "0", timeout=60, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true"})
+    assert asked.returncode == 0 and (tmp_path / "jobs").read_text() == "true", asked.stderr   # ...unless asked
     started = time.monotonic()
     gone = _head_sh(tmp_path, "exit", timeout=60)
     assert gone.returncode == 1 and gone.stderr.startswith("head.sh: the MLflow server exited; see "), gone.stderr

@@ -12,6 +12,7 @@ import json
 import math
 import pickle
 import re
+import reprlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ _PLAIN_NUMBERS = re.compile(r"[iu][1248]|f[48]|b1")     # the dtypes a batch's a
 _DTYPE_STATE_TAIL = (None, None, None, -1, -1, 0)      # what numpy pickles for such a dtype
 
 
+def _shown(value) -> str:
+    """A value from the file, as an error line shows it: escaped and short (reprlib's limits), as a
+    crafted file can make it megabytes long."""
+    return reprlib.repr(value)
+
+
 def _text(value) -> str | None:
     """A pickled string, as Python 3 (str) or Python 2 (bytes, the real archives) wrote it."""
     return value.decode("latin1") if isinstance(value, bytes) else value if isinstance(value, str) else None
@@ -101,7 +108,7 @@ class _DType:
     def __init__(self, name=None, align=False, copy=True, *rest):
         name = _text(name)
         if name is None or rest or not _PLAIN_NUMBERS.fullmatch(name):
-            raise pickle.UnpicklingError(f"dtype {name!r} is not one a CIFAR batch holds")
+            raise pickle.UnpicklingError(f"dtype {_shown(name)} is not one a CIFAR batch holds")
         self.name, self.dtype = name, None
 
     def __setstate__(self, state):
@@ -128,7 +135,7 @@ class _PendingArray:
         # only the empty start a real pickle uses: any other shape would be allocated as asked
         # (a 217-byte file can ask for 931 GiB)
         if subtype is not _NDArray or not isinstance(shape, tuple) or shape != (0,) or rest:
-            raise pickle.UnpicklingError(f"an array of shape {shape!r} is not how a CIFAR batch starts one")
+            raise pickle.UnpicklingError(f"an array of shape {_shown(shape)} is not how a CIFAR batch starts one")
         self.array = None
 
     def __setstate__(self, state):
@@ -137,7 +144,7 @@ class _PendingArray:
         _, shape, dtype, fortran, raw = state
         if not (isinstance(shape, tuple) and len(shape) <= 4
                 and all(type(n) is int and n >= 0 for n in shape)):
-            raise pickle.UnpicklingError(f"an array of shape {shape!r}")
+            raise pickle.UnpicklingError(f"an array of shape {_shown(shape)}")
         if not isinstance(dtype, _DType) or dtype.dtype is None or type(fortran) is not bool:
             raise pickle.UnpicklingError("an array whose dtype is not a plain number's")
         if not isinstance(raw, bytes) or len(raw) != math.prod(shape) * dtype.dtype.itemsize:
@@ -149,7 +156,7 @@ def _latin1(text, encoding):
     """_codecs.encode, as Python 3 pickles bytes at protocol 2: latin1 only (another codec,
     'hex' say, repeated, would double a small string each time)."""
     if not isinstance(text, str) or encoding != "latin1":
-        raise pickle.UnpicklingError(f"_codecs.encode with {encoding!r} is not part of a CIFAR batch")
+        raise pickle.UnpicklingError(f"_codecs.encode with {_shown(encoding)} is not part of a CIFAR batch")
     return text.encode("latin1")
 
 
